@@ -1,0 +1,49 @@
+# The whole setup on a fresh Debian machine with Python 3.11: `make run`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway
+
+.PHONY: run test lint bench install install-test system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test system-deps
+
+# Real Prometheus, Alertmanager, Pushgateway and promtool for the integration tests and bench.
+system-deps:
+	@missing=""; for b in prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway; do \
+		command -v $$b >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+
+run: install
+	$(BIN)/flext-observability serve $(if $(CONFIG),--config $(CONFIG),)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+
+test: install-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/pytest -q
+
+bench: install-test
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .flext-observability .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from flext_observability.cli import main
+
+raise SystemExit(main())

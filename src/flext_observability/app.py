@@ -1,0 +1,159 @@
+"""`create_app(config)`: builds the collector's parts and the HTTP app; nothing at import time.
+
+Start order is downstream first (queue, then consumers and exporters, then receivers);
+shutdown is upstream first, so that every stage can drain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from flext_observability.config import Config
+from flext_observability.exporters.alertmanager.state import AlertState
+from flext_observability.exporters.prometheus.exporter import PrometheusExporter
+from flext_observability.exporters.prometheus.store import MetricStore
+from flext_observability.health.tracker import HealthTracker
+from flext_observability.models.native import Alert, HealthReport, Metric, Span
+from flext_observability.pipeline.consumer import LocalConsumer
+from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
+from flext_observability.receivers.native import NativeReceiver, build_router
+from flext_observability.telemetry import SelfTelemetry
+
+log = logging.getLogger(__name__)
+
+
+def build_queue(config: Config) -> Queue:
+    q = config.queue
+    if q.kind == "memory":
+        return MemoryQueue(q.max_items, q.max_bytes, q.retry_after_seconds)
+    return SqliteQueue(q.path, q.max_items, q.max_bytes, q.retry_after_seconds)
+
+
+class Collector:
+    """Every part of the running daemon, wired from the config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.queue = build_queue(config)
+        self.telemetry = SelfTelemetry(self.registry, self.queue)
+        prom = config.exporters.prometheus
+        self.store = MetricStore(prom.max_series, prom.max_series_per_metric, prom.metric_expiration)
+        self.registry.register(self.store)
+        self.prometheus = PrometheusExporter(self.store, self.telemetry)
+        self.health = HealthTracker(config.health.default_ttl_seconds)
+        self.registry.register(self.health)
+        self.alerts = AlertState()
+        self.consumers = [
+            LocalConsumer(self.queue, "prometheus", [Signal.METRICS], self.prometheus.handle,
+                          self.telemetry),
+            LocalConsumer(self.queue, "health", [Signal.HEALTH], self.health.handle,
+                          self.telemetry),
+            LocalConsumer(self.queue, "alerts", [Signal.ALERTS], self.alerts.handle,
+                          self.telemetry),
+        ]
+        self.native = NativeReceiver(
+            self.queue.put,
+            self.telemetry,
+            config.server.max_body_bytes,
+            config.server.max_items_per_request,
+            self.prometheus.admit,
+        )
+
+    async def start(self) -> None:
+        await self.queue.start()
+        for consumer in self.consumers:
+            await consumer.start()
+        if not self.queue.consumed(Signal.SPANS) or not self.config.exporters.jaeger.endpoint:
+            log.info("no span exporter configured: spans stay in the queue until one is")
+
+    async def shutdown(self) -> None:
+        for consumer in self.consumers:
+            await consumer.shutdown()
+        await self.queue.shutdown()
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready = self.queue.writable()
+        exporters = {c.name: "running" for c in self.consumers}
+        return ready, {
+            "ready": ready,
+            "queue": {
+                "writable": ready,
+                "items": self.queue.total_items,
+                "capacity_items": self.queue.max_items,
+            },
+            "exporters": exporters,
+        }
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (Metric, Span, Alert, HealthReport):
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model_schema.pop("$defs", {}))
+            components[model.__name__] = model_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(config: Config) -> FastAPI:
+    collector = Collector(config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await collector.start()
+        log.info(
+            "collector started http=%s:%d queue=%s",
+            config.server.host, config.server.http_port, config.queue.kind,
+        )
+        try:
+            yield
+        finally:
+            await collector.shutdown()
+            log.info("collector stopped")
+
+    app = FastAPI(title="flext-observability", version="0.1.0", lifespan=lifespan)
+    app.state.collector = collector
+    app.include_router(build_router(collector.native))
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(collector.registry), media_type=content_type)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        ready, body = collector.readiness()
+        return _json(body, 200 if ready else 503)
+
+    @app.get("/api/v1/alerts", tags=["native"])
+    async def list_alerts() -> Response:
+        return _json({"alerts": collector.alerts.snapshot()})
+
+    @app.get("/api/v1/health", tags=["native"])
+    async def list_health() -> Response:
+        return _json({"services": collector.health.snapshot()})
+
+    return app

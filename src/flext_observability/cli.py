@@ -1,0 +1,161 @@
+"""The `flext-observability` command: serve, check-config, send. The only place that exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from flext_observability.config import ConfigError, load_config
+
+log = logging.getLogger("flext_observability")
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
+SEND_ROUTES = {"metric": "metrics", "span": "spans", "alert": "alerts", "health": "health"}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flext_observability.logs import configure_logging
+
+    configure_logging(args.log_format, args.log_level)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from flext_observability.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config),
+            host=config.server.host,
+            port=config.server.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=30,
+        )
+    )
+    server.run()
+    return 0 if server.started else 1
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        load_config(args.file)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line)
+        return 2
+    print(f"{args.file}: valid")
+    return 0
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+_JSON_FIELDS = frozenset(
+    {"value", "buckets", "timestamp", "start_time", "end_time", "ttl_seconds", "starts_at",
+     "ends_at", "status", "events"}
+)
+
+
+def build_item(pairs: list[str]) -> dict[str, Any]:
+    """`key=value` pairs; `section.key=value` nests one level (`labels.code=200`).
+
+    Numbers, times and objects are read as JSON where the field takes them; names, labels and
+    annotations stay strings.
+    """
+    item: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"'{pair}' is not key=value")
+        section, dot, leaf = key.partition(".")
+        if dot:
+            parsed = _parse_value(value) if section in ("attributes", "checks") else value
+            item.setdefault(section, {})[leaf] = parsed
+        else:
+            item[key] = _parse_value(value) if key in _JSON_FIELDS else value
+    return item
+
+
+def _send(args: argparse.Namespace) -> int:
+    import httpx
+
+    try:
+        item = orjson.loads(args.json) if args.json else build_item(args.fields)
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        print(f"send: {exc}", file=sys.stderr)
+        return 2
+    headers = {"Content-Type": "application/json"}
+    token = args.token or os.environ.get("FLEXT_OBS_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    url = f"{args.endpoint.rstrip('/')}/api/v1/{SEND_ROUTES[args.kind]}"
+    try:
+        answer = httpx.post(url, content=orjson.dumps(item), headers=headers, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"send: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if answer.status_code == 202:
+        print(f"accepted: {answer.json()['accepted']}")
+        return 0
+    try:
+        errors = answer.json().get("errors", [])
+    except ValueError:
+        errors = []
+    print(f"refused: HTTP {answer.status_code}", file=sys.stderr)
+    for error in errors:
+        where = error.get("field") or "(body)"
+        print(f"  {where}: {error.get('message')}", file=sys.stderr)
+    return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="flext-observability", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the collector in the foreground")
+    serve.add_argument("--config", type=Path, help="YAML config file (defaults apply without)")
+    serve.add_argument("--log-format", choices=["text", "json"], default="text")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", type=Path)
+    check.set_defaults(run=_check_config)
+
+    send = commands.add_parser(
+        "send",
+        help="post one item to a running collector",
+        description="Fields as key=value (labels.k=v, annotations.k=v, attributes.k=v nest), "
+        "or the whole item with --json. Example: send metric name=jobs_done type=counter "
+        "value=1 service=cron labels.queue=default",
+    )
+    send.add_argument("kind", choices=sorted(SEND_ROUTES))
+    send.add_argument("fields", nargs="*", metavar="key=value")
+    send.add_argument("--json", help="the item as a JSON object (instead of key=value fields)")
+    send.add_argument("--endpoint", default=os.environ.get("FLEXT_OBS_ENDPOINT", DEFAULT_ENDPOINT))
+    send.add_argument("--token", help="bearer token (default: $FLEXT_OBS_TOKEN)")
+    send.add_argument("--timeout", type=float, default=10.0)
+    send.set_defaults(run=_send)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.run(args))

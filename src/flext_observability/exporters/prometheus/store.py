@@ -1,0 +1,269 @@
+"""In-memory aggregation of ingested metrics, served on /metrics by a custom collector.
+
+Series are kept in plain dicts keyed by the sorted label tuple; the prometheus_client
+families are built only at scrape time. Counters add increments, gauges take the last
+value, histograms observe into buckets. Series not updated for `expiration` seconds
+disappear at the next scrape.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import Metric
+from prometheus_client.utils import floatToGoString
+
+from flext_observability.exporters.prometheus.naming import label_name, native_metric_name
+
+LabelKey = tuple[tuple[str, str], ...]
+
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_INF = float("inf")
+
+
+class SeriesRejected(Exception):
+    """A metric that the store will not take: a type conflict or a series limit."""
+
+    def __init__(self, metric: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.metric = metric
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(slots=True)
+class Scalar:
+    value: float
+    updated: float
+
+
+@dataclass(slots=True)
+class Histogram:
+    bounds: tuple[float, ...]
+    counts: list[float]
+    sum: float = 0.0
+    count: float = 0.0
+    updated: float = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+@dataclass(slots=True)
+class Family:
+    name: str
+    kind: str
+    help: str
+    unit: str = ""
+    series: dict[LabelKey, Scalar | Histogram] = field(default_factory=dict)
+
+
+class MetricStore:
+    """The aggregated series of every ingested metric, with the series limits."""
+
+    def __init__(
+        self,
+        max_series: int,
+        max_series_per_metric: int,
+        expiration: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_series = max_series
+        self.max_series_per_metric = max_series_per_metric
+        self.expiration = expiration
+        self._clock = clock
+        self.families: dict[str, Family] = {}
+        self._series_count = 0
+        self._names: dict[str, str] = {}
+
+    @property
+    def series_count(self) -> int:
+        return self._series_count
+
+    def family_name(self, name: str, kind: str) -> str:
+        """Exposition name of a native metric: dotted names translated, `_total` kept off."""
+        cache_key = f"{kind}\0{name}"
+        cached = self._names.get(cache_key)
+        if cached is None:
+            cached = native_metric_name(name)
+            if kind == "counter" and cached.endswith("_total"):
+                cached = cached[: -len("_total")]
+            self._names[cache_key] = cached
+        return cached
+
+    def family(self, name: str, kind: str, help_text: str = "", unit: str = "") -> Family:
+        """The family for name, created on first use; a different kind is refused."""
+        found = self.families.get(name)
+        if found is None:
+            found = self.families[name] = Family(name, kind, help_text, unit)
+        elif found.kind != kind:
+            raise SeriesRejected(
+                name, "type_conflict", f"metric '{name}' is a {found.kind}, not a {kind}"
+            )
+        elif help_text and not found.help:
+            found.help = help_text
+        return found
+
+    def check_new_series(self, wanted: dict[str, set[LabelKey]]) -> None:
+        """Refuse a request whose new series would pass the total or per-metric limit."""
+        new_total = 0
+        for name, keys in wanted.items():
+            existing = self.families.get(name)
+            present = existing.series if existing is not None else {}
+            new = sum(1 for key in keys if key not in present)
+            if len(present) + new > self.max_series_per_metric:
+                raise SeriesRejected(
+                    name,
+                    "series_limit",
+                    f"metric '{name}' would have more than "
+                    f"exporters.prometheus.max_series_per_metric={self.max_series_per_metric} "
+                    "series",
+                )
+            new_total += new
+        if self._series_count + new_total > self.max_series:
+            raise SeriesRejected(
+                next(iter(wanted), ""),
+                "series_limit",
+                f"the collector would hold more than exporters.prometheus.max_series="
+                f"{self.max_series} series",
+            )
+
+    def could_pass_limits(self, new_series: int) -> bool:
+        """Cheap pre-check: could a request with at most new_series new series pass a limit?"""
+        if self._series_count + new_series > self.max_series:
+            return True
+        return any(
+            len(f.series) + new_series > self.max_series_per_metric for f in self.families.values()
+        )
+
+    def _new_series(self, family: Family, key: LabelKey) -> bool:
+        if (
+            self._series_count >= self.max_series
+            or len(family.series) >= self.max_series_per_metric
+        ):
+            return False
+        self._series_count += 1
+        return True
+
+    def add(self, family: Family, key: LabelKey, value: float, now: float) -> bool:
+        """Counter increment; False when a limit keeps the series out."""
+        series = family.series.get(key)
+        if series is None:
+            if not self._new_series(family, key):
+                return False
+            family.series[key] = Scalar(value, now)
+        else:
+            series.value += value
+            series.updated = now
+        return True
+
+    def set(self, family: Family, key: LabelKey, value: float, now: float) -> bool:
+        """Gauge (or cumulative counter) value; False when a limit keeps the series out."""
+        series = family.series.get(key)
+        if series is None:
+            if not self._new_series(family, key):
+                return False
+            family.series[key] = Scalar(value, now)
+        else:
+            series.value = value
+            series.updated = now
+        return True
+
+    def observe(
+        self, family: Family, key: LabelKey, value: float, bounds: tuple[float, ...], now: float
+    ) -> bool:
+        series = family.series.get(key)
+        if series is None:
+            if not self._new_series(family, key):
+                return False
+            series = family.series[key] = Histogram(bounds, [0.0] * (len(bounds) + 1))
+        series.observe(value)
+        series.updated = now
+        return True
+
+    def set_histogram(
+        self,
+        family: Family,
+        key: LabelKey,
+        bounds: tuple[float, ...],
+        counts: list[float],
+        total: float,
+        count: float,
+        now: float,
+    ) -> bool:
+        """A cumulative histogram point (OTLP): replaces the series' buckets."""
+        series = family.series.get(key)
+        if series is None:
+            if not self._new_series(family, key):
+                return False
+            family.series[key] = Histogram(bounds, counts, total, count, now)
+        else:
+            series.bounds, series.counts = bounds, counts
+            series.sum, series.count, series.updated = total, count, now
+        return True
+
+    def now(self) -> float:
+        return self._clock()
+
+    def expire(self) -> None:
+        deadline = self._clock() - self.expiration
+        for name in list(self.families):
+            family = self.families[name]
+            stale = [key for key, s in family.series.items() if s.updated < deadline]
+            for key in stale:
+                del family.series[key]
+            self._series_count -= len(stale)
+            if not family.series:
+                del self.families[name]
+
+    def collect(self) -> Iterator[Metric]:
+        """prometheus_client collector protocol: the families as they stand now."""
+        self.expire()
+        for family in self.families.values():
+            yield _to_metric(family)
+
+
+def native_labels(service: str, instance: str, labels: dict[str, str] | None) -> LabelKey:
+    pairs = [("job", service)]
+    if instance:
+        pairs.append(("instance", instance))
+    if labels:
+        pairs.extend((label_name(k) if "." in k else k, v) for k, v in labels.items())
+    pairs.sort()
+    return tuple(pairs)
+
+
+def _to_metric(family: Family) -> Metric:
+    unit = family.unit if family.unit and family.name.endswith("_" + family.unit) else ""
+    metric = Metric(family.name, family.help or family.name, family.kind, unit)
+    name = family.name
+    if family.kind == "counter":
+        for key, series in family.series.items():
+            metric.add_sample(name + "_total", dict(key), series.value)  # type: ignore[union-attr]
+    elif family.kind == "histogram":
+        for key, series in family.series.items():
+            _histogram_samples(metric, name, dict(key), series)  # type: ignore[arg-type]
+    else:
+        for key, series in family.series.items():
+            metric.add_sample(name, dict(key), series.value)  # type: ignore[union-attr]
+    return metric
+
+
+def _histogram_samples(metric: Metric, name: str, labels: dict[str, str], h: Histogram) -> None:
+    running = 0.0
+    for bound, count in zip((*h.bounds, _INF), h.counts, strict=True):
+        running += count
+        metric.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, running)
+    metric.add_sample(name + "_sum", labels, h.sum)
+    metric.add_sample(name + "_count", labels, h.count)
+
+
+def bucket_bounds(buckets: Iterable[float] | None) -> tuple[float, ...]:
+    if not buckets:
+        return DEFAULT_BUCKETS
+    return tuple(b for b in buckets if b != _INF)

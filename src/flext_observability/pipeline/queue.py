@@ -1,0 +1,422 @@
+"""The durable queue between receivers and exporters.
+
+One row per accepted request (`seq, signal, encoding, payload, items, bytes`). Receivers
+`put()` and get their answer only after the row is committed; concurrent puts share one
+transaction (group commit). Each consumer reads the rows of its signals after its own
+cursor and `ack()`s what it has handled; rows every interested consumer has acknowledged
+are deleted. Limits are checked against what is stored: over them, `put()` raises
+`QueueFull` and nothing is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Signal(StrEnum):
+    METRICS = "metrics"
+    SPANS = "spans"
+    ALERTS = "alerts"
+    HEALTH = "health"
+    LOGS = "logs"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int
+    signal: Signal
+    encoding: str
+    payload: bytes
+    items: int
+
+
+class QueueFull(Exception):
+    """The queue is at a limit; the request must be retried later. Nothing was stored."""
+
+    def __init__(self, limit: str, retry_after: int) -> None:
+        super().__init__(f"queue is full ({limit} reached); retry after {retry_after}s")
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class QueueClosed(Exception):
+    """The queue is shutting down or its storage failed; the request must be retried."""
+
+
+@dataclass(slots=True)
+class _Consumer:
+    signals: frozenset[Signal]
+    cursor: int = 0
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class _Stored:
+    """In-memory index of stored rows per signal: (seq, items, bytes), oldest first."""
+
+    rows: deque[tuple[int, int, int]] = field(default_factory=deque)
+    items: int = 0
+    bytes: int = 0
+
+
+class Queue(ABC):
+    """Shared bookkeeping: limits, consumers, cursors, counts; storage is the subclass's."""
+
+    def __init__(self, max_items: int, max_bytes: int, retry_after: int) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.retry_after = retry_after
+        self._consumers: dict[str, _Consumer] = {}
+        self._stored: dict[Signal, _Stored] = {signal: _Stored() for signal in Signal}
+        self._reserved_items = 0
+        self._reserved_bytes = 0
+        self._next_seq = 1
+        self._closed = True
+
+    def register(self, consumer: str, signals: Iterable[Signal]) -> None:
+        """Declare a consumer before `start()`; it reads only rows of these signals."""
+        self._consumers[consumer] = _Consumer(frozenset(signals))
+
+    def consumed(self, signal: Signal) -> bool:
+        return any(signal in c.signals for c in self._consumers.values())
+
+    def depth(self, signal: Signal) -> int:
+        return self._stored[signal].items
+
+    @property
+    def total_items(self) -> int:
+        return sum(s.items for s in self._stored.values())
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.bytes for s in self._stored.values())
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closed
+
+    def cursor(self, consumer: str) -> int:
+        return self._consumers[consumer].cursor
+
+    async def put(self, signal: Signal, encoding: str, payload: bytes, items: int) -> int:
+        """Store one accepted request; returns once it is durable. Raises QueueFull/Closed."""
+        if self._closed:
+            raise QueueClosed("the queue is not accepting data")
+        size = len(payload)
+        if self.total_items + self._reserved_items + items > self.max_items:
+            raise QueueFull("queue.max_items", self.retry_after)
+        if self.total_bytes + self._reserved_bytes + size > self.max_bytes:
+            raise QueueFull("queue.max_bytes", self.retry_after)
+        seq = self._next_seq
+        self._next_seq += 1
+        self._reserved_items += items
+        self._reserved_bytes += size
+        try:
+            await self._store(Record(seq, signal, encoding, payload, items))
+        finally:
+            self._reserved_items -= items
+            self._reserved_bytes -= size
+        stored = self._stored[signal]
+        stored.rows.append((seq, items, size))
+        stored.items += items
+        stored.bytes += size
+        for consumer in self._consumers.values():
+            if signal in consumer.signals:
+                consumer.wakeup.set()
+        return seq
+
+    async def read(self, consumer: str, after: int, max_items: int) -> list[Record]:
+        """Rows of the consumer's signals with seq > after, up to about max_items items."""
+        return await self._read(self._consumers[consumer].signals, after, max_items)
+
+    def wake(self, consumer: str) -> None:
+        self._consumers[consumer].wakeup.set()
+
+    async def wait(self, consumer: str, timeout: float) -> None:
+        """Sleep until a put for this consumer's signals or the timeout, whichever is first."""
+        wakeup = self._consumers[consumer].wakeup
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), timeout)
+        wakeup.clear()
+
+    async def ack(self, consumer: str, seq: int) -> None:
+        """The consumer has handled every row up to seq; durable on return."""
+        state = self._consumers[consumer]
+        if seq <= state.cursor:
+            return
+        state.cursor = seq
+        await self._save_cursor(consumer, seq, self._releasable())
+
+    def _releasable(self) -> dict[Signal, int]:
+        """Per signal, the highest seq that every interested consumer has acknowledged."""
+        floors: dict[Signal, int] = {}
+        for state in self._consumers.values():
+            for signal in state.signals:
+                floors[signal] = min(floors.get(signal, state.cursor), state.cursor)
+        releasable = {}
+        for signal, floor in floors.items():
+            stored = self._stored[signal]
+            while stored.rows and stored.rows[0][0] <= floor:
+                _, items, size = stored.rows.popleft()
+                stored.items -= items
+                stored.bytes -= size
+                releasable[signal] = floor
+        return releasable
+
+    def _restore(self, rows: Iterable[tuple[int, str, int, int]], cursors: dict[str, int]) -> None:
+        for seq, signal, items, size in rows:
+            stored = self._stored[Signal(signal)]
+            stored.rows.append((seq, items, size))
+            stored.items += items
+            stored.bytes += size
+            self._next_seq = max(self._next_seq, seq + 1)
+        for name, seq in cursors.items():
+            if name in self._consumers:
+                self._consumers[name].cursor = seq
+            self._next_seq = max(self._next_seq, seq + 1)
+        self._releasable()
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def shutdown(self) -> None: ...
+
+    @abstractmethod
+    def writable(self) -> bool: ...
+
+    @abstractmethod
+    async def _store(self, record: Record) -> None: ...
+
+    @abstractmethod
+    async def _read(self, signals: frozenset[Signal], after: int, max_items: int) -> list[Record]:
+        ...
+
+    @abstractmethod
+    async def _save_cursor(self, consumer: str, seq: int, release: dict[Signal, int]) -> None:
+        ...
+
+
+class MemoryQueue(Queue):
+    """The same contract without durability: for tests and for users who opt out."""
+
+    def __init__(self, max_items: int, max_bytes: int, retry_after: int) -> None:
+        super().__init__(max_items, max_bytes, retry_after)
+        self._records: deque[Record] = deque()
+
+    async def start(self) -> None:
+        self._closed = False
+
+    async def shutdown(self) -> None:
+        self._closed = True
+
+    def writable(self) -> bool:
+        return not self._closed
+
+    async def _store(self, record: Record) -> None:
+        self._records.append(record)
+
+    async def _read(self, signals: frozenset[Signal], after: int, max_items: int) -> list[Record]:
+        batch: list[Record] = []
+        count = 0
+        for record in self._records:
+            if record.seq > after and record.signal in signals:
+                batch.append(record)
+                count += record.items
+                if count >= max_items:
+                    break
+        return batch
+
+    async def _save_cursor(self, consumer: str, seq: int, release: dict[Signal, int]) -> None:
+        if release:
+            self._records = deque(
+                r for r in self._records if r.seq > release.get(r.signal, 0)
+            )
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    signal TEXT NOT NULL,
+    encoding TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    items INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_signal ON records (signal, seq);
+CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class _Pending:
+    records: list[Record] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+    release: dict[Signal, int] = field(default_factory=dict)
+    done: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class SqliteQueue(Queue):
+    """SQLite in WAL mode. One writer thread commits everything pending in one transaction."""
+
+    def __init__(
+        self,
+        directory: Path,
+        max_items: int,
+        max_bytes: int,
+        retry_after: int,
+        synchronous: str = "FULL",
+    ) -> None:
+        super().__init__(max_items, max_bytes, retry_after)
+        self.path = directory / "queue.sqlite3"
+        self._synchronous = synchronous
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-writer")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-reader")
+        self._pending = _Pending()
+        self._has_pending = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._failed: BaseException | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        return conn
+
+    def _open(self) -> tuple[list[tuple[int, str, int, int]], dict[str, int]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_conn = self._connect()
+        self._write_conn.executescript(_SCHEMA)
+        self._read_conn = self._connect()
+        rows = self._write_conn.execute(
+            "SELECT seq, signal, items, bytes FROM records ORDER BY seq"
+        ).fetchall()
+        cursors = dict(self._write_conn.execute("SELECT consumer, seq FROM cursors").fetchall())
+        return rows, cursors
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        rows, cursors = await loop.run_in_executor(self._writer_pool, self._open)
+        self._restore(rows, cursors)
+        self._closed = False
+        self._writer_task = asyncio.create_task(self._write_loop(), name="queue-writer")
+
+    async def shutdown(self) -> None:
+        if self._writer_task is None:
+            return
+        self._closed = True
+        self._has_pending.set()
+        await self._writer_task
+        self._writer_task = None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_pool, self._close)
+        self._writer_pool.shutdown()
+        self._reader_pool.shutdown()
+
+    def _close(self) -> None:
+        for conn in (self._read_conn, self._write_conn):
+            if conn is not None:
+                conn.close()
+
+    def writable(self) -> bool:
+        return not self._closed and self._failed is None
+
+    async def _submit(self) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.done.append(future)
+        self._has_pending.set()
+        await future
+
+    async def _store(self, record: Record) -> None:
+        self._pending.records.append(record)
+        await self._submit()
+
+    async def _save_cursor(self, consumer: str, seq: int, release: dict[Signal, int]) -> None:
+        self._pending.cursors[consumer] = seq
+        for signal, floor in release.items():
+            self._pending.release[signal] = max(floor, self._pending.release.get(signal, 0))
+        await self._submit()
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._has_pending.wait()
+            self._has_pending.clear()
+            batch, self._pending = self._pending, _Pending()
+            if batch.done:
+                try:
+                    await loop.run_in_executor(self._writer_pool, self._commit, batch)
+                except (sqlite3.Error, OSError) as exc:
+                    self._failed = exc
+                    for future in batch.done:
+                        future.set_exception(QueueClosed(f"queue storage failed: {exc}"))
+                else:
+                    self._failed = None
+                    for future in batch.done:
+                        future.set_result(None)
+            if self._closed and not self._pending.done:
+                return
+
+    def _commit(self, batch: _Pending) -> None:
+        conn = self._write_conn
+        assert conn is not None
+        conn.execute("BEGIN")
+        try:
+            if batch.records:
+                conn.executemany(
+                    "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.seq, r.signal.value, r.encoding, r.payload, r.items, len(r.payload))
+                        for r in batch.records
+                    ],
+                )
+            if batch.cursors:
+                conn.executemany(
+                    "INSERT INTO cursors VALUES (?, ?) "
+                    "ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+                    list(batch.cursors.items()),
+                )
+            for signal, floor in batch.release.items():
+                conn.execute(
+                    "DELETE FROM records WHERE signal = ? AND seq <= ?", (signal.value, floor)
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def _read(self, signals: frozenset[Signal], after: int, max_items: int) -> list[Record]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._reader_pool, self._select, sorted(s.value for s in signals), after, max_items
+        )
+
+    def _select(self, signals: list[str], after: int, max_items: int) -> list[Record]:
+        conn = self._read_conn
+        assert conn is not None
+        marks = ",".join("?" * len(signals))
+        cursor = conn.execute(
+            f"SELECT seq, signal, encoding, payload, items FROM records "
+            f"WHERE seq > ? AND signal IN ({marks}) ORDER BY seq",
+            (after, *signals),
+        )
+        batch: list[Record] = []
+        count = 0
+        for seq, signal, encoding, payload, items in cursor:
+            batch.append(Record(seq, Signal(signal), encoding, payload, items))
+            count += items
+            if count >= max_items:
+                break
+        cursor.close()
+        return batch

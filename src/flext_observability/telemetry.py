@@ -1,0 +1,92 @@
+"""The collector's own metrics (`flext_collector_*`, CONTRACT §5) on its own registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from flext_observability.pipeline.queue import Queue, Signal
+
+
+class _QueueCollector:
+    """Queue depth per signal and capacity, read from the queue at scrape time."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def collect(self) -> Iterable[Metric]:
+        depth = GaugeMetricFamily(
+            "flext_collector_queue_items", "Items stored in the queue, by signal", labels=["signal"]
+        )
+        for signal in Signal:
+            depth.add_metric([signal.value], self._queue.depth(signal))
+        yield depth
+        yield GaugeMetricFamily(
+            "flext_collector_queue_capacity_items",
+            "Items the queue holds at most (queue.max_items)",
+            value=self._queue.max_items,
+        )
+        yield GaugeMetricFamily(
+            "flext_collector_queue_bytes", "Payload bytes stored in the queue",
+            value=self._queue.total_bytes,
+        )
+        yield GaugeMetricFamily(
+            "flext_collector_queue_capacity_bytes",
+            "Payload bytes the queue holds at most (queue.max_bytes)",
+            value=self._queue.max_bytes,
+        )
+
+
+class SelfTelemetry:
+    """Counters every component updates; exposed with the ingested series on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry, queue: Queue) -> None:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        registry.register(_QueueCollector(queue))
+        self.received = Counter(
+            "flext_collector_received_items",
+            "Items accepted and queued, by signal and receiver",
+            ["signal", "receiver"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "flext_collector_refused_items",
+            "Items refused at ingestion, by signal and reason",
+            ["signal", "reason"],
+            registry=registry,
+        )
+        self.exported = Counter(
+            "flext_collector_exported_items",
+            "Items delivered by an exporter",
+            ["exporter"],
+            registry=registry,
+        )
+        self.export_failures = Counter(
+            "flext_collector_export_failures",
+            "Failed export attempts",
+            ["exporter"],
+            registry=registry,
+        )
+        self.export_retries = Counter(
+            "flext_collector_export_retries",
+            "Export attempts that were retried",
+            ["exporter"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "flext_collector_dropped_items",
+            "Items dropped after acceptance by policy (e.g. a permanent downstream error)",
+            ["exporter", "reason"],
+            registry=registry,
+        )
+        self.exporter_up = Gauge(
+            "flext_collector_exporter_up",
+            "1 when the exporter's last attempt succeeded (or it has nothing to send)",
+            ["exporter"],
+            registry=registry,
+        )

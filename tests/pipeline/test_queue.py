@@ -1,0 +1,133 @@
+import asyncio
+
+import pytest
+
+from flext_observability.pipeline.queue import (
+    MemoryQueue,
+    QueueClosed,
+    QueueFull,
+    Signal,
+    SqliteQueue,
+)
+
+
+@pytest.fixture(params=["memory", "disk"])
+def make_queue(request, tmp_path):
+    made = []
+
+    def make(max_items=1000, max_bytes=1_000_000):
+        if request.param == "memory":
+            queue = MemoryQueue(max_items, max_bytes, retry_after=3)
+        else:
+            queue = SqliteQueue(tmp_path / "q", max_items, max_bytes, retry_after=3)
+        made.append(queue)
+        return queue
+
+    yield make
+
+
+async def test_consumer_reads_its_signals_after_cursor_and_acks(make_queue):
+    queue = make_queue()
+    queue.register("prom", [Signal.METRICS])
+    queue.register("jaeger", [Signal.SPANS])
+    await queue.start()
+    await queue.put(Signal.METRICS, "native-json", b"m1", 2)
+    await queue.put(Signal.SPANS, "otlp-pb", b"s1", 5)
+    await queue.put(Signal.METRICS, "native-json", b"m2", 3)
+
+    records = await queue.read("prom", queue.cursor("prom"), 100)
+    assert [r.payload for r in records] == [b"m1", b"m2"]
+    assert queue.depth(Signal.METRICS) == 5
+    await queue.ack("prom", records[-1].seq)
+    assert queue.depth(Signal.METRICS) == 0
+    assert queue.depth(Signal.SPANS) == 5
+    assert await queue.read("prom", queue.cursor("prom"), 100) == []
+    spans = await queue.read("jaeger", 0, 100)
+    assert [(r.payload, r.items) for r in spans] == [(b"s1", 5)]
+    await queue.shutdown()
+
+
+async def test_read_stops_near_max_items(make_queue):
+    queue = make_queue()
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    for i in range(5):
+        await queue.put(Signal.METRICS, "native-json", bytes([i]), 10)
+    records = await queue.read("prom", 0, 25)
+    assert len(records) == 3
+    await queue.shutdown()
+
+
+@pytest.mark.parametrize(("max_items", "max_bytes", "limit"), [
+    (10, 1_000_000, "queue.max_items"),
+    (1000, 10, "queue.max_bytes"),
+])
+async def test_full_queue_refuses_and_keeps_nothing(make_queue, max_items, max_bytes, limit):
+    queue = make_queue(max_items=max_items, max_bytes=max_bytes)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    await queue.put(Signal.METRICS, "native-json", b"12345678", 8)
+    with pytest.raises(QueueFull) as refused:
+        await queue.put(Signal.METRICS, "native-json", b"12345678", 8)
+    assert refused.value.limit == limit
+    assert refused.value.retry_after == 3
+    assert len(await queue.read("prom", 0, 100)) == 1
+    await queue.ack("prom", 1)
+    await queue.put(Signal.METRICS, "native-json", b"12345678", 8)
+    await queue.shutdown()
+
+
+async def test_closed_queue_refuses(make_queue):
+    queue = make_queue()
+    with pytest.raises(QueueClosed):
+        await queue.put(Signal.METRICS, "native-json", b"x", 1)
+
+
+async def test_wait_wakes_on_put(make_queue):
+    queue = make_queue()
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    waiter = asyncio.create_task(queue.wait("prom", timeout=30))
+    await asyncio.sleep(0)
+    await queue.put(Signal.METRICS, "native-json", b"x", 1)
+    await asyncio.wait_for(waiter, 5)
+    await queue.shutdown()
+
+
+async def test_disk_queue_redelivers_unacked_after_reopen(tmp_path):
+    first = SqliteQueue(tmp_path, 1000, 1_000_000, 1)
+    first.register("prom", [Signal.METRICS])
+    await first.start()
+    for i in range(4):
+        await first.put(Signal.METRICS, "native-json", f"m{i}".encode(), 1)
+    await first.ack("prom", 2)
+    await first.shutdown()
+
+    second = SqliteQueue(tmp_path, 1000, 1_000_000, 1)
+    second.register("prom", [Signal.METRICS])
+    await second.start()
+    assert second.cursor("prom") == 2
+    assert second.depth(Signal.METRICS) == 2
+    records = await second.read("prom", second.cursor("prom"), 100)
+    assert [r.payload for r in records] == [b"m2", b"m3"]
+    seq = await second.put(Signal.METRICS, "native-json", b"m4", 1)
+    assert seq == 5
+    await second.shutdown()
+
+
+async def test_concurrent_puts_share_commits(tmp_path, monkeypatch):
+    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1)
+    queue.register("prom", [Signal.METRICS])
+    commits = []
+    original = queue._commit
+
+    def counting(batch):
+        commits.append(len(batch.records))
+        original(batch)
+
+    monkeypatch.setattr(queue, "_commit", counting)
+    await queue.start()
+    await asyncio.gather(*(queue.put(Signal.METRICS, "native-json", b"x", 1) for _ in range(200)))
+    assert sum(commits) == 200
+    assert len(commits) < 50
+    await queue.shutdown()

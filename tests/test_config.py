@@ -1,0 +1,72 @@
+import textwrap
+
+import pytest
+
+from flext_observability.config import ConfigError, expand_env, load_config, parse_duration
+
+
+def write(tmp_path, text):
+    path = tmp_path / "collector.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_defaults_match_the_contract():
+    config = load_config(None)
+    assert (config.server.host, config.server.http_port, config.server.grpc_port) == (
+        "127.0.0.1", 4318, 4317)
+    assert config.server.max_body_bytes == 16 * 1024 * 1024
+    assert config.queue.kind == "disk"
+    assert str(config.queue.path) == ".flext-observability"
+    assert (config.queue.max_items, config.queue.max_bytes) == (1_000_000, 1 << 30)
+    assert config.exporters.prometheus.metric_expiration == 300
+    assert config.exporters.jaeger.endpoint is None
+    assert config.exporters.alertmanager.resend_interval == 60
+    assert config.health.default_ttl_seconds == 60
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30", 30.0), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("250ms", 0.25), (12, 12),
+])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_every_error_is_reported_with_its_yaml_path(tmp_path):
+    path = write(tmp_path, """
+        server: {http_port: 99999, bogus: 1}
+        queue: {max_items: 0, kind: tape}
+        exporters:
+          prometheus: {metric_expiration: soon}
+    """)
+    with pytest.raises(ConfigError) as failed:
+        load_config(path)
+    text = "\n".join(failed.value.errors)
+    for expected in ("server.http_port:", "server.bogus: unknown key", "queue.max_items:",
+                     "queue.kind:", "exporters.prometheus.metric_expiration:"):
+        assert expected in text
+    assert len(failed.value.errors) == 5
+
+
+def test_environment_overrides_the_file_and_env_refs_expand(tmp_path, monkeypatch):
+    path = write(tmp_path, """
+        server: {http_port: 5000, auth: {tokens: ["${TOKEN}"]}}
+        exporters: {jaeger: {endpoint: "http://${JAEGER_HOST:-jaeger}:4317"}}
+    """)
+    monkeypatch.setenv("TOKEN", "s3cret")
+    monkeypatch.setenv("FLEXT_OBS_SERVER__HTTP_PORT", "6000")
+    monkeypatch.setenv("FLEXT_OBS_QUEUE__KIND", "memory")
+    config = load_config(path)
+    assert config.server.http_port == 6000
+    assert config.server.auth.tokens == ["s3cret"]
+    assert config.exporters.jaeger.endpoint == "http://jaeger:4317"
+    assert config.queue.kind == "memory"
+
+
+def test_expand_env_walks_lists_and_maps():
+    assert expand_env({"a": ["${X}", 1], "b": "${Y:-d}"}, {"X": "x"}) == {"a": ["x", 1], "b": "d"}
+
+
+def test_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "- 1\n"))
