@@ -54,13 +54,18 @@ class Collector:
         self.registry.register(self.health)
         self.alerts = AlertState()
         self.consumers = [
-            LocalConsumer(self.queue, "prometheus", [Signal.METRICS], self.prometheus.handle,
-                          self.telemetry),
             LocalConsumer(self.queue, "health", [Signal.HEALTH], self.health.handle,
                           self.telemetry),
             LocalConsumer(self.queue, "alerts", [Signal.ALERTS], self.alerts.handle,
                           self.telemetry),
         ]
+        if prom.enabled:
+            self.consumers.append(
+                LocalConsumer(self.queue, "prometheus", [Signal.METRICS], self.prometheus.handle,
+                              self.telemetry)
+            )
+        else:
+            log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
         self.native = NativeReceiver(
             self.queue.put,
             self.telemetry,

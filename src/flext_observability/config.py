@@ -61,6 +61,7 @@ class QueueConfig(_Section):
 
 
 class PrometheusExporterConfig(_Section):
+    enabled: bool = True
     metric_expiration: Duration = 300.0
     max_series: int = Field(default=100_000, gt=0)
     max_series_per_metric: int = Field(default=10_000, gt=0)

@@ -116,7 +116,7 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.argv}\n".encode())
             log.flush()
-            self._popen = subprocess.Popen(  # noqa: S603 - argv built by the tests
+            self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -177,7 +177,11 @@ class ManagedProcess:
 
 
 class Prometheus(ManagedProcess):
-    """A real Prometheus server; ``url`` is ``http://127.0.0.1:PORT``."""
+    """A real Prometheus server; ``url`` is ``http://127.0.0.1:PORT``.
+
+    Prometheus syncs new targets to its scrape loops every 5 s, so the first sample
+    lands about 5 s after ``/-/ready``: wait with ``wait_for``, not a sleep.
+    """
 
     def __init__(self, work_dir: Path, config: dict[str, Any]) -> None:
         self.port = free_port()
@@ -220,9 +224,7 @@ class Prometheus(ManagedProcess):
         try:
             return poll(lambda: self.query(expr), predicate, timeout, 0.2, f"query {expr!r}")
         except TimeoutError as exc:
-            scrapes = [
-                (t["scrapeUrl"], t["health"], t["lastError"]) for t in self.targets()
-            ]
+            scrapes = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in self.targets()]
             raise TimeoutError(f"{exc}\ntargets: {scrapes}") from None
 
     def targets(self) -> list[dict[str, Any]]:
@@ -311,7 +313,7 @@ class Alertmanager(ManagedProcess):
         silenced: bool = True,
         inhibited: bool = True,
         unprocessed: bool = True,
-        filter: list[str] | None = None,  # noqa: A002 - the API's own name
+        filter: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """GET /api/v2/alerts: ``[{"labels", "annotations", "startsAt", "endsAt", "status"}]``.
 
@@ -335,7 +337,7 @@ class Alertmanager(ManagedProcess):
         self,
         predicate: Callable[[list[dict[str, Any]]], bool] = bool,
         timeout: float = 20,
-        filter: list[str] | None = None,  # noqa: A002 - the API's own name
+        filter: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Re-read ``alerts(filter=filter)`` every 0.2 s until ``predicate(alerts)``."""
         return poll(
@@ -348,18 +350,23 @@ def start_alertmanager(tmp_dir: Path) -> Alertmanager:
     return Alertmanager(Path(tmp_dir)).start()
 
 
-def start_pushgateway(tmp_dir: Path) -> ManagedProcess:
-    """Start a Pushgateway; the returned process has a ``url`` attribute."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    process = ManagedProcess(
-        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
-        Path(tmp_dir),
-        "pushgateway",
-        ready_url=f"{url}/-/ready",
-    )
-    process.url = url  # type: ignore[attr-defined]
-    return process.start()
+class Pushgateway(ManagedProcess):
+    """A real Pushgateway; ``url`` is ``http://127.0.0.1:PORT``."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(
+            ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.port}"],
+            work_dir,
+            "pushgateway",
+            ready_url=f"{self.url}/-/ready",
+        )
+
+
+def start_pushgateway(tmp_dir: Path) -> Pushgateway:
+    """Start a Pushgateway (no persistence); push to ``{url}/metrics/job/<job>``."""
+    return Pushgateway(Path(tmp_dir)).start()
 
 
 def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

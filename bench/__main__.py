@@ -1,0 +1,23 @@
+"""`python -m bench [name ...]`: run benchmarks and print figures beside their baselines."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHES = {"native": "bench.native_ingest"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", choices=[*BENCHES, []][: len(BENCHES)] or None,
+                        help="benchmarks to run (default: all)")
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    for name in args.names or list(BENCHES):
+        module = importlib.import_module(BENCHES[name])
+        print(module.report(module.run(args.seconds)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Shared fixtures: the collector and its real peers as processes on free loopback ports.
+
+Every process a fixture starts is stopped at teardown, also when the test fails.
+Tests that use any of these fixtures are marked ``integration`` automatically, so
+``pytest -m "not integration"`` runs only the in-process tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers.procs import (
+    Alertmanager,
+    Daemon,
+    ManagedProcess,
+    Prometheus,
+    Pushgateway,
+    start_alertmanager,
+    start_prometheus,
+    start_pushgateway,
+)
+
+INTEGRATION_FIXTURES = frozenset(
+    {"daemon_factory", "prometheus_factory", "alertmanager", "pushgateway"}
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "integration: starts real processes (the daemon, Prometheus, Alertmanager)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def require_binary(name: str) -> None:
+    if shutil.which(name) is None:
+        pytest.skip(f"`{name}` is not installed (Debian package {name!r}); needed by this test")
+
+
+@pytest.fixture
+def process_reaper() -> Iterator[list[ManagedProcess]]:
+    """Append processes to the list; all are stopped at teardown, newest first."""
+    processes: list[ManagedProcess] = []
+    yield processes
+    for process in reversed(processes):
+        process.stop()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path, process_reaper: list[ManagedProcess]):
+    """``daemon_factory(config_overrides=None, data_dir=None, env=None) -> Daemon``, started.
+
+    Each daemon gets its own directory under ``tmp_path`` (config, log, default data dir).
+    """
+    counter = itertools.count(1)
+
+    def make(config_overrides=None, data_dir=None, env=None) -> Daemon:
+        daemon = Daemon(
+            tmp_path / f"daemon{next(counter)}",
+            config_overrides=config_overrides,
+            data_dir=data_dir,
+            env=env,
+        )
+        process_reaper.append(daemon)
+        return daemon.start()
+
+    return make
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path, process_reaper: list[ManagedProcess]):
+    """``prometheus_factory(targets, **start_prometheus_kwargs) -> Prometheus``, ready."""
+    require_binary("prometheus")
+    counter = itertools.count(1)
+
+    def make(targets: list[str], **kwargs) -> Prometheus:
+        work_dir = tmp_path / f"prometheus{next(counter)}"
+        work_dir.mkdir()
+        prometheus = start_prometheus(work_dir, targets, **kwargs)
+        process_reaper.append(prometheus)
+        return prometheus
+
+    return make
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
+    """A ready Alertmanager routing everything to a receiver that notifies nobody."""
+    require_binary("prometheus-alertmanager")
+    work_dir = tmp_path / "alertmanager"
+    work_dir.mkdir()
+    process = start_alertmanager(work_dir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[Pushgateway]:
+    """A ready Pushgateway; push to ``f"{pushgateway.url}/metrics/job/<job>"``."""
+    require_binary("prometheus-pushgateway")
+    work_dir = tmp_path / "pushgateway"
+    work_dir.mkdir()
+    process = start_pushgateway(work_dir)
+    yield process
+    process.stop()

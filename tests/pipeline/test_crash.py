@@ -1,0 +1,39 @@
+"""Accepted means durable: kill -9 with the consumer held back loses nothing."""
+
+import concurrent.futures
+
+import httpx
+
+from helpers.procs import poll
+
+
+def sample(text, name, **labels):
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_every_accepted_item_is_handled_after_kill_9(daemon_factory):
+    held = daemon_factory({"exporters": {"prometheus": {"enabled": False}}})
+    url = f"{held.url}/api/v1/metrics"
+
+    def send(i):
+        batch = [{"name": "crash_items", "type": "counter", "value": 1, "service": "crash",
+                  "labels": {"worker": str(i % 4)}} for _ in range(50)]
+        return httpx.post(url, json=batch, timeout=30).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(send, range(40)))
+    assert statuses == [202] * 40
+    depth = sample(httpx.get(f"{held.url}/metrics").text, "flext_collector_queue_items",
+                   signal="metrics")
+    assert depth == 2000
+    held.kill9()
+
+    restarted = daemon_factory(data_dir=held.data_dir)
+    text = poll(lambda: httpx.get(f"{restarted.url}/metrics").text,
+                lambda t: sum(sample(t, "crash_items_total", worker=str(w)) or 0
+                              for w in range(4)) == 2000,
+                20, 0.1, "all 2000 accepted items handled")
+    assert sample(text, "flext_collector_queue_items", signal="metrics") == 0
