@@ -1,0 +1,487 @@
+"""OTLP export requests: decode protobuf or OTLP/JSON, validate every item, drop the bad ones.
+
+Validation is one walk over the generated protobuf objects; nothing is built per item. When
+nothing is rejected, protobuf bodies are kept byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from operator import lt
+from typing import Any, Literal, NamedTuple
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    ExponentialHistogramDataPoint,
+    HistogramDataPoint,
+    NumberDataPoint,
+    SummaryDataPoint,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+Signal = Literal["traces", "metrics", "logs"]
+
+_MAX_REASONS = 5
+# Deleting one entry of a repeated field moves the entries after it; past this many
+# deletions in one field, rebuilding the field is cheaper.
+_MAX_SINGLE_DELETES = 32
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+_TRACE_ID_RULE = "must be 16 bytes and not all zero"
+_SPAN_ID_RULE = "must be 8 bytes and not all zero"
+
+
+class OtlpDecodeError(ValueError):
+    """The body is not the expected OTLP request; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpParsed:
+    """A decoded request: `payload` is the serialized request holding only the valid items."""
+
+    payload: bytes
+    accepted: int
+    rejected: int
+    message: str
+
+
+# Where OTLP/JSON carries hex trace/span ids: (id keys, ((key, nested spec), ...)), every
+# key in both its lowerCamelCase JSON name and its proto field name.
+_IdSpec = tuple[tuple[str, ...], tuple[tuple[str, "_IdSpec"], ...]]
+
+
+def _spellings(key: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((key, re.sub("([A-Z])", r"_\1", key).lower())))
+
+
+def _ids(*keys: str, **nested: _IdSpec) -> _IdSpec:
+    return (
+        tuple(spelling for key in keys for spelling in _spellings(key)),
+        tuple((spelling, spec) for key, spec in nested.items() for spelling in _spellings(key)),
+    )
+
+
+_TRACE_AND_SPAN_ID = _ids("traceId", "spanId")
+_POINTS = _ids(dataPoints=_ids(exemplars=_TRACE_AND_SPAN_ID))
+
+
+# For spans and log records: which items to examine (a cheap first pass over all of them),
+# and what is wrong with one of those (None: nothing).
+_ItemChecks = tuple[Callable[[Any], Iterable[int]], Callable[[Any], str | None]]
+
+
+class _Layout(NamedTuple):
+    """How one signal's request is shaped and answered."""
+
+    request: type[Message]
+    response: type[Message]
+    rejected_field: str
+    fields: tuple[str, str, str]  # resource list, scope list, item list (proto names)
+    json_names: tuple[str, str, str]
+    ids: _IdSpec
+
+
+_LAYOUTS: dict[Signal, _Layout] = {
+    "traces": _Layout(
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+        "rejected_spans",
+        ("resource_spans", "scope_spans", "spans"),
+        ("resourceSpans", "scopeSpans", "spans"),
+        _ids(
+            resourceSpans=_ids(
+                scopeSpans=_ids(
+                    spans=_ids("traceId", "spanId", "parentSpanId", links=_TRACE_AND_SPAN_ID)
+                )
+            )
+        ),
+    ),
+    "metrics": _Layout(
+        ExportMetricsServiceRequest,
+        ExportMetricsServiceResponse,
+        "rejected_data_points",
+        ("resource_metrics", "scope_metrics", "metrics"),
+        ("resourceMetrics", "scopeMetrics", "metrics"),
+        _ids(
+            resourceMetrics=_ids(
+                scopeMetrics=_ids(
+                    metrics=_ids(
+                        gauge=_POINTS, sum=_POINTS, histogram=_POINTS, exponentialHistogram=_POINTS
+                    )
+                )
+            )
+        ),
+    ),
+    "logs": _Layout(
+        ExportLogsServiceRequest,
+        ExportLogsServiceResponse,
+        "rejected_log_records",
+        ("resource_logs", "scope_logs", "log_records"),
+        ("resourceLogs", "scopeLogs", "logRecords"),
+        _ids(resourceLogs=_ids(scopeLogs=_ids(logRecords=_TRACE_AND_SPAN_ID))),
+    ),
+}
+
+
+@dataclass(slots=True)
+class _Findings:
+    """What one validation walk found: counts, the first reasons, and what to delete."""
+
+    total: int = 0
+    rejected: int = 0
+    problems: int = 0
+    reasons: list[str] = field(default_factory=list)
+    # (repeated field, ascending indices to delete), children before their parents
+    removals: list[tuple[Any, list[int]]] = field(default_factory=list)
+
+    def reject(self, items: int, reason: str) -> None:
+        self.rejected += items
+        self.problems += 1
+        if len(self.reasons) < _MAX_REASONS:
+            self.reasons.append(reason)
+
+    def message(self) -> str:
+        more = self.problems - len(self.reasons)
+        return "; ".join(self.reasons) + (f" (and {more} more)" if more else "")
+
+
+def parse_traces(body: bytes, *, json: bool) -> OtlpParsed:
+    """Decode an ExportTraceServiceRequest and keep its valid spans."""
+    return _parse(body, _LAYOUTS["traces"], json, (_span_suspects, _span_problem))
+
+
+def parse_metrics(body: bytes, *, json: bool) -> OtlpParsed:
+    """Decode an ExportMetricsServiceRequest and keep its valid data points."""
+    return _parse(body, _LAYOUTS["metrics"], json, None)
+
+
+def parse_logs(body: bytes, *, json: bool) -> OtlpParsed:
+    """Decode an ExportLogsServiceRequest and keep its valid log records."""
+    return _parse(body, _LAYOUTS["logs"], json, (_every, _log_problem))
+
+
+def encode_response(signal: Signal, rejected: int, message: str, *, json: bool) -> bytes:
+    """The Export*ServiceResponse, with a partial_success when something was rejected or said."""
+    layout = _LAYOUTS[signal]
+    response = layout.response()
+    if rejected or message:
+        partial = response.partial_success
+        setattr(partial, layout.rejected_field, rejected)
+        partial.error_message = message
+    return _encode(response, json)
+
+
+def encode_status(code: int, message: str, *, json: bool) -> bytes:
+    """A google.rpc.Status body for an OTLP/HTTP error answer."""
+    return _encode(Status(code=code, message=message), json)
+
+
+def _encode(message: Message, json: bool) -> bytes:
+    if json:
+        return orjson.dumps(json_format.MessageToDict(message))
+    return message.SerializeToString()
+
+
+def _parse(
+    body: bytes,
+    layout: _Layout,
+    json: bool,
+    checks: _ItemChecks | None,
+) -> OtlpParsed:
+    request = _decode_json(body, layout) if json else _decode_protobuf(body, layout)
+    findings = _Findings()
+    resources = getattr(request, layout.fields[0])
+    if checks is None:
+        _check_metrics(resources, findings)
+    else:
+        _check_items(resources, layout, checks, findings)
+    accepted = findings.total - findings.rejected
+    if not json and not findings.rejected:
+        return OtlpParsed(body, accepted, 0, "")
+    if findings.removals:
+        for items, indices in findings.removals:
+            _delete(items, indices)
+        _drop_empty(resources, layout.fields)
+    return OtlpParsed(request.SerializeToString(), accepted, findings.rejected, findings.message())
+
+
+def _decode_protobuf(body: bytes, layout: _Layout) -> Message:
+    try:
+        return layout.request.FromString(body)
+    except DecodeError:
+        name = layout.request.DESCRIPTOR.name
+        raise OtlpDecodeError(f"body is not a valid {name} protobuf") from None
+
+
+def _decode_json(body: bytes, layout: _Layout) -> Message:
+    request = layout.request()
+    name = layout.request.DESCRIPTOR.name
+    if not body:
+        return request
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise OtlpDecodeError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise OtlpDecodeError(f"body must be a JSON object (an OTLP/JSON {name})")
+    try:
+        _hex_ids_to_base64(document, layout.ids)
+    except _BadJsonId as exc:
+        raise OtlpDecodeError(f"{'.'.join(reversed(exc.path))}: must be a hex string") from None
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, RecursionError) as exc:
+        raise OtlpDecodeError(f"body is not a valid OTLP/JSON {name}: {exc}") from None
+    return request
+
+
+class _BadJsonId(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.path = [key]  # innermost first
+
+
+def _hex_ids_to_base64(node: dict[str, Any], spec: _IdSpec) -> None:
+    """Rewrite OTLP/JSON's hex ids as the base64 that json_format expects for bytes fields."""
+    keys, nested = spec
+    for key in keys:
+        value = node.get(key)
+        if value is None:
+            continue
+        try:
+            node[key] = base64.b64encode(bytes.fromhex(value))
+        except (TypeError, ValueError):
+            raise _BadJsonId(key) from None
+    for key, child in nested:
+        value = node.get(key)
+        if isinstance(value, dict):
+            members: Any = ((key, value),)
+        elif isinstance(value, list):
+            members = ((f"{key}[{i}]", item) for i, item in enumerate(value))
+        else:
+            continue
+        for where, member in members:
+            if not isinstance(member, dict):
+                continue
+            try:
+                _hex_ids_to_base64(member, child)
+            except _BadJsonId as exc:
+                exc.path.append(where)
+                raise
+
+
+def _span_suspects(spans: Any) -> list[int]:
+    """Spans that may be invalid: a cheap test, stricter than `_span_problem`, which decides."""
+    return [
+        i
+        for i, span in enumerate(spans)
+        if len(trace_id := span.trace_id) != 16
+        or trace_id == _ZERO_TRACE_ID
+        or len(span_id := span.span_id) != 8
+        or span_id == _ZERO_SPAN_ID
+        or ((parent := span.parent_span_id) and (len(parent) != 8 or parent == _ZERO_SPAN_ID))
+        or not span.name
+        or span.end_time_unix_nano < span.start_time_unix_nano
+        or span.links
+    ]
+
+
+def _every(items: Any) -> range:
+    return range(len(items))
+
+
+def _span_problem(span: Span) -> str | None:
+    # An absent id (empty) is tolerated, as the OpenTelemetry Collector does; a present id
+    # must be well-formed.
+    trace_id = span.trace_id
+    if trace_id and (len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID):
+        return f"traceId: {_TRACE_ID_RULE}"
+    span_id = span.span_id
+    if span_id and (len(span_id) != 8 or span_id == _ZERO_SPAN_ID):
+        return f"spanId: {_SPAN_ID_RULE}"
+    parent = span.parent_span_id
+    if parent and (len(parent) != 8 or parent == _ZERO_SPAN_ID):
+        return f"parentSpanId: {_SPAN_ID_RULE}"
+    if not span.name:
+        return "name: must not be empty"
+    if span.end_time_unix_nano < span.start_time_unix_nano:
+        return "endTimeUnixNano: must not be before startTimeUnixNano"
+    for k, link in enumerate(span.links):
+        trace_id = link.trace_id
+        if len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID:
+            return f"links[{k}].traceId: {_TRACE_ID_RULE}"
+        span_id = link.span_id
+        if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
+            return f"links[{k}].spanId: {_SPAN_ID_RULE}"
+    return None
+
+
+def _log_problem(record: LogRecord) -> str | None:
+    if len(record.trace_id) not in (0, 16):
+        return "traceId: must be empty or 16 bytes"
+    if len(record.span_id) not in (0, 8):
+        return "spanId: must be empty or 8 bytes"
+    return None
+
+
+def _exemplar_problem(exemplars: Any) -> str | None:
+    for k, exemplar in enumerate(exemplars):
+        if len(exemplar.trace_id) not in (0, 16):
+            return f"exemplars[{k}].traceId: must be empty or 16 bytes"
+        if len(exemplar.span_id) not in (0, 8):
+            return f"exemplars[{k}].spanId: must be empty or 8 bytes"
+    return None
+
+
+def _number_problem(point: NumberDataPoint) -> str | None:
+    if not math.isfinite(point.as_double):
+        return "asDouble: must be a finite number"
+    return _exemplar_problem(point.exemplars)
+
+
+def _non_finite(point: Any, *names: str) -> str | None:
+    # An absent optional field (histogram sum, min, max) reads as 0.0, which passes.
+    for name in names:
+        if not math.isfinite(getattr(point, name)):
+            return f"{name}: must be a finite number"
+    return None
+
+
+def _histogram_problem(point: HistogramDataPoint) -> str | None:
+    problem = _non_finite(point, "sum", "min", "max")
+    if problem is not None:
+        return problem
+    bounds = point.explicit_bounds
+    if bounds and not (
+        math.isfinite(bounds[0]) and math.isfinite(bounds[-1]) and all(map(lt, bounds, bounds[1:]))
+    ):
+        return "explicitBounds: must be finite and strictly increasing"
+    counts = point.bucket_counts
+    if counts:
+        if len(counts) != len(bounds) + 1:
+            return "bucketCounts: must have one more entry than explicitBounds"
+        if sum(counts) != point.count:
+            return "count: must equal the sum of bucketCounts"
+    return _exemplar_problem(point.exemplars)
+
+
+def _exponential_histogram_problem(point: ExponentialHistogramDataPoint) -> str | None:
+    return _non_finite(point, "sum", "min", "max") or _exemplar_problem(point.exemplars)
+
+
+def _summary_problem(point: SummaryDataPoint) -> str | None:
+    problem = _non_finite(point, "sum")
+    if problem is not None:
+        return problem
+    for k, quantile in enumerate(point.quantile_values):
+        if not (0.0 <= quantile.quantile <= 1.0 and math.isfinite(quantile.value)):
+            return f"quantileValues[{k}]: quantile must be in [0, 1] and value finite"
+    return None
+
+
+_POINT_CHECKS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
+    "gauge": ("gauge", _number_problem),
+    "sum": ("sum", _number_problem),
+    "histogram": ("histogram", _histogram_problem),
+    "exponential_histogram": ("exponentialHistogram", _exponential_histogram_problem),
+    "summary": ("summary", _summary_problem),
+}
+
+
+def _check_items(resources: Any, layout: _Layout, checks: _ItemChecks, findings: _Findings) -> None:
+    suspects, problem_of = checks
+    _, scope_field, item_field = layout.fields
+    resource_name, scope_name, item_name = layout.json_names
+    for ri, resource in enumerate(resources):
+        for si, scope in enumerate(getattr(resource, scope_field)):
+            items = getattr(scope, item_field)
+            findings.total += len(items)
+            bad = []
+            for i in suspects(items):
+                problem = problem_of(items[i])
+                if problem is not None:
+                    bad.append(i)
+                    findings.reject(
+                        1, f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}].{problem}"
+                    )
+            if bad:
+                findings.removals.append((items, bad))
+
+
+def _check_metrics(resources: Any, findings: _Findings) -> None:
+    """Count data points; a metric without data has none and is left out silently."""
+    for ri, resource in enumerate(resources):
+        for si, scope in enumerate(resource.scope_metrics):
+            metrics = scope.metrics
+            dropped = []
+            for mi, metric in enumerate(metrics):
+                kind = metric.WhichOneof("data")
+                points = getattr(metric, kind).data_points if kind else ()
+                if not points:
+                    dropped.append(mi)
+                    continue
+                findings.total += len(points)
+                where = f"resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]"
+                if not metric.name:
+                    findings.reject(len(points), f"{where}.name: must not be empty")
+                    dropped.append(mi)
+                    continue
+                json_kind, problem_of = _POINT_CHECKS[kind]
+                bad = []
+                for pi, point in enumerate(points):
+                    problem = problem_of(point)
+                    if problem is not None:
+                        bad.append(pi)
+                        findings.reject(1, f"{where}.{json_kind}.dataPoints[{pi}].{problem}")
+                if len(bad) == len(points):
+                    dropped.append(mi)
+                elif bad:
+                    findings.removals.append((points, bad))
+            if dropped:
+                findings.removals.append((metrics, dropped))
+
+
+def _delete(items: Any, indices: list[int]) -> None:
+    """Delete the entries at the ascending `indices` of a repeated field."""
+    if len(indices) == len(items):
+        del items[:]
+    elif len(indices) <= _MAX_SINGLE_DELETES:
+        for index in reversed(indices):
+            del items[index]
+    else:
+        doomed = set(indices)
+        kept = [item for index, item in enumerate(items) if index not in doomed]
+        del items[:]
+        items.extend(kept)
+
+
+def _drop_empty(resources: Any, fields: tuple[str, str, str]) -> None:
+    """Drop scope entries left without items and resource entries left without scopes."""
+    _, scope_field, item_field = fields
+    for ri in reversed(range(len(resources))):
+        scopes = getattr(resources[ri], scope_field)
+        for si in reversed(range(len(scopes))):
+            if not getattr(scopes[si], item_field):
+                del scopes[si]
+        if not scopes:
+            del resources[ri]

@@ -1,0 +1,66 @@
+"""Request bodies: Content-Encoding with a size limit on what comes out, and media types."""
+
+from __future__ import annotations
+
+import zlib
+
+_WBITS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,
+}
+
+
+class BodyTooLarge(Exception):
+    """The body, once decompressed, is larger than `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class BadEncoding(ValueError):
+    """The Content-Encoding is not supported, or the body is not valid in it."""
+
+
+def read_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body with its Content-Encoding (identity, gzip, deflate) removed, at most `limit` bytes.
+
+    Decompression stops as soon as the output passes `limit`, so a small compressed body
+    cannot make the process allocate much more than `limit` bytes.
+    """
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("", "identity"):
+        if len(raw) > limit:
+            raise BodyTooLarge(limit)
+        return raw
+    wbits = _WBITS.get(encoding)
+    if wbits is None:
+        raise BadEncoding(f"unsupported Content-Encoding {content_encoding!r}")
+    try:
+        return _inflate(raw, wbits, limit)
+    except zlib.error as exc:
+        raise BadEncoding(f"body is not valid {encoding}: {exc}") from None
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while data:  # a gzip body may hold several members one after the other
+        inflater = zlib.decompressobj(wbits)
+        while data and not inflater.eof:
+            part = inflater.decompress(data, limit + 1 - size)
+            size += len(part)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            parts.append(part)
+            data = inflater.unconsumed_tail
+        if not inflater.eof:
+            raise BadEncoding("compressed body is truncated")
+        data = inflater.unused_data
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type, lower-cased, without parameters (`Text/Plain; charset=x` -> `text/plain`)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
