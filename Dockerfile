@@ -20,9 +20,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /build
 
-# Only what the wheel is made of (see .dockerignore). README.md is the long description
-# named by pyproject.toml; the glob keeps the build working on a tree without it.
-COPY pyproject.toml README.md* ./
+# Only what the wheel is made of (see .dockerignore); README.md is the long description
+# pyproject.toml names.
+COPY pyproject.toml README.md ./
 COPY src/ ./src/
 
 # The project's own wheel only: dependencies are resolved from the index at install time.

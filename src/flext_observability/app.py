@@ -26,6 +26,8 @@ from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.pipeline.consumer import LocalConsumer
 from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
 from flext_observability.receivers.native import NativeReceiver, build_router
+from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
+from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,9 @@ class Collector:
         self.queue = build_queue(config)
         self.telemetry = SelfTelemetry(self.registry, self.queue)
         prom = config.exporters.prometheus
-        self.store = MetricStore(prom.max_series, prom.max_series_per_metric, prom.metric_expiration)
+        self.store = MetricStore(
+            prom.max_series, prom.max_series_per_metric, prom.metric_expiration
+        )
         self.registry.register(self.store)
         self.prometheus = PrometheusExporter(self.store, self.telemetry)
         self.health = HealthTracker(config.health.default_ttl_seconds)
@@ -73,15 +77,22 @@ class Collector:
             config.server.max_items_per_request,
             self.prometheus.admit,
         )
+        self.otlp = OtlpIngest(self.queue.put, self.telemetry, accepts_logs=False)
+        self.grpc = OtlpGrpcServer(
+            self.otlp, config.server.host, config.server.grpc_port,
+            config.server.grpc_max_message_bytes,
+        )
 
     async def start(self) -> None:
         await self.queue.start()
         for consumer in self.consumers:
             await consumer.start()
+        await self.grpc.start()
         if not self.queue.consumed(Signal.SPANS) or not self.config.exporters.jaeger.endpoint:
             log.info("no span exporter configured: spans stay in the queue until one is")
 
     async def shutdown(self) -> None:
+        await self.grpc.shutdown()
         for consumer in self.consumers:
             await consumer.shutdown()
         await self.queue.shutdown()
@@ -137,6 +148,9 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPI(title="flext-observability", version="0.1.0", lifespan=lifespan)
     app.state.collector = collector
     app.include_router(build_router(collector.native))
+    app.include_router(
+        build_otlp_router(collector.otlp, config.server.max_body_bytes, collector.telemetry)
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     @app.get("/metrics", include_in_schema=False)

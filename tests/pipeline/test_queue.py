@@ -13,17 +13,14 @@ from flext_observability.pipeline.queue import (
 
 @pytest.fixture(params=["memory", "disk"])
 def make_queue(request, tmp_path):
-    made = []
-
     def make(max_items=1000, max_bytes=1_000_000):
         if request.param == "memory":
             queue = MemoryQueue(max_items, max_bytes, retry_after=3)
         else:
             queue = SqliteQueue(tmp_path / "q", max_items, max_bytes, retry_after=3)
-        made.append(queue)
         return queue
 
-    yield make
+    return make
 
 
 async def test_consumer_reads_its_signals_after_cursor_and_acks(make_queue):
@@ -87,7 +84,7 @@ async def test_wait_wakes_on_put(make_queue):
     queue = make_queue()
     queue.register("prom", [Signal.METRICS])
     await queue.start()
-    waiter = asyncio.create_task(queue.wait("prom", timeout=30))
+    waiter = asyncio.create_task(queue.wait("prom", at_most=30))
     await asyncio.sleep(0)
     await queue.put(Signal.METRICS, "native-json", b"x", 1)
     await asyncio.wait_for(waiter, 5)

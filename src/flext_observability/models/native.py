@@ -188,9 +188,12 @@ class Alert(_Model):
         for key in self.labels:
             if key in {"alertname", "severity", "service", "instance"}:
                 raise FieldError(f"labels.{key}", f"'{key}' is set from the alert's own field")
-        if self.starts_at is not None and self.ends_at is not None:
-            if self.ends_at < self.starts_at:
-                raise FieldError("ends_at", "must not be before starts_at")
+        if (
+            self.starts_at is not None
+            and self.ends_at is not None
+            and self.ends_at < self.starts_at
+        ):
+            raise FieldError("ends_at", "must not be before starts_at")
         return self
 
 

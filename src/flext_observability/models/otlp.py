@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import lt
 from typing import Any, Literal, NamedTuple
@@ -34,7 +34,6 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ExponentialHistogramDataPoint,
     HistogramDataPoint,
-    NumberDataPoint,
     SummaryDataPoint,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
@@ -83,11 +82,6 @@ def _ids(*keys: str, **nested: _IdSpec) -> _IdSpec:
 
 _TRACE_AND_SPAN_ID = _ids("traceId", "spanId")
 _POINTS = _ids(dataPoints=_ids(exemplars=_TRACE_AND_SPAN_ID))
-
-
-# For spans and log records: which items to examine (a cheap first pass over all of them),
-# and what is wrong with one of those (None: nothing).
-_ItemChecks = tuple[Callable[[Any], Iterable[int]], Callable[[Any], str | None]]
 
 
 class _Layout(NamedTuple):
@@ -167,17 +161,17 @@ class _Findings:
 
 def parse_traces(body: bytes, *, json: bool) -> OtlpParsed:
     """Decode an ExportTraceServiceRequest and keep its valid spans."""
-    return _parse(body, _LAYOUTS["traces"], json, (_span_suspects, _span_problem))
+    return _parse(body, _LAYOUTS["traces"], json, _check_spans)
 
 
 def parse_metrics(body: bytes, *, json: bool) -> OtlpParsed:
     """Decode an ExportMetricsServiceRequest and keep its valid data points."""
-    return _parse(body, _LAYOUTS["metrics"], json, None)
+    return _parse(body, _LAYOUTS["metrics"], json, _check_metrics)
 
 
 def parse_logs(body: bytes, *, json: bool) -> OtlpParsed:
     """Decode an ExportLogsServiceRequest and keep its valid log records."""
-    return _parse(body, _LAYOUTS["logs"], json, (_every, _log_problem))
+    return _parse(body, _LAYOUTS["logs"], json, _check_log_records)
 
 
 def encode_response(signal: Signal, rejected: int, message: str, *, json: bool) -> bytes:
@@ -206,15 +200,12 @@ def _parse(
     body: bytes,
     layout: _Layout,
     json: bool,
-    checks: _ItemChecks | None,
+    check: Callable[[Any, _Findings], None],
 ) -> OtlpParsed:
     request = _decode_json(body, layout) if json else _decode_protobuf(body, layout)
     findings = _Findings()
     resources = getattr(request, layout.fields[0])
-    if checks is None:
-        _check_metrics(resources, findings)
-    else:
-        _check_items(resources, layout, checks, findings)
+    check(resources, findings)
     accepted = findings.total - findings.rejected
     if not json and not findings.rejected:
         return OtlpParsed(body, accepted, 0, "")
@@ -250,7 +241,7 @@ def _decode_json(body: bytes, layout: _Layout) -> Message:
         raise OtlpDecodeError(f"{'.'.join(reversed(exc.path))}: must be a hex string") from None
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, RecursionError) as exc:
+    except json_format.ParseError as exc:
         raise OtlpDecodeError(f"body is not a valid OTLP/JSON {name}: {exc}") from None
     return request
 
@@ -290,9 +281,20 @@ def _hex_ids_to_base64(node: dict[str, Any], spec: _IdSpec) -> None:
                 raise
 
 
-def _span_suspects(spans: Any) -> list[int]:
-    """Spans that may be invalid: a cheap test, stricter than `_span_problem`, which decides."""
-    return [
+# What is wrong with which entries of a repeated field: [(index, "field: rule"), ...].
+_Problems = Callable[[Any], list[tuple[int, str]]]
+
+
+def _one_by_one(problem_of: Callable[[Any], str | None]) -> _Problems:
+    def problems(items: Any) -> list[tuple[int, str]]:
+        return [(i, p) for i, item in enumerate(items) if (p := problem_of(item)) is not None]
+
+    return problems
+
+
+def _span_problems(spans: Any) -> list[tuple[int, str]]:
+    # A cheap test over every span, stricter than `_span_problem`, picks the few it judges.
+    suspects = [
         i
         for i, span in enumerate(spans)
         if len(trace_id := span.trace_id) != 16
@@ -304,10 +306,7 @@ def _span_suspects(spans: Any) -> list[int]:
         or span.end_time_unix_nano < span.start_time_unix_nano
         or span.links
     ]
-
-
-def _every(items: Any) -> range:
-    return range(len(items))
+    return [(i, p) for i in suspects if (p := _span_problem(spans[i])) is not None]
 
 
 def _span_problem(span: Span) -> str | None:
@@ -344,31 +343,24 @@ def _log_problem(record: LogRecord) -> str | None:
     return None
 
 
-def _exemplar_problem(exemplars: Any) -> str | None:
-    for k, exemplar in enumerate(exemplars):
-        if len(exemplar.trace_id) not in (0, 16):
-            return f"exemplars[{k}].traceId: must be empty or 16 bytes"
-        if len(exemplar.span_id) not in (0, 8):
-            return f"exemplars[{k}].spanId: must be empty or 8 bytes"
-    return None
+def _number_problems(points: Any) -> list[tuple[int, str]]:
+    return [
+        (i, "asDouble: must be a finite number")
+        for i, point in enumerate(points)
+        if not math.isfinite(point.as_double)
+    ]
 
 
-def _number_problem(point: NumberDataPoint) -> str | None:
-    if not math.isfinite(point.as_double):
-        return "asDouble: must be a finite number"
-    return _exemplar_problem(point.exemplars)
-
-
-def _non_finite(point: Any, *names: str) -> str | None:
-    # An absent optional field (histogram sum, min, max) reads as 0.0, which passes.
-    for name in names:
-        if not math.isfinite(getattr(point, name)):
-            return f"{name}: must be a finite number"
-    return None
+def _sum_min_max_problem(point: HistogramDataPoint | ExponentialHistogramDataPoint) -> str | None:
+    # Absent ones read as 0.0, which passes.
+    if math.isfinite(point.sum) and math.isfinite(point.min) and math.isfinite(point.max):
+        return None
+    name = next(name for name in ("sum", "min", "max") if not math.isfinite(getattr(point, name)))
+    return f"{name}: must be a finite number"
 
 
 def _histogram_problem(point: HistogramDataPoint) -> str | None:
-    problem = _non_finite(point, "sum", "min", "max")
+    problem = _sum_min_max_problem(point)
     if problem is not None:
         return problem
     bounds = point.explicit_bounds
@@ -382,50 +374,49 @@ def _histogram_problem(point: HistogramDataPoint) -> str | None:
             return "bucketCounts: must have one more entry than explicitBounds"
         if sum(counts) != point.count:
             return "count: must equal the sum of bucketCounts"
-    return _exemplar_problem(point.exemplars)
-
-
-def _exponential_histogram_problem(point: ExponentialHistogramDataPoint) -> str | None:
-    return _non_finite(point, "sum", "min", "max") or _exemplar_problem(point.exemplars)
+    return None
 
 
 def _summary_problem(point: SummaryDataPoint) -> str | None:
-    problem = _non_finite(point, "sum")
-    if problem is not None:
-        return problem
+    if not math.isfinite(point.sum):
+        return "sum: must be a finite number"
     for k, quantile in enumerate(point.quantile_values):
         if not (0.0 <= quantile.quantile <= 1.0 and math.isfinite(quantile.value)):
             return f"quantileValues[{k}]: quantile must be in [0, 1] and value finite"
     return None
 
 
-_POINT_CHECKS: dict[str, tuple[str, Callable[[Any], str | None]]] = {
-    "gauge": ("gauge", _number_problem),
-    "sum": ("sum", _number_problem),
-    "histogram": ("histogram", _histogram_problem),
-    "exponential_histogram": ("exponentialHistogram", _exponential_histogram_problem),
-    "summary": ("summary", _summary_problem),
+# metric.WhichOneof("data") -> its JSON name and the problems of its data points
+_POINT_PROBLEMS: dict[str, tuple[str, _Problems]] = {
+    "gauge": ("gauge", _number_problems),
+    "sum": ("sum", _number_problems),
+    "histogram": ("histogram", _one_by_one(_histogram_problem)),
+    "exponential_histogram": ("exponentialHistogram", _one_by_one(_sum_min_max_problem)),
+    "summary": ("summary", _one_by_one(_summary_problem)),
 }
 
 
-def _check_items(resources: Any, layout: _Layout, checks: _ItemChecks, findings: _Findings) -> None:
-    suspects, problem_of = checks
+def _check_spans(resources: Any, findings: _Findings) -> None:
+    _check_items(resources, _LAYOUTS["traces"], _span_problems, findings)
+
+
+def _check_log_records(resources: Any, findings: _Findings) -> None:
+    _check_items(resources, _LAYOUTS["logs"], _one_by_one(_log_problem), findings)
+
+
+def _check_items(resources: Any, layout: _Layout, problems: _Problems, findings: _Findings) -> None:
     _, scope_field, item_field = layout.fields
     resource_name, scope_name, item_name = layout.json_names
     for ri, resource in enumerate(resources):
         for si, scope in enumerate(getattr(resource, scope_field)):
             items = getattr(scope, item_field)
             findings.total += len(items)
-            bad = []
-            for i in suspects(items):
-                problem = problem_of(items[i])
-                if problem is not None:
-                    bad.append(i)
-                    findings.reject(
-                        1, f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}].{problem}"
-                    )
+            bad = problems(items)
+            for i, problem in bad:
+                where = f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}]"
+                findings.reject(1, f"{where}.{problem}")
             if bad:
-                findings.removals.append((items, bad))
+                findings.removals.append((items, [i for i, _ in bad]))
 
 
 def _check_metrics(resources: Any, findings: _Findings) -> None:
@@ -446,17 +437,14 @@ def _check_metrics(resources: Any, findings: _Findings) -> None:
                     findings.reject(len(points), f"{where}.name: must not be empty")
                     dropped.append(mi)
                     continue
-                json_kind, problem_of = _POINT_CHECKS[kind]
-                bad = []
-                for pi, point in enumerate(points):
-                    problem = problem_of(point)
-                    if problem is not None:
-                        bad.append(pi)
-                        findings.reject(1, f"{where}.{json_kind}.dataPoints[{pi}].{problem}")
+                json_kind, problems = _POINT_PROBLEMS[kind]
+                bad = problems(points)
+                for pi, problem in bad:
+                    findings.reject(1, f"{where}.{json_kind}.dataPoints[{pi}].{problem}")
                 if len(bad) == len(points):
                     dropped.append(mi)
                 elif bad:
-                    findings.removals.append((points, bad))
+                    findings.removals.append((points, [pi for pi, _ in bad]))
             if dropped:
                 findings.removals.append((metrics, dropped))
 

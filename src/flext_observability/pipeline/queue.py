@@ -141,11 +141,11 @@ class Queue(ABC):
     def wake(self, consumer: str) -> None:
         self._consumers[consumer].wakeup.set()
 
-    async def wait(self, consumer: str, timeout: float) -> None:
-        """Sleep until a put for this consumer's signals or the timeout, whichever is first."""
+    async def wait(self, consumer: str, at_most: float) -> None:
+        """Sleep until a put for this consumer's signals, or at_most seconds."""
         wakeup = self._consumers[consumer].wakeup
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout)
+            await asyncio.wait_for(wakeup.wait(), at_most)
         wakeup.clear()
 
     async def ack(self, consumer: str, seq: int) -> None:

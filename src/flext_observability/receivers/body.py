@@ -9,6 +9,9 @@ _WBITS = {
     "x-gzip": 16 + zlib.MAX_WBITS,
     "deflate": zlib.MAX_WBITS,
 }
+# Output is taken in steps of at most this many bytes: zlib builds each step's result in
+# blocks and then copies them into one, so a step's size is what that copy costs at most.
+_STEP = 1 << 20
 
 
 class BodyTooLarge(Exception):
@@ -49,7 +52,7 @@ def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
     while data:  # a gzip body may hold several members one after the other
         inflater = zlib.decompressobj(wbits)
         while data and not inflater.eof:
-            part = inflater.decompress(data, limit + 1 - size)
+            part = inflater.decompress(data, min(limit + 1 - size, _STEP))
             size += len(part)
             if size > limit:
                 raise BodyTooLarge(limit)

@@ -136,7 +136,8 @@ class NativeReceiver:
         except ValidationError as exc:
             if any(e["type"] == "json_invalid" for e in exc.errors()):
                 detail = exc.errors()[0]["msg"]
-                raise Refusal.single(400, "malformed", f"body is not valid JSON: {detail}") from None
+                message = f"body is not valid JSON: {detail}"
+                raise Refusal.single(400, "malformed", message) from None
             errors = item_errors(exc, batch)
             raise Refusal(422, "invalid", errors, items=_count_items(body, batch)) from None
         items = parsed if batch else [parsed]
@@ -154,7 +155,9 @@ class NativeReceiver:
     async def ingest(self, kind: str, request: Request) -> int:
         route = ROUTES[kind]
         if media_type(request.headers.get("content-type")) != "application/json":
-            raise Refusal.single(415, "unsupported_media_type", "Content-Type must be application/json")
+            raise Refusal.single(
+                415, "unsupported_media_type", "Content-Type must be application/json"
+            )
         body = await read_limited(request, self._max_body)
         items, _ = self._validate(route, body)
         if route.signal is Signal.METRICS:

@@ -34,7 +34,7 @@ def test_counter_gauge_histogram_reach_prometheus(scraped):
                    "buckets": [0.25, 1, 5], **base} for v in (0.1, 0.3, 2, 9)])
 
     sel = '{job="checkout",instance="pod-1"}'
-    counter = prometheus.wait_for(f'orders_total{{job="checkout",instance="pod-1",region="eu"}}')
+    counter = prometheus.wait_for('orders_total{job="checkout",instance="pod-1",region="eu"}')
     assert value(counter) == 6.5
     assert value(prometheus.wait_for(f"queue_depth{sel}")) == 7
     buckets = prometheus.wait_for(f"latency_seconds_bucket{sel}", lambda r: len(r) == 4)
@@ -45,7 +45,7 @@ def test_counter_gauge_histogram_reach_prometheus(scraped):
 
     post(daemon, {"name": "orders", "type": "counter", "value": 10, **base,
                   "labels": {"region": "eu"}})
-    prometheus.wait_for(f'orders_total{{job="checkout",region="eu"}}',
+    prometheus.wait_for('orders_total{job="checkout",region="eu"}',
                         lambda r: r and float(r[0]["value"][1]) == 16.5)
 
 

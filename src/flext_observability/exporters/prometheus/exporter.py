@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from flext_observability.exporters.prometheus.otlp_metrics import apply_otlp
 from flext_observability.exporters.prometheus.store import (
     LabelKey,
     MetricStore,
@@ -17,7 +18,7 @@ from flext_observability.exporters.prometheus.store import (
 from flext_observability.models.errors import ItemError
 from flext_observability.models.native import Metric
 from flext_observability.pipeline.queue import Record
-from flext_observability.receivers.native import NATIVE_JSON
+from flext_observability.receivers.native import NATIVE_JSON, OTLP_PROTOBUF
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -67,19 +68,26 @@ class PrometheusExporter:
         return []
 
     def handle(self, records: list[Record]) -> None:
-        applied = dropped = 0
+        applied = 0
+        dropped: dict[str, int] = {}
         for record in records:
             if record.encoding == NATIVE_JSON:
                 ok, bad = self._apply_native(orjson.loads(record.payload))
+                if bad:
+                    dropped["rejected_series"] = dropped.get("rejected_series", 0) + bad
+            elif record.encoding == OTLP_PROTOBUF:
+                outcome = apply_otlp(self.store, record.payload)
+                ok = outcome.applied
+                for reason, count in outcome.dropped.items():
+                    dropped[reason] = dropped.get(reason, 0) + count
             else:
-                log.error("prometheus exporter: unknown record encoding %s", record.encoding)
-                ok, bad = 0, record.items
+                ok = 0
+                dropped["unknown_encoding"] = dropped.get("unknown_encoding", 0) + record.items
             applied += ok
-            dropped += bad
         self._telemetry.exported.labels(NAME).inc(applied)
-        if dropped:
-            self._telemetry.dropped.labels(NAME, "rejected_series").inc(dropped)
-            log.warning("prometheus exporter dropped %d samples (type conflict or limit)", dropped)
+        for reason, count in dropped.items():
+            self._telemetry.dropped.labels(NAME, reason).inc(count)
+            log.warning("prometheus exporter dropped %d data points: %s", count, reason)
 
     def _apply_native(self, data: Any) -> tuple[int, int]:
         items = data if isinstance(data, list) else [data]

@@ -38,6 +38,7 @@ class SeriesRejected(Exception):
 class Scalar:
     value: float
     updated: float
+    time_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -47,6 +48,7 @@ class Histogram:
     sum: float = 0.0
     count: float = 0.0
     updated: float = 0.0
+    time_ns: int = 0
 
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.bounds, value)] += 1
@@ -55,12 +57,21 @@ class Histogram:
 
 
 @dataclass(slots=True)
+class Summary:
+    quantiles: tuple[tuple[float, float], ...]
+    sum: float
+    count: float
+    updated: float
+    time_ns: int = 0
+
+
+@dataclass(slots=True)
 class Family:
     name: str
     kind: str
     help: str
     unit: str = ""
-    series: dict[LabelKey, Scalar | Histogram] = field(default_factory=dict)
+    series: dict[LabelKey, Scalar | Histogram | Summary] = field(default_factory=dict)
 
 
 class MetricStore:
@@ -207,6 +218,22 @@ class MetricStore:
             series.sum, series.count, series.updated = total, count, now
         return True
 
+    def set_summary(
+        self,
+        family: Family,
+        key: LabelKey,
+        quantiles: tuple[tuple[float, float], ...],
+        total: float,
+        count: float,
+        now: float,
+    ) -> bool:
+        """A summary point (OTLP): quantiles, sum and count as they came."""
+        series = family.series.get(key)
+        if series is None and not self._new_series(family, key):
+            return False
+        family.series[key] = Summary(quantiles, total, count, now)
+        return True
+
     def now(self) -> float:
         return self._clock()
 
@@ -248,6 +275,13 @@ def _to_metric(family: Family) -> Metric:
     elif family.kind == "histogram":
         for key, series in family.series.items():
             _histogram_samples(metric, name, dict(key), series)  # type: ignore[arg-type]
+    elif family.kind == "summary":
+        for key, series in family.series.items():
+            labels = dict(key)
+            for quantile, value in series.quantiles:  # type: ignore[union-attr]
+                metric.add_sample(name, {**labels, "quantile": floatToGoString(quantile)}, value)
+            metric.add_sample(name + "_sum", labels, series.sum)  # type: ignore[union-attr]
+            metric.add_sample(name + "_count", labels, series.count)  # type: ignore[union-attr]
     else:
         for key, series in family.series.items():
             metric.add_sample(name, dict(key), series.value)  # type: ignore[union-attr]

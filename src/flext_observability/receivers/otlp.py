@@ -1,0 +1,163 @@
+"""OTLP ingestion shared by OTLP/HTTP and OTLP/gRPC, and the OTLP/HTTP routes (CONTRACT §2).
+
+Requests are decoded and validated in one walk over the protobuf objects (models.otlp);
+valid items are queued as the request's own bytes when nothing was dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from flext_observability.models.otlp import (
+    OtlpDecodeError,
+    OtlpParsed,
+    encode_response,
+    encode_status,
+    parse_logs,
+    parse_metrics,
+    parse_traces,
+)
+from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
+from flext_observability.receivers.body import media_type
+from flext_observability.receivers.native import OTLP_PROTOBUF, Refusal, read_limited
+from flext_observability.telemetry import SelfTelemetry
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+# google.rpc.Code values used in Status bodies.
+INVALID_ARGUMENT = 3
+RESOURCE_EXHAUSTED = 8
+UNAVAILABLE = 14
+UNIMPLEMENTED = 12
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpSignal:
+    name: str
+    signal: Signal
+    parse: Callable[..., OtlpParsed]
+
+
+SIGNALS = {
+    "traces": OtlpSignal("traces", Signal.SPANS, parse_traces),
+    "metrics": OtlpSignal("metrics", Signal.METRICS, parse_metrics),
+    "logs": OtlpSignal("logs", Signal.LOGS, parse_logs),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    accepted: int
+    rejected: int
+    message: str
+
+
+class OtlpThrottled(Exception):
+    """The queue refused the request; retry after `retry_after` seconds."""
+
+    def __init__(self, exc: QueueFull | QueueClosed) -> None:
+        super().__init__(str(exc))
+        self.full = isinstance(exc, QueueFull)
+        self.retry_after = exc.retry_after if isinstance(exc, QueueFull) else 5
+
+
+class OtlpIngest:
+    """Decode, validate, queue; count everything. Raises OtlpDecodeError / OtlpThrottled."""
+
+    def __init__(
+        self,
+        queue_put: Callable[[Signal, str, bytes, int], Awaitable[int]],
+        telemetry: SelfTelemetry,
+        accepts_logs: bool,
+    ) -> None:
+        self._put = queue_put
+        self._telemetry = telemetry
+        self._accepts_logs = accepts_logs
+
+    async def ingest(self, kind: str, body: bytes, *, json: bool, receiver: str) -> Accepted:
+        otlp = SIGNALS[kind]
+        signal = otlp.signal.value
+        try:
+            parsed = otlp.parse(body, json=json)
+        except OtlpDecodeError:
+            self._telemetry.refused.labels(signal, "malformed").inc()
+            raise
+        if parsed.rejected:
+            self._telemetry.refused.labels(signal, "invalid").inc(parsed.rejected)
+        if otlp.signal is Signal.LOGS and not self._accepts_logs and parsed.accepted:
+            self._telemetry.refused.labels(signal, "no_exporter").inc(parsed.accepted)
+            return Accepted(
+                0,
+                parsed.accepted + parsed.rejected,
+                "log records are not accepted: no logs exporter is configured",
+            )
+        if parsed.accepted:
+            try:
+                await self._put(otlp.signal, OTLP_PROTOBUF, parsed.payload, parsed.accepted)
+            except (QueueFull, QueueClosed) as exc:
+                reason = "queue_full" if isinstance(exc, QueueFull) else "unavailable"
+                self._telemetry.refused.labels(signal, reason).inc(parsed.accepted)
+                raise OtlpThrottled(exc) from None
+            self._telemetry.received.labels(signal, receiver).inc(parsed.accepted)
+        return Accepted(parsed.accepted, parsed.rejected, parsed.message)
+
+
+def _status_response(status: int, code: int, message: str, json: bool,
+                     headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        encode_status(code, message, json=json),
+        status,
+        headers,
+        media_type=JSON if json else PROTOBUF,
+    )
+
+
+def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int,
+                      telemetry: SelfTelemetry) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["otlp"], include_in_schema=False)
+
+    def add(kind: str) -> None:
+        signal = SIGNALS[kind].signal.value
+
+        async def endpoint(request: Request) -> Response:
+            ctype = media_type(request.headers.get("content-type"))
+            if ctype not in (PROTOBUF, JSON):
+                telemetry.refused.labels(signal, "unsupported_media_type").inc()
+                return _status_response(
+                    415, INVALID_ARGUMENT,
+                    f"unsupported Content-Type {ctype or '(none)'!r}; use {PROTOBUF} or {JSON}",
+                    json=True,
+                )
+            json = ctype == JSON
+            try:
+                body = await read_limited(request, max_body_bytes)
+                answer = await ingest.ingest(kind, body, json=json, receiver="otlp_http")
+            except Refusal as refusal:
+                telemetry.refused.labels(signal, refusal.reason).inc()
+                return _status_response(refusal.status, INVALID_ARGUMENT,
+                                        refusal.errors[0].message, json)
+            except OtlpDecodeError as exc:
+                return _status_response(400, INVALID_ARGUMENT, str(exc), json)
+            except OtlpThrottled as exc:
+                return _status_response(
+                    429 if exc.full else 503,
+                    RESOURCE_EXHAUSTED if exc.full else UNAVAILABLE,
+                    str(exc), json, {"Retry-After": str(exc.retry_after)},
+                )
+            return Response(
+                encode_response(kind, answer.rejected, answer.message, json=json),
+                200,
+                media_type=JSON if json else PROTOBUF,
+            )
+
+        endpoint.__name__ = f"otlp_{kind}"
+        router.add_api_route(f"/{kind}", endpoint, methods=["POST"])
+
+    for kind in SIGNALS:
+        add(kind)
+    return router

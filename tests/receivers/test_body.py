@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+
+import pytest
+
+from flext_observability.receivers.body import BadEncoding, BodyTooLarge, media_type, read_body
+
+PAYLOAD = b"resource spans " * 1000
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding"),
+    [
+        (PAYLOAD, None),
+        (PAYLOAD, ""),
+        (PAYLOAD, "identity"),
+        (gzip.compress(PAYLOAD), "gzip"),
+        (gzip.compress(PAYLOAD), " GZip "),
+        (gzip.compress(PAYLOAD), "x-gzip"),
+        (zlib.compress(PAYLOAD), "deflate"),
+        (zlib.compress(PAYLOAD), "Deflate"),
+        # a gzip body may be several members one after the other (RFC 1952)
+        (gzip.compress(PAYLOAD[:7000]) + gzip.compress(PAYLOAD[7000:]), "gzip"),
+    ],
+)
+def test_bodies_are_decoded(raw: bytes, encoding: str | None):
+    assert read_body(raw, encoding, limit=len(PAYLOAD)) == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding"),
+    [
+        (PAYLOAD + b"!", None),
+        (gzip.compress(PAYLOAD + b"!"), "gzip"),
+        (zlib.compress(PAYLOAD + b"!"), "deflate"),
+        (gzip.compress(PAYLOAD) + gzip.compress(b"!"), "gzip"),
+    ],
+)
+def test_one_byte_over_the_limit_is_too_large(raw: bytes, encoding: str | None):
+    with pytest.raises(BodyTooLarge) as raised:
+        read_body(raw, encoding, limit=len(PAYLOAD))
+    assert raised.value.limit == len(PAYLOAD)
+
+
+def test_empty_compressed_body_is_empty():
+    assert read_body(b"", "gzip", limit=10) == b""
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding", "error_type", "message"),
+    [
+        (PAYLOAD, "br", BadEncoding, "unsupported Content-Encoding 'br'"),
+        (PAYLOAD, "gzip, identity", BadEncoding, "unsupported Content-Encoding"),
+        (PAYLOAD, "gzip", BadEncoding, "body is not valid gzip"),
+        (gzip.compress(PAYLOAD)[:-20], "gzip", BadEncoding, "compressed body is truncated"),
+        (gzip.compress(PAYLOAD) + b"trailing junk", "gzip", BadEncoding, "not valid gzip"),
+        (gzip.compress(PAYLOAD), "deflate", BadEncoding, "body is not valid deflate"),
+    ],
+)
+def test_bad_encodings(raw: bytes, encoding: str, error_type: type[Exception], message: str):
+    with pytest.raises(error_type, match=message):
+        read_body(raw, encoding, limit=1 << 20)
+
+
+def test_gzip_bomb_stops_at_the_limit_without_inflating():
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    bomb = b"".join([*(compressor.compress(zeros) for _ in range(200)), compressor.flush()])
+    assert len(bomb) < 1 << 20  # 200 MiB of zeros in well under 1 MiB
+    limit = 16 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyTooLarge):
+            read_body(bomb, "gzip", limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < limit + (4 << 20)  # the limit plus a step of output, not the 200 MiB
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("application/x-protobuf", "application/x-protobuf"),
+        ("Application/JSON; charset=utf-8", "application/json"),
+        ("  application/json ;charset=UTF-8", "application/json"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_media_type(content_type: str | None, expected: str):
+    assert media_type(content_type) == expected
