@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk
 
-.PHONY: run test lint bench install install-test system-deps clean
+.PHONY: run test lint bench install install-test system-deps clean monitoring-up monitoring-down monitoring-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ install-test: $(VENV)/.installed-test system-deps
 
 # Real Prometheus, Alertmanager, Pushgateway and promtool for the integration tests and bench.
 system-deps:
-	@missing=""; for b in prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway; do \
+	@missing=""; for b in prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway wrk; do \
 		command -v $$b >/dev/null 2>&1 || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -44,6 +44,17 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python -m bench
+
+# The monitoring stack: Docker (collector, Prometheus, Alertmanager, Jaeger, Grafana) ...
+monitoring-up:
+	docker compose -f docker-compose.monitoring.yml up -d --build
+
+monitoring-down:
+	docker compose -f docker-compose.monitoring.yml down
+
+# ... or without Docker: Debian's Prometheus and Alertmanager with the same configs.
+monitoring-local: install system-deps
+	scripts/monitoring-local.sh
 
 clean:
 	rm -rf $(VENV) .flext-observability .pytest_cache .ruff_cache

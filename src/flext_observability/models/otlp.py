@@ -226,9 +226,9 @@ def _decode_protobuf(body: bytes, layout: _Layout) -> Message:
 
 def _decode_json(body: bytes, layout: _Layout) -> Message:
     request = layout.request()
-    name = layout.request.DESCRIPTOR.name
     if not body:
         return request
+    name = layout.request.DESCRIPTOR.name
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
