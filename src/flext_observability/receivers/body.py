@@ -26,6 +26,10 @@ class BadEncoding(ValueError):
     """The Content-Encoding is not supported, or the body is not valid in it."""
 
 
+class UnsupportedEncoding(BadEncoding):
+    """A Content-Encoding this server does not decode (answered 415)."""
+
+
 def read_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
     """The body with its Content-Encoding (identity, gzip, deflate) removed, at most `limit` bytes.
 
@@ -39,7 +43,7 @@ def read_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
         return raw
     wbits = _WBITS.get(encoding)
     if wbits is None:
-        raise BadEncoding(f"unsupported Content-Encoding {content_encoding!r}")
+        raise UnsupportedEncoding(f"unsupported Content-Encoding {content_encoding!r}")
     try:
         return _inflate(raw, wbits, limit)
     except zlib.error as exc:

@@ -19,7 +19,13 @@ from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, item_errors
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
-from flext_observability.receivers.body import BadEncoding, BodyTooLarge, media_type, read_body
+from flext_observability.receivers.body import (
+    BadEncoding,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    media_type,
+    read_body,
+)
 from flext_observability.telemetry import SelfTelemetry
 
 NATIVE_JSON = "native-json"
@@ -83,7 +89,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
             413, "too_large", f"body is larger than {limit} bytes after decompression"
         ) from None
     except BadEncoding as exc:
-        status = 400 if "gzip" in str(exc).lower() or "deflate" in str(exc).lower() else 415
+        status = 415 if isinstance(exc, UnsupportedEncoding) else 400
         raise Refusal.single(status, "bad_encoding", str(exc)) from None
 
 
