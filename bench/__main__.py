@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = {"native": "bench.native_ingest"}
+BENCHES = {"native": "bench.native_ingest", "otlp": "bench.otlp_ingest"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", choices=[*BENCHES, []][: len(BENCHES)] or None,
-                        help="benchmarks to run (default: all)")
+    parser.add_argument("names", nargs="*", metavar="name",
+                        help=f"benchmarks to run, of {', '.join(BENCHES)} (default: all)")
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHES)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     for name in args.names or list(BENCHES):
         module = importlib.import_module(BENCHES[name])
         print(module.report(module.run(args.seconds)), flush=True)
