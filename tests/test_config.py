@@ -70,3 +70,34 @@ def test_expand_env_walks_lists_and_maps():
 def test_not_a_mapping(tmp_path):
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- 1\n"))
+
+
+def _keys(model, prefix=""):
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+            yield from _keys(annotation, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+def _yaml_keys(node, prefix=""):
+    for name, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from _yaml_keys(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+def test_the_example_config_shows_every_key_with_a_comment():
+    from pathlib import Path
+
+    import yaml
+
+    from flext_observability.config import Config
+
+    path = Path(__file__).resolve().parents[1] / "config" / "collector.yaml"
+    assert set(_yaml_keys(yaml.safe_load(path.read_text()))) == set(_keys(Config))
+    for line in path.read_text().splitlines():
+        if ":" in line and not line.lstrip().startswith("#"):
+            assert "#" in line or line.rstrip().endswith(":"), f"uncommented: {line}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from flext_observability.config import ConfigError, load_config
 
 log = logging.getLogger("flext_observability")
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 SEND_ROUTES = {"metric": "metrics", "span": "spans", "alert": "alerts", "health": "health"}
 
@@ -33,7 +37,19 @@ def _serve(args: argparse.Namespace) -> int:
 
     from flext_observability.app import create_app
 
-    server = uvicorn.Server(
+    class _Server(uvicorn.Server):
+        """SIGTERM/SIGINT drain and stop; the process then exits 0, not by the signal."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    server = _Server(
         uvicorn.Config(
             create_app(config),
             host=config.server.host,

@@ -1,0 +1,429 @@
+"""`FlextObservabilityClient`: sends a service's telemetry to the collector in the background.
+
+The caller only appends to a bounded buffer (one per signal) under a short lock: O(1), no
+I/O, no exception. A daemon thread posts batches to `POST /api/v1/{signal}` over one
+keep-alive `httpx.Client`. Answers are classified once, here: 2xx sent; 429/502/503/504
+and connection errors retried with jittered exponential backoff (honouring `Retry-After`,
+capped); any other answer is permanent, so the batch is counted as failed and logged once.
+When a buffer is full the oldest item is dropped and counted. Every item given to the
+client ends up counted exactly once in `stats`: sent, failed or dropped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import random
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from typing import Any, NamedTuple, Protocol
+
+import httpx
+from pydantic_core import to_json
+
+from flext_observability.sdk.config import FlextObservabilityConfig, default_config
+
+log = logging.getLogger("flext_observability.sdk")
+
+SIGNAL_PATHS = {
+    "metrics": "/api/v1/metrics",
+    "spans": "/api/v1/spans",
+    "alerts": "/api/v1/alerts",
+    "health": "/api/v1/health",
+}
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+INITIAL_BACKOFF = 0.5  # seconds before the first retry; doubles per attempt
+BACKOFF_JITTER = 0.5  # each backoff is scaled by a random factor in [1 - j, 1 + j)
+USER_AGENT = "flext-observability-sdk/0.1.0"
+
+
+class Payload(Protocol):
+    """What the client buffers: an item of a signal that renders its native JSON object."""
+
+    signal: str
+
+    def to_payload(self) -> dict[str, Any]: ...
+
+
+class CounterKey(NamedTuple):
+    """A counter series the client sums locally between flushes (see `count`)."""
+
+    name: str
+    service: str
+    instance: str
+    labels: tuple[tuple[str, str], ...]
+
+
+class _CounterSample:
+    __slots__ = ("key", "value")
+    signal = "metrics"
+
+    def __init__(self, key: CounterKey, value: float) -> None:
+        self.key = key
+        self.value = value
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "name": self.key.name,
+            "type": "counter",
+            "value": self.value,
+            "service": self.key.service,
+            "labels": dict(self.key.labels),
+        }
+        if self.key.instance:
+            payload["instance"] = self.key.instance
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStats:
+    """Item counts since the client was made; `enqueued == sent + failed + dropped + buffered`
+    once no batch is in flight. `retried` counts requests sent again."""
+
+    enqueued: int
+    sent: int
+    failed: int
+    dropped: int
+    retried: int
+    buffered: int
+
+
+class Outcome(Enum):
+    SENT = "sent"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    outcome: Outcome
+    detail: str = ""
+    retry_after: float | None = None
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - now()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def classify(response: httpx.Response) -> Answer:
+    status = response.status_code
+    if 200 <= status < 300:
+        return Answer(Outcome.SENT)
+    detail = f"HTTP {status}: {response.text[:500]}"
+    if status in RETRYABLE_STATUS:
+        return Answer(Outcome.RETRY, detail, parse_retry_after(response.headers.get("retry-after")))
+    return Answer(Outcome.PERMANENT, detail)
+
+
+class FlextObservabilityClient:
+    """Buffers items and posts them from a daemon thread; see the module docstring.
+
+    `clock` (monotonic seconds), `sleep` (an interruptible wait; returns early when the
+    client closes) and `random` (in [0, 1), for jitter) can be injected so that tests do
+    not wait on wall time. The worker starts with the first item; `close()` (also run at
+    interpreter exit) sends what is left within `config.exit_flush_deadline` seconds.
+    """
+
+    def __init__(
+        self,
+        config: FlextObservabilityConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+        random: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config if config is not None else default_config()
+        self._clock = clock
+        self._injected_sleep = sleep
+        self._random = random
+        self._batch_size = self.config.batch_size
+        self._buffers: dict[str, deque[Payload]] = {
+            signal: deque(maxlen=self.config.buffer_limit) for signal in SIGNAL_PATHS
+        }
+        self._counters: dict[CounterKey, float] = {}
+        self._enqueued = self._sent = self._failed = self._dropped = self._retried = 0
+        self._drops_logged = 0
+        self._in_flight = 0
+        self._closed = False
+        self._deadline = math.inf
+        self._thread: threading.Thread | None = None
+        self._init_sync()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.WeakMethod(self._after_fork_in_child)
+            os.register_at_fork(after_in_child=lambda: _call_alive(ref))
+
+    def _init_sync(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._flush_cond = threading.Condition()
+        self._flush_requested = 0
+        self._flush_done = 0
+
+    def _after_fork_in_child(self) -> None:
+        # The worker does not exist in the child; what the parent buffered is the parent's.
+        self._init_sync()
+        self._thread = None
+        self._counters = {}
+        for buffer in self._buffers.values():
+            buffer.clear()
+
+    # -- the caller's side: O(1), no I/O, no exception ---------------------------------
+
+    def send(self, item: Payload) -> None:
+        """Queue one item (an entity or an SDK payload) for the next batch of its signal."""
+        with self._lock:
+            self._enqueued += 1
+            if self._closed:
+                self._dropped += 1
+                return
+            full = self._append(item)
+        if self._thread is None:
+            self._start()
+        if full and not self._wake.is_set():
+            self._wake.set()
+
+    def count(self, key: CounterKey, amount: float = 1.0) -> None:
+        """Add to a counter series; the sum is sent as one increment per flush interval."""
+        with self._lock:
+            if self._closed:
+                self._enqueued += 1
+                self._dropped += 1
+                return
+            self._counters[key] = self._counters.get(key, 0.0) + amount
+        if self._thread is None:
+            self._start()
+
+    def _append(self, item: Payload) -> bool:
+        """Under the lock: append, dropping (and counting) the oldest when full."""
+        buffer = self._buffers[item.signal]
+        if len(buffer) == buffer.maxlen:
+            self._dropped += 1
+        buffer.append(item)
+        return len(buffer) >= self._batch_size
+
+    @property
+    def stats(self) -> ClientStats:
+        with self._lock:
+            return ClientStats(
+                enqueued=self._enqueued,
+                sent=self._sent,
+                failed=self._failed,
+                dropped=self._dropped,
+                retried=self._retried,
+                buffered=sum(len(b) for b in self._buffers.values()),
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything buffered now; wait at most `timeout` seconds (None: no limit).
+
+        True when every batch was accepted by the collector in time. Blocks the calling
+        thread: from a coroutine use `await asyncio.to_thread(client.flush, 5)`.
+        """
+        with self._lock:
+            idle = not (self._counters or self._in_flight or any(self._buffers.values()))
+            closed = self._closed
+            lost = self._failed + self._dropped
+        if idle:
+            return True
+        if closed:
+            return False
+        if self._thread is None:
+            self._start()
+        with self._flush_cond:
+            self._flush_requested += 1
+            generation = self._flush_requested
+        self._wake.set()
+        with self._flush_cond:
+            done = self._flush_cond.wait_for(lambda: self._flush_done >= generation, timeout)
+        return done and self._lost() == lost
+
+    def _lost(self) -> int:
+        with self._lock:
+            return self._failed + self._dropped
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the worker after one last attempt to send what is buffered, within `timeout`
+        seconds (default `config.exit_flush_deadline`). Safe twice and without any item.
+
+        True when the worker stopped in time and nothing was lost since the call. Items
+        given to the client after `close()` are counted as dropped.
+        """
+        deadline = self.config.exit_flush_deadline if timeout is None else timeout
+        with self._lock:
+            thread = self._thread
+            if self._closed:
+                return thread is None or not thread.is_alive()
+            self._closed = True
+            self._deadline = self._clock() + deadline
+            lost = self._failed + self._dropped
+        atexit.unregister(self.close)
+        if thread is None:
+            return True
+        self._stop.set()
+        self._wake.set()
+        thread.join(deadline + 0.5)
+        return not thread.is_alive() and self._lost() == lost
+
+    # -- the worker ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._closed:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="flext-observability-client", daemon=True
+            )
+            self._thread.start()
+        atexit.register(self.close)
+
+    def _http_client(self) -> httpx.Client:
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        return httpx.Client(
+            base_url=self.config.endpoint, headers=headers, timeout=self.config.timeout
+        )
+
+    def _run(self) -> None:
+        with self._http_client() as http:
+            while True:
+                self._wake.wait(self.config.flush_interval)
+                self._wake.clear()
+                stopping = self._stop.is_set()
+                with self._flush_cond:
+                    generation = self._flush_requested
+                try:
+                    self._export(http)
+                except Exception:
+                    log.exception("flext-observability client: export pass failed")
+                if stopping:
+                    self._drop_leftovers()
+                self._log_drops()
+                with self._flush_cond:
+                    self._flush_done = generation
+                    self._flush_cond.notify_all()
+                if stopping:
+                    return
+
+    def _export(self, http: httpx.Client) -> None:
+        """One pass: the counter sums, then every item buffered when the pass began."""
+        with self._lock:
+            counters, self._counters = self._counters, {}
+            for key, value in counters.items():
+                self._enqueued += 1
+                self._append(_CounterSample(key, value))
+        for signal, buffer in self._buffers.items():
+            pending = len(buffer)
+            while pending > 0:
+                with self._lock:
+                    batch = [buffer.popleft() for _ in range(min(self._batch_size, len(buffer)))]
+                    self._in_flight = len(batch)
+                if not batch:
+                    break
+                pending -= len(batch)
+                try:
+                    self._deliver(http, signal, batch)
+                finally:
+                    with self._lock:
+                        self._in_flight = 0
+
+    def _deliver(self, http: httpx.Client, signal: str, batch: list[Payload]) -> None:
+        """Post one batch until it is accepted, refused for good, or out of retries."""
+        try:
+            body = to_json([item.to_payload() for item in batch])
+        except Exception:
+            log.exception("flext-observability client: cannot encode %d %s", len(batch), signal)
+            self._failed += len(batch)
+            return
+        started = self._clock()
+        attempt = 0
+        while True:
+            timeout = self.config.timeout
+            if self._stop.is_set():
+                remaining = self._deadline - self._clock()
+                if remaining <= 0:
+                    with self._lock:
+                        self._dropped += len(batch)
+                    return
+                timeout = min(timeout, remaining)
+            answer = self._post(http, SIGNAL_PATHS[signal], body, timeout)
+            if answer.outcome is Outcome.SENT:
+                self._sent += len(batch)
+                return
+            if answer.outcome is Outcome.RETRY:
+                delay = self._retry_delay(attempt, answer.retry_after)
+                elapsed = self._clock() - started
+                if not self._stop.is_set() and elapsed + delay <= self.config.max_retry_elapsed:
+                    log.debug("flext-observability client: retrying %s in %.2fs: %s",
+                              signal, delay, answer.detail)
+                    (self._injected_sleep or self._stop.wait)(delay)
+                    self._retried += 1
+                    attempt += 1
+                    continue
+            self._failed += len(batch)
+            log.warning(
+                "flext-observability client: %d %s not sent to %s after %d attempt(s): %s",
+                len(batch), signal, self.config.endpoint, attempt + 1, answer.detail,
+            )
+
+    def _post(self, http: httpx.Client, path: str, body: bytes, timeout: float) -> Answer:
+        try:
+            response = http.post(path, content=body, timeout=timeout)
+        except httpx.TransportError as exc:
+            return Answer(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+        except httpx.HTTPError as exc:
+            return Answer(Outcome.PERMANENT, f"{type(exc).__name__}: {exc}")
+        return classify(response)
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        cap = self.config.max_retry_delay
+        if retry_after is not None:
+            return min(retry_after, cap)
+        backoff = min(INITIAL_BACKOFF * 2**attempt, cap)
+        return min(backoff * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * self._random()), cap)
+
+    def _drop_leftovers(self) -> None:
+        with self._lock:
+            for buffer in self._buffers.values():
+                self._dropped += len(buffer)
+                buffer.clear()
+            self._dropped += len(self._counters)
+            self._enqueued += len(self._counters)
+            self._counters = {}
+
+    def _log_drops(self) -> None:
+        with self._lock:
+            dropped = self._dropped
+        if dropped > self._drops_logged:
+            log.warning(
+                "flext-observability client: dropped %d item(s) (%d in total): buffer of %d "
+                "per signal full, or not sent before close",
+                dropped - self._drops_logged, dropped, self.config.buffer_limit,
+            )
+            self._drops_logged = dropped
+
+
+def _call_alive(ref: weakref.WeakMethod[Callable[[], None]]) -> None:
+    method = ref()
+    if method is not None:
+        method()
