@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from itertools import pairwise
+from typing import Annotated, Any, NotRequired, Self
 
 from pydantic import (
     BaseModel,
@@ -19,6 +20,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
 # A Prometheus label name (dots accepted and translated) that does not start with `__`.
@@ -75,6 +77,24 @@ class MetricType(StrEnum):
     HISTOGRAM = "histogram"
 
 
+def metric_rules(
+    kind: str, value: float, buckets: list[float] | None, labels: dict[str, str] | None
+) -> None:
+    """The rules of a metric that span fields; raises FieldError for the first one broken.
+
+    The Metric model and the receivers' fast path (`wire_schema`) both call this.
+    """
+    if kind == MetricType.COUNTER and value < 0:
+        raise FieldError("value", "a counter increment must be >= 0")
+    if buckets is not None:
+        if kind != MetricType.HISTOGRAM:
+            raise FieldError("buckets", "only a histogram has buckets")
+        if any(b >= c for b, c in pairwise(buckets)):
+            raise FieldError("buckets", "bounds must be strictly increasing")
+    if labels:
+        _check_labels(labels, "labels")
+
+
 class Metric(_Model):
     """One sample: a counter increment, a gauge value, or a histogram observation."""
 
@@ -91,15 +111,27 @@ class Metric(_Model):
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
-        if self.type is MetricType.COUNTER and self.value < 0:
-            raise FieldError("value", "a counter increment must be >= 0")
-        if self.buckets is not None:
-            if self.type is not MetricType.HISTOGRAM:
-                raise FieldError("buckets", "only a histogram has buckets")
-            if any(b >= c for b, c in zip(self.buckets, self.buckets[1:], strict=False)):
-                raise FieldError("buckets", "bounds must be strictly increasing")
-        _check_labels(self.labels, "labels")
+        metric_rules(self.type, self.value, self.buckets, self.labels)
         return self
+
+
+def wire_schema(model: type[BaseModel]) -> Any:
+    """A TypedDict of `model`'s fields, for validating JSON into plain dicts instead of models.
+
+    Its schema is made from the model's own fields (types, constraints, defaults left out),
+    so the rules stay in one place; pydantic-core checks them without running Python per
+    item. Rules across fields (model validators) are not part of it: the caller applies
+    them, e.g. `metric_rules` for metrics.
+    """
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation: Any = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]  # type: ignore[valid-type]
+        fields[name] = annotation if info.is_required() else NotRequired[annotation]
+    schema: Any = TypedDict(f"{model.__name__}Fields", fields)  # type: ignore[operator]
+    schema.__pydantic_config__ = model.model_config
+    return schema
 
 
 class SpanKind(StrEnum):
@@ -232,5 +264,7 @@ __all__ = [
     "SpanKind",
     "SpanStatus",
     "StatusCode",
+    "metric_rules",
     "to_unix_nanos",
+    "wire_schema",
 ]

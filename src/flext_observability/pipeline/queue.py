@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import sqlite3
 from abc import ABC, abstractmethod
 from collections import deque
@@ -20,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 
 class Signal(StrEnum):
@@ -32,11 +34,15 @@ class Signal(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    """One accepted request. `decoded` is the receiver's parsed form of the payload, kept
+    only in memory (never stored) so a consumer in this process need not parse it again."""
+
     seq: int
     signal: Signal
     encoding: str
     payload: bytes
     items: int
+    decoded: Any = field(default=None, compare=False, repr=False)
 
 
 class QueueFull(Exception):
@@ -107,7 +113,9 @@ class Queue(ABC):
     def cursor(self, consumer: str) -> int:
         return self._consumers[consumer].cursor
 
-    async def put(self, signal: Signal, encoding: str, payload: bytes, items: int) -> int:
+    async def put(
+        self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None
+    ) -> int:
         """Store one accepted request; returns once it is durable. Raises QueueFull/Closed."""
         if self._closed:
             raise QueueClosed("the queue is not accepting data")
@@ -121,7 +129,7 @@ class Queue(ABC):
         self._reserved_items += items
         self._reserved_bytes += size
         try:
-            await self._store(Record(seq, signal, encoding, payload, items))
+            await self._store(Record(seq, signal, encoding, payload, items, decoded))
         finally:
             self._reserved_items -= items
             self._reserved_bytes -= size
@@ -243,6 +251,14 @@ class MemoryQueue(Queue):
             )
 
 
+_DECODED_WEIGHT = 8
+
+
+def _weight(record: Record) -> int:
+    size = len(record.payload)
+    return size if record.decoded is None else size * _DECODED_WEIGHT
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
@@ -266,7 +282,12 @@ class _Pending:
 
 
 class SqliteQueue(Queue):
-    """SQLite in WAL mode. One writer thread commits everything pending in one transaction."""
+    """SQLite in WAL mode. One writer thread commits everything pending in one transaction.
+
+    Records written by this process stay in memory too (up to about `fresh_bytes`), so
+    consumers that keep up read them without going back to the database. A record with a
+    decoded form weighs `_DECODED_WEIGHT` times its payload.
+    """
 
     def __init__(
         self,
@@ -275,8 +296,12 @@ class SqliteQueue(Queue):
         max_bytes: int,
         retry_after: int,
         synchronous: str = "FULL",
+        fresh_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         super().__init__(max_items, max_bytes, retry_after)
+        self._fresh: dict[int, Record] = {}
+        self._fresh_bytes = 0
+        self._fresh_limit = fresh_bytes
         self.path = directory / "queue.sqlite3"
         self._synchronous = synchronous
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-writer")
@@ -363,10 +388,21 @@ class SqliteQueue(Queue):
                         future.set_exception(QueueClosed(f"queue storage failed: {exc}"))
                 else:
                     self._failed = None
+                    self._remember(batch)
                     for future in batch.done:
                         future.set_result(None)
             if self._closed and not self._pending.done:
                 return
+
+    def _remember(self, batch: _Pending) -> None:
+        for record in batch.records:
+            self._fresh[record.seq] = record
+            self._fresh_bytes += _weight(record)
+        for signal, floor in batch.release.items():
+            for seq in [s for s, r in self._fresh.items() if r.signal is signal and s <= floor]:
+                self._fresh_bytes -= _weight(self._fresh.pop(seq))
+        while self._fresh_bytes > self._fresh_limit:
+            self._fresh_bytes -= _weight(self._fresh.pop(next(iter(self._fresh))))
 
     def _commit(self, batch: _Pending) -> None:
         conn = self._write_conn
@@ -397,6 +433,20 @@ class SqliteQueue(Queue):
             raise
 
     async def _read(self, signals: frozenset[Signal], after: int, max_items: int) -> list[Record]:
+        batch: list[Record] = []
+        count = 0
+        for seq, items, _ in heapq.merge(*(self._stored[s].rows for s in signals)):
+            if seq <= after:
+                continue
+            record = self._fresh.get(seq)
+            if record is None:
+                break
+            batch.append(record)
+            count += items
+            if count >= max_items:
+                return batch
+        else:
+            return batch
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._reader_pool, self._select, sorted(s.value for s in signals), after, max_items

@@ -17,7 +17,15 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, item_errors
-from flext_observability.models.native import Alert, HealthReport, Metric, Span
+from flext_observability.models.native import (
+    Alert,
+    FieldError,
+    HealthReport,
+    Metric,
+    Span,
+    metric_rules,
+    wire_schema,
+)
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.body import (
     BadEncoding,
@@ -95,18 +103,31 @@ async def read_limited(request: Request, limit: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _Route:
+    """How one route validates: `one`/`many` parse a body; `full` lists every error."""
+
     signal: Signal
     model: type[BaseModel]
     one: TypeAdapter[Any]
     many: TypeAdapter[Any]
+    full: TypeAdapter[Any]
 
 
 def _route(signal: Signal, model: type[BaseModel]) -> _Route:
-    return _Route(signal, model, TypeAdapter(model), TypeAdapter(list[model]))  # type: ignore[valid-type]
+    many = TypeAdapter(list[model])  # type: ignore[valid-type]
+    return _Route(signal, model, TypeAdapter(model), many, many)
+
+
+def _wire_route(signal: Signal, model: type[BaseModel]) -> _Route:
+    """Validated into plain dicts, with no Python per item (metrics: the hot path)."""
+    schema = wire_schema(model)
+    return _Route(
+        signal, model, TypeAdapter(schema), TypeAdapter(list[schema]),
+        TypeAdapter(list[model]),  # type: ignore[valid-type]
+    )
 
 
 ROUTES = {
-    "metrics": _route(Signal.METRICS, Metric),
+    "metrics": _wire_route(Signal.METRICS, Metric),
     "spans": _route(Signal.SPANS, Span),
     "alerts": _route(Signal.ALERTS, Alert),
     "health": _route(Signal.HEALTH, HealthReport),
@@ -144,8 +165,7 @@ class NativeReceiver:
                 detail = exc.errors()[0]["msg"]
                 message = f"body is not valid JSON: {detail}"
                 raise Refusal.single(400, "malformed", message) from None
-            errors = item_errors(exc, batch)
-            raise Refusal(422, "invalid", errors, items=_count_items(body, batch)) from None
+            raise self._invalid(route, body, batch, exc) from None
         items = parsed if batch else [parsed]
         if not items:
             raise Refusal.single(422, "invalid", "the batch is empty", items=0)
@@ -158,6 +178,18 @@ class NativeReceiver:
             )
         return items, batch
 
+    @staticmethod
+    def _invalid(route: _Route, body: bytes, batch: bool, exc: ValidationError) -> Refusal:
+        """422 listing every bad item; a wire route re-checks with the full model (the slow
+        path, refusals only) so that the rules across fields are listed too."""
+        items = _count_items(body, batch)
+        if route.full is not route.many:
+            try:
+                route.full.validate_json(body if batch else b"[" + body + b"]")
+            except ValidationError as full:
+                return Refusal(422, "invalid", item_errors(full, batch=True), items=items)
+        return Refusal(422, "invalid", item_errors(exc, batch), items=items)
+
     async def ingest(self, kind: str, request: Request) -> int:
         route = ROUTES[kind]
         if media_type(request.headers.get("content-type")) != "application/json":
@@ -166,18 +198,22 @@ class NativeReceiver:
             )
         body = await read_limited(request, self._max_body)
         items, _ = self._validate(route, body)
+        decoded = None
         if route.signal is Signal.METRICS:
+            errors = _metric_rule_errors(items)
+            if errors:
+                raise Refusal(422, "invalid", errors, items=len(items))
             errors = self._admit_metrics(items)
             if errors:
                 raise Refusal(422, "series_limit", errors, items=len(items))
-            encoding, payload = NATIVE_JSON, body
+            encoding, payload, decoded = NATIVE_JSON, body, items
         elif route.signal is Signal.SPANS:
             encoding, payload = OTLP_PROTOBUF, spans_to_otlp(items).SerializeToString()
         else:
             encoding = NATIVE_JSON
             payload = orjson.dumps([item.model_dump(mode="json") for item in items])
         try:
-            await self._put(route.signal, encoding, payload, len(items))
+            await self._put(route.signal, encoding, payload, len(items), decoded)
         except (QueueFull, QueueClosed) as exc:
             raise queue_refusal(exc, len(items)) from None
         self._telemetry.received.labels(route.signal.value, RECEIVER).inc(len(items))
@@ -188,6 +224,16 @@ class NativeReceiver:
             refusal.items
         )
         return error_response(refusal)
+
+
+def _metric_rule_errors(items: list[dict[str, Any]]) -> list[ItemError]:
+    errors = []
+    for index, item in enumerate(items):
+        try:
+            metric_rules(item["type"], item["value"], item.get("buckets"), item.get("labels"))
+        except FieldError as exc:
+            errors.append(ItemError(index, exc.field, exc.message))
+    return errors
 
 
 def error_response(refusal: Refusal) -> Response:

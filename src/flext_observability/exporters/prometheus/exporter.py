@@ -16,7 +16,6 @@ from flext_observability.exporters.prometheus.store import (
     native_labels,
 )
 from flext_observability.models.errors import ItemError
-from flext_observability.models.native import Metric
 from flext_observability.pipeline.queue import Record
 from flext_observability.receivers.native import NATIVE_JSON, OTLP_PROTOBUF
 from flext_observability.telemetry import SelfTelemetry
@@ -34,16 +33,18 @@ class PrometheusExporter:
         self._telemetry = telemetry
         telemetry.exporter_up.labels(NAME).set(1)
 
-    def admit(self, items: list[Metric]) -> list[ItemError]:
-        """Errors for items the store would refuse: a type conflict or a series limit."""
+    def admit(self, items: list[dict[str, Any]]) -> list[ItemError]:
+        """Errors for validated native metrics the store would refuse: a type conflict or a
+        series limit. One cheap pass; series keys are built only near a limit."""
         store = self.store
+        families = store.families
         errors = []
         kinds: dict[str, str] = {}
-        for index, item in enumerate(items):
-            kind = item.type.value
-            name = store.family_name(item.name, kind)
+        names = [store.family_name(item["name"], item["type"]) for item in items]
+        for index, (item, name) in enumerate(zip(items, names, strict=True)):
+            kind = item["type"]
             known = kinds.setdefault(name, kind)
-            family = store.families.get(name)
+            family = families.get(name)
             if known != kind or (family is not None and family.kind != kind):
                 other = family.kind if family is not None and family.kind != kind else known
                 errors.append(
@@ -52,18 +53,14 @@ class PrometheusExporter:
         if errors or not store.could_pass_limits(len(items)):
             return errors
         wanted: dict[str, set[LabelKey]] = {}
-        for item in items:
-            name = store.family_name(item.name, item.type.value)
+        for item, name in zip(items, names, strict=True):
             wanted.setdefault(name, set()).add(
-                native_labels(item.service, item.instance, item.labels)
+                native_labels(item["service"], item.get("instance", ""), item.get("labels"))
             )
         try:
             store.check_new_series(wanted)
         except SeriesRejected as exc:
-            index = next(
-                i for i, item in enumerate(items)
-                if store.family_name(item.name, item.type.value) == exc.metric
-            ) if exc.metric in wanted else None
+            index = names.index(exc.metric) if exc.metric in wanted else None
             return [ItemError(index, "name", exc.message)]
         return []
 
@@ -72,7 +69,10 @@ class PrometheusExporter:
         dropped: dict[str, int] = {}
         for record in records:
             if record.encoding == NATIVE_JSON:
-                ok, bad = self._apply_native(orjson.loads(record.payload))
+                data = record.decoded
+                if data is None:
+                    data = orjson.loads(record.payload)
+                ok, bad = self._apply_native(data)
                 if bad:
                     dropped["rejected_series"] = dropped.get("rejected_series", 0) + bad
             elif record.encoding == OTLP_PROTOBUF:
@@ -94,17 +94,23 @@ class PrometheusExporter:
         store = self.store
         now = store.now()
         dropped = 0
+        last: tuple[str, str] | None = None
+        family = None
         for m in items:
-            kind = m["type"]
-            try:
-                family = store.family(
-                    store.family_name(m["name"], kind), kind,
-                    m.get("description", ""), m.get("unit", ""),
-                )
-            except SeriesRejected:
+            kind, name = m["type"], m["name"]
+            if (kind, name) != last:
+                last = (kind, name)
+                try:
+                    family = store.family(
+                        store.family_name(name, kind), kind,
+                        m.get("description", ""), m.get("unit", ""),
+                    )
+                except SeriesRejected:
+                    family = None
+            if family is None:
                 dropped += 1
                 continue
-            key = native_labels(m["service"], m.get("instance", ""), m.get("labels"))
+            key = store.native_key(m["service"], m.get("instance", ""), m.get("labels"))
             if kind == "counter":
                 ok = store.add(family, key, m["value"], now)
             elif kind == "gauge":

@@ -12,6 +12,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
@@ -90,7 +91,8 @@ class MetricStore:
         self._clock = clock
         self.families: dict[str, Family] = {}
         self._series_count = 0
-        self._names: dict[str, str] = {}
+        self._names: dict[tuple[str, str], str] = {}
+        self._label_keys: dict[tuple[Any, ...], LabelKey] = {}
 
     @property
     def series_count(self) -> int:
@@ -98,7 +100,7 @@ class MetricStore:
 
     def family_name(self, name: str, kind: str) -> str:
         """Exposition name of a native metric: dotted names translated, `_total` kept off."""
-        cache_key = f"{kind}\0{name}"
+        cache_key = (kind, name)
         cached = self._names.get(cache_key)
         if cached is None:
             cached = native_metric_name(name)
@@ -106,6 +108,16 @@ class MetricStore:
                 cached = cached[: -len("_total")]
             self._names[cache_key] = cached
         return cached
+
+    def native_key(self, service: str, instance: str, labels: dict[str, str] | None) -> LabelKey:
+        """`native_labels`, remembered: series are updated far more often than created."""
+        raw = (service, instance, *labels.items()) if labels else (service, instance)
+        key = self._label_keys.get(raw)
+        if key is None:
+            if len(self._label_keys) >= 2 * self.max_series:
+                self._label_keys.clear()
+            key = self._label_keys[raw] = native_labels(service, instance, labels)
+        return key
 
     def family(self, name: str, kind: str, help_text: str = "", unit: str = "") -> Family:
         """The family for name, created on first use; a different kind is refused."""
