@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHES = {"native": "bench.native_ingest", "otlp": "bench.otlp_ingest"}
+BENCHES = {
+    "native": "bench.native_ingest",
+    "otlp": "bench.otlp_ingest",
+    "sdk": "bench.sdk_overhead",
+}
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import random
+import sys
 import threading
 import time
 import weakref
@@ -48,13 +49,14 @@ USER_AGENT = "flext-observability-sdk/0.1.0"
 class Payload(Protocol):
     """What the client buffers: an item of a signal that renders its native JSON object."""
 
-    signal: str
+    @property
+    def signal(self) -> str: ...
 
     def to_payload(self) -> dict[str, Any]: ...
 
 
 class CounterKey(NamedTuple):
-    """A counter series the client sums locally between flushes (see `count`)."""
+    """A counter series the client sums locally between flushes (see `record_call`)."""
 
     name: str
     service: str
@@ -86,7 +88,8 @@ class _CounterSample:
 @dataclass(frozen=True, slots=True)
 class ClientStats:
     """Item counts since the client was made; `enqueued == sent + failed + dropped + buffered`
-    once no batch is in flight. `retried` counts requests sent again."""
+    once no batch is in flight. A locally summed counter series counts as one item per flush
+    pass. `retried` counts requests sent again."""
 
     enqueued: int
     sent: int
@@ -202,16 +205,23 @@ class FlextObservabilityClient:
         if full and not self._wake.is_set():
             self._wake.set()
 
-    def count(self, key: CounterKey, amount: float = 1.0) -> None:
-        """Add to a counter series; the sum is sent as one increment per flush interval."""
+    def record_call(self, counter: CounterKey, *items: Payload) -> None:
+        """Add 1 to a counter series and queue items, under one lock (the decorator's per-call
+        path). Counters are summed locally: each series becomes one item per flush pass."""
         with self._lock:
+            self._enqueued += len(items)
             if self._closed:
                 self._enqueued += 1
-                self._dropped += 1
+                self._dropped += len(items) + 1
                 return
-            self._counters[key] = self._counters.get(key, 0.0) + amount
+            self._counters[counter] = self._counters.get(counter, 0.0) + 1.0
+            full = False
+            for item in items:
+                full = self._append(item) or full
         if self._thread is None:
             self._start()
+        if full and not self._wake.is_set():
+            self._wake.set()
 
     def _append(self, item: Payload) -> bool:
         """Under the lock: append, dropping (and counting) the oldest when full."""
@@ -298,14 +308,24 @@ class FlextObservabilityClient:
 
     def _http_client(self) -> httpx.Client:
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
+        if self.config.token is not None:
+            headers["Authorization"] = f"Bearer {self.config.token.get_secret_value()}"
         return httpx.Client(
             base_url=self.config.endpoint, headers=headers, timeout=self.config.timeout
         )
 
     def _run(self) -> None:
-        with self._http_client() as http:
+        try:
+            http = self._http_client()
+        except Exception:
+            log.exception("flext-observability client: cannot create its HTTP client; "
+                          "telemetry is dropped from now on")
+            with self._lock:
+                self._closed = True
+            self._drop_leftovers()
+            self._passed(sys.maxsize)
+            return
+        with http:
             while True:
                 self._wake.wait(self.config.flush_interval)
                 self._wake.clear()
@@ -319,11 +339,16 @@ class FlextObservabilityClient:
                 if stopping:
                     self._drop_leftovers()
                 self._log_drops()
-                with self._flush_cond:
-                    self._flush_done = generation
-                    self._flush_cond.notify_all()
+                # After the last pass no flush() may wait: the worker is gone.
+                self._passed(sys.maxsize if stopping else generation)
                 if stopping:
                     return
+
+    def _passed(self, generation: int) -> None:
+        """Wake the `flush()` calls that asked for a pass up to `generation`."""
+        with self._flush_cond:
+            self._flush_done = generation
+            self._flush_cond.notify_all()
 
     def _export(self, http: httpx.Client) -> None:
         """One pass: the counter sums, then every item buffered when the pass began."""
@@ -385,6 +410,7 @@ class FlextObservabilityClient:
                 "flext-observability client: %d %s not sent to %s after %d attempt(s): %s",
                 len(batch), signal, self.config.endpoint, attempt + 1, answer.detail,
             )
+            return
 
     def _post(self, http: httpx.Client, path: str, body: bytes, timeout: float) -> Answer:
         try:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, SecretStr, StringConstraints, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger("flext_observability.sdk")
@@ -50,7 +50,7 @@ class FlextObservabilityConfig(BaseSettings):
     endpoint: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] = (
         "http://127.0.0.1:4318"
     )
-    token: str | None = None
+    token: SecretStr | None = None
     service_name: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
         default_factory=default_service_name
     )
@@ -64,15 +64,17 @@ class FlextObservabilityConfig(BaseSettings):
     exit_flush_deadline: Annotated[float, Field(ge=0)] = 2.0
 
 
-@functools.cache
-def default_config() -> FlextObservabilityConfig:
-    """The process's config, read from the environment once.
-
-    A bad `FLEXT_OBS_*` value is logged and the defaults are used instead: instrumentation
-    must not stop the service it instruments.
-    """
+def config_from_env() -> FlextObservabilityConfig:
+    """The config from the environment; an invalid `FLEXT_OBS_*` value is logged and the
+    defaults are used instead: instrumentation must not stop the service it instruments."""
     try:
         return FlextObservabilityConfig()
     except ValidationError as exc:
         log.warning("ignoring invalid FLEXT_OBS_* settings, using the defaults: %s", exc)
         return FlextObservabilityConfig.model_construct()
+
+
+@functools.cache
+def default_config() -> FlextObservabilityConfig:
+    """The process's config: `config_from_env()`, read once."""
+    return config_from_env()

@@ -38,11 +38,27 @@ def _unsupported(obj: Any) -> dict[str, str]:
     return {"unsupported_type": type(obj).__qualname__}
 
 
+_INPUT_SHOULD_BE = "Input should be a valid "
+
+
+def _one_message(messages: list[str]) -> str:
+    """A union's alternatives in one message: "Input should be a valid string or integer"."""
+    if len(messages) > 1 and all(m.startswith(_INPUT_SHOULD_BE) for m in messages):
+        kinds = [m[len(_INPUT_SHOULD_BE):] for m in messages]
+        return f"{_INPUT_SHOULD_BE}{', '.join(kinds[:-1])} or {kinds[-1]}"
+    return "; ".join(messages)
+
+
 def validation_message(exc: ValidationError) -> str:
     """`"field: message; other.field: message"` from a model's validation error."""
+    by_field: dict[str, list[str]] = {}
+    for error in item_errors(exc, batch=False):
+        messages = by_field.setdefault(error.field, [])
+        if error.message not in messages:
+            messages.append(error.message)
     return "; ".join(
-        f"{error.field}: {error.message}" if error.field else error.message
-        for error in item_errors(exc, batch=False)
+        f"{field}: {_one_message(messages)}" if field else _one_message(messages)
+        for field, messages in by_field.items()
     )
 
 
@@ -177,7 +193,10 @@ def _worst_status(checks: Any) -> str:
     worst = 0
     if isinstance(checks, Mapping):
         for check in checks.values():
-            status = check.get("status") if isinstance(check, Mapping) else None
+            if isinstance(check, Mapping):
+                status = check.get("status")
+            else:
+                status = getattr(check, "status", None)
             if isinstance(status, str) and status in _HEALTH_ORDER:
                 worst = max(worst, _HEALTH_ORDER.index(status))
     return _HEALTH_ORDER[worst]

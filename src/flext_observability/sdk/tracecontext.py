@@ -48,6 +48,23 @@ def activate(trace_id: int, span_id: int) -> object:
     )
 
 
+def enter_span() -> tuple[tuple[int, int, int], object]:
+    """Start a span under the current one and make it current, in one context lookup.
+
+    Returns ((trace id, span id, parent span id or 0), the token for `deactivate`).
+    """
+    context = otel_context.get_current()
+    parent = otel_trace.get_current_span(context).get_span_context()
+    if parent.is_valid:
+        trace_id, parent_id = parent.trace_id, parent.span_id
+    else:
+        trace_id, parent_id = new_trace_id(), 0
+    span_id = new_span_id()
+    span = otel_trace.NonRecordingSpan(otel_trace.SpanContext(trace_id, span_id, False, SAMPLED))
+    token = otel_context.attach(otel_trace.set_span_in_context(span, context))
+    return (trace_id, span_id, parent_id), token
+
+
 def deactivate(token: object) -> None:
     otel_context.detach(token)  # type: ignore[arg-type]
 
