@@ -8,6 +8,7 @@ import importlib
 BENCHES = {
     "native": "bench.native_ingest",
     "otlp": "bench.otlp_ingest",
+    "e2e": "bench.e2e_spans",
     "sdk": "bench.sdk_overhead",
 }
 

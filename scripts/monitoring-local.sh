@@ -16,6 +16,11 @@
 #                        their data; default: a temporary directory removed on exit
 #   FLEXT_OBS_BIN        the collector command (default .venv/bin/flext-observability)
 #   PROMETHEUS_BIN, ALERTMANAGER_BIN   default: prometheus, prometheus-alertmanager
+#   SCRAPE_INTERVAL      replaces every scrape_interval of the rendered config (e.g. 1s);
+#                        default: the shipped config's (15s)
+#   EVAL_INTERVAL        replaces its evaluation_interval (e.g. 1s); default: shipped (15s)
+#   RULES_FOR_OVERRIDE   renders copies of the rule files with every alert's `for:` set to
+#                        this duration (e.g. 5s, for tests); default: the shipped rules as is
 #
 # The Prometheus config is derived from prometheus/prometheus.yml, the compose stack's
 # (the compose host names become 127.0.0.1 and the ports above), with the same rules;
@@ -31,22 +36,52 @@ FLEXT_OBS_BIN=${FLEXT_OBS_BIN:-$ROOT/.venv/bin/flext-observability}
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-prometheus}
 ALERTMANAGER_BIN=${ALERTMANAGER_BIN:-prometheus-alertmanager}
 
+# The overrides go into sed expressions and YAML: Prometheus durations only (1s, 1m30s).
+for var in SCRAPE_INTERVAL EVAL_INTERVAL RULES_FOR_OVERRIDE; do
+    value=${!var:-}
+    if [[ -n $value && ! $value =~ ^([0-9]+(ms|s|m|h|d|w|y))+$ ]]; then
+        echo "monitoring-local: $var=$value is not a Prometheus duration (e.g. 1s, 5m)" >&2
+        exit 2
+    fi
+done
+
 usage() {
-    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    # The header comment: from line 2 to the first line that is not a comment.
+    awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
-# render_prometheus_config DIR: DIR/prometheus.yml (loopback targets) and DIR/rules (a
-# link to prometheus/rules, so that the relative rule_files glob still matches).
+# render_prometheus_config DIR: DIR/prometheus.yml (loopback targets; intervals from
+# SCRAPE_INTERVAL / EVAL_INTERVAL if set) and DIR/rules, so that the relative rule_files
+# glob still matches: a link to prometheus/rules, or, with RULES_FOR_OVERRIDE, copies of
+# its files with every `for:` replaced.
 render_prometheus_config() {
     local dir=$1
+    local edits=(
+        -e "s/(^|[^[:alnum:]_.-])collector:4318([^[:digit:]]|$)/\\1127.0.0.1:${COLLECTOR_HTTP_PORT}\\2/g"
+        -e "s/(^|[^[:alnum:]_.-])prometheus:9090([^[:digit:]]|$)/\\1127.0.0.1:${PROM_PORT}\\2/g"
+        -e "s/(^|[^[:alnum:]_.-])alertmanager:9093([^[:digit:]]|$)/\\1127.0.0.1:${AM_PORT}\\2/g"
+    )
+    if [[ -n ${SCRAPE_INTERVAL:-} ]]; then
+        edits+=(-e "s/^([[:space:]]*scrape_interval:[[:space:]]*)[^[:space:]#]+/\\1${SCRAPE_INTERVAL}/")
+    fi
+    if [[ -n ${EVAL_INTERVAL:-} ]]; then
+        edits+=(-e "s/^([[:space:]]*evaluation_interval:[[:space:]]*)[^[:space:]#]+/\\1${EVAL_INTERVAL}/")
+    fi
     mkdir -p "$dir"
-    sed -E \
-        -e "s/(^|[^[:alnum:]_.-])collector:4318([^[:digit:]]|$)/\\1127.0.0.1:${COLLECTOR_HTTP_PORT}\\2/g" \
-        -e "s/(^|[^[:alnum:]_.-])prometheus:9090([^[:digit:]]|$)/\\1127.0.0.1:${PROM_PORT}\\2/g" \
-        -e "s/(^|[^[:alnum:]_.-])alertmanager:9093([^[:digit:]]|$)/\\1127.0.0.1:${AM_PORT}\\2/g" \
-        "$ROOT/prometheus/prometheus.yml" >"$dir/prometheus.yml"
-    ln -sfn "$ROOT/prometheus/rules" "$dir/rules"
+    sed -E "${edits[@]}" "$ROOT/prometheus/prometheus.yml" >"$dir/prometheus.yml"
+    # Without a trailing slash, rm removes a link itself, not what it points to.
+    rm -rf "$dir/rules"
+    if [[ -n ${RULES_FOR_OVERRIDE:-} ]]; then
+        mkdir "$dir/rules"
+        local file
+        for file in "$ROOT"/prometheus/rules/*.yml; do
+            sed -E "s/^([[:space:]]*)for:[[:space:]]*[^[:space:]#]+/\\1for: ${RULES_FOR_OVERRIDE}/" \
+                "$file" >"$dir/rules/$(basename "$file")"
+        done
+    else
+        ln -sfn "$ROOT/prometheus/rules" "$dir/rules"
+    fi
 }
 
 with_collector=1

@@ -6,7 +6,9 @@ shutdown is upstream first, so that every stage can drain.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,13 +20,22 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from flext_observability.config import Config
-from flext_observability.exporters.alertmanager.state import AlertState
+from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
+from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
+from flext_observability.exporters.alertmanager.state import AlertState, StateFile
+from flext_observability.exporters.jaeger.exporter import NAME as JAEGER
+from flext_observability.exporters.jaeger.exporter import JaegerExporter
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
+from flext_observability.models.otlp import AttributeLimits
 from flext_observability.pipeline.consumer import LocalConsumer
+from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
+from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
+from flext_observability.receivers.cors import OtlpCorsMiddleware
+from flext_observability.receivers.limits import MIB, Gate, IngestLimits, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
@@ -32,12 +43,22 @@ from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
 
+# Seconds the exporters get at shutdown to finish the deliveries in flight.
+EXPORTER_SHUTDOWN_GRACE = 5.0
+
 
 def build_queue(config: Config) -> Queue:
     q = config.queue
     if q.kind == "memory":
-        return MemoryQueue(q.max_items, q.max_bytes, q.retry_after_seconds)
-    return SqliteQueue(q.path, q.max_items, q.max_bytes, q.retry_after_seconds)
+        return MemoryQueue(q.max_items, q.max_bytes, q.retry_after_seconds, q.signal_share)
+    return SqliteQueue(
+        q.path, q.max_items, q.max_bytes, q.retry_after_seconds, q.signal_share
+    )
+
+
+def _state_file(config: Config, name: str) -> StateFile:
+    """Held state (alerts, health) beside a disk queue; none with a memory queue."""
+    return StateFile(config.queue.path / name if config.queue.kind == "disk" else None)
 
 
 class Collector:
@@ -50,13 +71,17 @@ class Collector:
         self.telemetry = SelfTelemetry(self.registry, self.queue)
         prom = config.exporters.prometheus
         self.store = MetricStore(
-            prom.max_series, prom.max_series_per_metric, prom.metric_expiration
+            prom.max_series, prom.max_series_per_metric, prom.metric_expiration,
+            max_series_per_service=prom.max_series_per_service,
         )
         self.registry.register(self.store)
         self.prometheus = PrometheusExporter(self.store, self.telemetry)
-        self.health = HealthTracker(config.health.default_ttl_seconds)
+        self.alerts = AlertState(_state_file(config, "alerts.json"))
+        self.health = HealthTracker(
+            config.health.default_ttl_seconds, self.alerts.publish,
+            _state_file(config, "health.json"),
+        )
         self.registry.register(self.health)
-        self.alerts = AlertState()
         self.consumers = [
             LocalConsumer(self.queue, "health", [Signal.HEALTH], self.health.handle,
                           self.telemetry),
@@ -70,43 +95,87 @@ class Collector:
             )
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
+        self.exporters: dict[str, Exporter] = {}
+        if config.exporters.jaeger.endpoint:
+            self.exporters[JAEGER] = JaegerExporter(
+                config.exporters.jaeger, self.queue, self.telemetry
+            )
+        if config.exporters.alertmanager.urls:
+            self.exporters[ALERTMANAGER] = AlertmanagerExporter(
+                config.exporters.alertmanager, self.alerts, self.telemetry
+            )
         self.native = NativeReceiver(
             self.queue.put,
             self.telemetry,
             config.server.max_body_bytes,
             config.server.max_items_per_request,
             self.prometheus.admit,
+            limits=config.limits,
         )
-        self.otlp = OtlpIngest(self.queue.put, self.telemetry, accepts_logs=False)
+        limits = config.limits
+        self.otlp = OtlpIngest(
+            self.queue.put, self.telemetry, accepts_logs=False,
+            limits=AttributeLimits(
+                limits.max_attributes_per_item, limits.max_attribute_value_length
+            ),
+        )
+        self.memory = MemoryLimiter(
+            limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
+            limits.memory_check_interval,
+        )
+        # HTTP and gRPC each admit limits.max_concurrent_requests at once.
+        self.http_gate = Gate(limits.max_concurrent_requests, self.memory, self.telemetry,
+                              limits.retry_after_seconds)
+        self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.telemetry,
+                              limits.retry_after_seconds)
+        self.authenticator = Authenticator.from_config(config.server.auth, self.telemetry)
         self.grpc = OtlpGrpcServer(
             self.otlp, config.server.host, config.server.grpc_port,
-            config.server.grpc_max_message_bytes,
+            config.server.grpc_max_message_bytes, self.authenticator, config.server.tls,
+            gate=self.grpc_gate,
         )
 
     async def start(self) -> None:
+        """Downstream first: queue, held state, consumers and exporters, then receivers."""
+        await self.memory.start()
         await self.queue.start()
+        self.alerts.load()
+        await self.health.start()
         for consumer in self.consumers:
             await consumer.start()
+        for exporter in self.exporters.values():
+            await exporter.start()
         await self.grpc.start()
-        if not self.queue.consumed(Signal.SPANS) or not self.config.exporters.jaeger.endpoint:
+        if not self.queue.consumed(Signal.SPANS):
             log.info("no span exporter configured: spans stay in the queue until one is")
 
     async def shutdown(self) -> None:
+        """Upstream first. (Uvicorn has stopped HTTP before the lifespan ends.) Consumers
+        drain the queue into their state; exporters get EXPORTER_SHUTDOWN_GRACE seconds for
+        what is in flight, and what they did not deliver stays queued or held."""
         await self.grpc.shutdown()
         for consumer in self.consumers:
             await consumer.shutdown()
+        await self.health.shutdown()
+        deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
+        await asyncio.gather(*(e.shutdown(deadline) for e in self.exporters.values()))
         await self.queue.shutdown()
+        await self.memory.shutdown()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        ready = self.queue.writable()
-        exporters = {c.name: "running" for c in self.consumers}
+        """Ready while the queue is writable and the memory limiter lets data in."""
+        writable = self.queue.writable()
+        ready = writable and not self.memory.limited
+        exporters: dict[str, Any] = {c.name: "running" for c in self.consumers}
+        exporters.update({name: e.state() for name, e in self.exporters.items()})
         return ready, {
             "ready": ready,
             "queue": {
-                "writable": ready,
+                "writable": writable,
                 "items": self.queue.total_items,
                 "capacity_items": self.queue.max_items,
             },
+            "memory": self.memory.state(),
             "exporters": exporters,
         }
 
@@ -152,6 +221,16 @@ def create_app(config: Config) -> FastAPI:
         build_otlp_router(collector.otlp, config.server.max_body_bytes, collector.telemetry)
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(IngestLimits, gate=collector.http_gate)
+    # The last added runs first: CORS answers preflights before authentication, which
+    # comes before the limits.
+    if collector.authenticator is not None:
+        app.add_middleware(
+            BearerAuthMiddleware, authenticator=collector.authenticator,
+            protect_metrics=config.server.auth.protect_metrics,
+        )
+    if config.server.cors.allowed_origins:
+        app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

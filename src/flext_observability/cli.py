@@ -36,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from flext_observability.app import create_app
+    from flext_observability.tls import uvicorn_ssl_options
 
     class _Server(uvicorn.Server):
         """SIGTERM/SIGINT drain and stop; the process then exits 0, not by the signal."""
@@ -58,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=30,
+            **uvicorn_ssl_options(config.server.tls),
         )
     )
     server.run()

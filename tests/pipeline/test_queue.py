@@ -13,11 +13,11 @@ from flext_observability.pipeline.queue import (
 
 @pytest.fixture(params=["memory", "disk"])
 def make_queue(request, tmp_path):
-    def make(max_items=1000, max_bytes=1_000_000):
+    def make(max_items=1000, max_bytes=1_000_000, signal_share=1.0):
         if request.param == "memory":
-            queue = MemoryQueue(max_items, max_bytes, retry_after=3)
+            queue = MemoryQueue(max_items, max_bytes, 3, signal_share)
         else:
-            queue = SqliteQueue(tmp_path / "q", max_items, max_bytes, retry_after=3)
+            queue = SqliteQueue(tmp_path / "q", max_items, max_bytes, 3, signal_share)
         return queue
 
     return make
@@ -127,4 +127,17 @@ async def test_concurrent_puts_share_commits(tmp_path, monkeypatch):
     await asyncio.gather(*(queue.put(Signal.METRICS, "native-json", b"x", 1) for _ in range(200)))
     assert sum(commits) == 200
     assert len(commits) < 50
+    await queue.shutdown()
+
+
+async def test_one_signal_cannot_take_the_room_of_the_others(make_queue):
+    queue = make_queue(max_items=100, signal_share=0.5)
+    queue.register("jaeger", [Signal.SPANS])
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    await queue.put(Signal.SPANS, "otlp-pb", b"s", 50)
+    with pytest.raises(QueueFull) as refused:
+        await queue.put(Signal.SPANS, "otlp-pb", b"s", 1)
+    assert "signal_share" in refused.value.limit
+    await queue.put(Signal.METRICS, "native-json", b"m", 50)
     await queue.shutdown()

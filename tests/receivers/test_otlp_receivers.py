@@ -349,7 +349,8 @@ def test_grpc_message_size_limit_is_configurable(daemon_factory):
 
 
 def test_full_queue_throttles_http_and_grpc_and_the_sdk_retries(daemon_factory):
-    daemon = daemon_factory({"queue": {"max_items": 3, "retry_after_seconds": 1}})
+    daemon = daemon_factory(
+        {"queue": {"max_items": 3, "retry_after_seconds": 1, "signal_share": 1}})
     body = traces_request(GOOD, GOOD, GOOD).SerializeToString()
     assert httpx.post(f"{daemon.url}/v1/traces", content=body, headers=PROTOBUF).status_code == (
         200)

@@ -1,18 +1,35 @@
-"""Last health of every service, staleness after the ttl, and the health gauges (CONTRACT §5)."""
+"""Last health of every service, staleness after the ttl, and the health gauges (CONTRACT §5).
+
+Every change of a service's current status (healthy, degraded, unhealthy, stale) fires
+the derived alert of the new status and resolves the one of the old (`publish`, to the
+AlertState). Staleness needs no report, so a periodic `check()` finds it. The tracker is
+written to a snapshot in the data dir before `handle()` returns, so that a restart knows
+every service, its staleness and its alerts.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from flext_observability.exporters.alertmanager.state import StateFile
+from flext_observability.health.alerts import DERIVED, firing_alert, resolved_alert
 from flext_observability.pipeline.queue import Record
 
+log = logging.getLogger(__name__)
+
 STATUSES = ("healthy", "degraded", "unhealthy", "stale")
+CHECK_INTERVAL = 1.0
+
+Publish = Callable[[list[dict[str, Any]]], None]
 
 
 @dataclass(slots=True)
@@ -24,6 +41,7 @@ class ServiceHealth:
     reported_at: float
     received: float
     ttl: float
+    alerted: str = "healthy"  # the status whose derived alert is firing
 
 
 class HealthTracker:
@@ -32,21 +50,31 @@ class HealthTracker:
     def __init__(
         self,
         default_ttl: float,
+        publish: Publish,
+        snapshot_file: StateFile | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        check_interval: float = CHECK_INTERVAL,
     ) -> None:
         self._default_ttl = default_ttl
+        self._publish = publish
+        self._file = snapshot_file or StateFile(None)
         self._clock = clock
         self._wall = wall_clock
+        self._check_interval = check_interval
+        self._task: asyncio.Task[None] | None = None
         self.services: dict[tuple[str, str], ServiceHealth] = {}
 
     def handle(self, records: list[Record]) -> None:
+        """Queue consumer: apply health reports; durable before it returns."""
         received = self._clock()
+        updated = {}
         for record in records:
             for report in orjson.loads(record.payload):
                 stamp = report.get("timestamp")
                 key = (report["service"], report.get("instance", ""))
-                self.services[key] = ServiceHealth(
+                previous = self.services.get(key)
+                updated[key] = self.services[key] = ServiceHealth(
                     service=key[0],
                     instance=key[1],
                     status=report["status"],
@@ -54,12 +82,72 @@ class HealthTracker:
                     reported_at=stamp / 1e9 if stamp is not None else self._wall(),
                     received=received,
                     ttl=report.get("ttl_seconds") or self._default_ttl,
+                    alerted=previous.alerted if previous else "healthy",
                 )
+        self._publish(self._derive(updated.values()))
+        self.save()
+
+    def check(self) -> None:
+        """Fire and resolve the alerts of services whose status changed with time (stale)."""
+        changed = [h for h in self.services.values() if self.status(h) != h.alerted]
+        if changed:
+            self._publish(self._derive(changed))
+            self.save()
+
+    def _derive(self, healths: Iterable[ServiceHealth]) -> list[dict[str, Any]]:
+        alerts = []
+        for health in healths:
+            current = self.status(health)
+            if health.alerted != current and health.alerted in DERIVED:
+                alerts.append(resolved_alert(health, health.alerted))
+            if current in DERIVED:
+                alerts.append(firing_alert(health, current))
+            health.alerted = current
+        return alerts
 
     def status(self, health: ServiceHealth) -> str:
         if self._clock() - health.received > health.ttl:
             return "stale"
         return health.status
+
+    def save(self) -> None:
+        now, wall = self._clock(), self._wall()
+        self._file.save([
+            {**asdict(h), "received": wall - (now - h.received)} for h in self.services.values()
+        ])
+
+    def load(self) -> None:
+        """Restore the last snapshot; receive times were stored as Unix times."""
+        now, wall = self._clock(), self._wall()
+        for item in self._file.load() or ():
+            health = ServiceHealth(**item)
+            health.received = now - max(0.0, wall - health.received)
+            self.services[(health.service, health.instance)] = health
+        if self.services:
+            log.info("restored the health of %d services from %s",
+                     len(self.services), self._file.path)
+
+    async def start(self) -> None:
+        """Load the snapshot and start the staleness check."""
+        if self._task is None:
+            self.load()
+            self._task = asyncio.create_task(self._check_loop(), name="health-check")
+
+    async def shutdown(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _check_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_interval)
+            try:
+                self.check()
+            except OSError:
+                log.exception("health check could not write its snapshot")
 
     def snapshot(self) -> list[dict[str, Any]]:
         """What `GET /api/v1/health` shows."""

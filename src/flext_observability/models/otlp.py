@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import lt
@@ -30,6 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     ExponentialHistogramDataPoint,
@@ -62,6 +64,22 @@ class OtlpParsed:
     accepted: int
     rejected: int
     message: str
+    limited: int = 0  # of the rejected, those refused for an attribute limit
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeLimits:
+    """Per span and log record: attributes at most, and characters (bytes for a bytes value)
+    of one attribute value at most, inside arrays and maps too. Counting costs little; a
+    value's length is looked at only in requests longer than the limit."""
+
+    max_attributes: int
+    max_value_length: int
+
+
+NO_ATTRIBUTE_LIMITS = AttributeLimits(sys.maxsize, sys.maxsize)
+_ATTRIBUTES_KEY = "limits.max_attributes_per_item"
+_VALUE_LENGTH_KEY = "limits.max_attribute_value_length"
 
 
 # Where OTLP/JSON carries hex trace/span ids: (id keys, ((key, nested spec), ...)), every
@@ -143,13 +161,17 @@ class _Findings:
 
     total: int = 0
     rejected: int = 0
+    limited: int = 0
     problems: int = 0
     reasons: list[str] = field(default_factory=list)
     # (repeated field, ascending indices to delete), children before their parents
     removals: list[tuple[Any, list[int]]] = field(default_factory=list)
 
-    def reject(self, items: int, reason: str) -> None:
+    def reject(self, items: int, reason: str, *, limit: bool = False) -> None:
+        """`limit`: refused for an attribute limit rather than as invalid."""
         self.rejected += items
+        if limit:
+            self.limited += items
         self.problems += 1
         if len(self.reasons) < _MAX_REASONS:
             self.reasons.append(reason)
@@ -159,9 +181,12 @@ class _Findings:
         return "; ".join(self.reasons) + (f" (and {more} more)" if more else "")
 
 
-def parse_traces(body: bytes, *, json: bool) -> OtlpParsed:
+def parse_traces(
+    body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
+) -> OtlpParsed:
     """Decode an ExportTraceServiceRequest and keep its valid spans."""
-    return _parse(body, _LAYOUTS["traces"], json, _check_spans)
+    check = _ItemCheck(_LAYOUTS["traces"], _span_problems, limits, len(body))
+    return _parse(body, _LAYOUTS["traces"], json, check)
 
 
 def parse_metrics(body: bytes, *, json: bool) -> OtlpParsed:
@@ -169,9 +194,12 @@ def parse_metrics(body: bytes, *, json: bool) -> OtlpParsed:
     return _parse(body, _LAYOUTS["metrics"], json, _check_metrics)
 
 
-def parse_logs(body: bytes, *, json: bool) -> OtlpParsed:
+def parse_logs(
+    body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
+) -> OtlpParsed:
     """Decode an ExportLogsServiceRequest and keep its valid log records."""
-    return _parse(body, _LAYOUTS["logs"], json, _check_log_records)
+    check = _ItemCheck(_LAYOUTS["logs"], _log_problems, limits, len(body))
+    return _parse(body, _LAYOUTS["logs"], json, check)
 
 
 def encode_response(signal: Signal, rejected: int, message: str, *, json: bool) -> bytes:
@@ -213,7 +241,10 @@ def _parse(
         for items, indices in findings.removals:
             _delete(items, indices)
         _drop_empty(resources, layout.fields)
-    return OtlpParsed(request.SerializeToString(), accepted, findings.rejected, findings.message())
+    return OtlpParsed(
+        request.SerializeToString(), accepted, findings.rejected, findings.message(),
+        findings.limited,
+    )
 
 
 def _decode_protobuf(body: bytes, layout: _Layout) -> Message:
@@ -243,6 +274,10 @@ def _decode_json(body: bytes, layout: _Layout) -> Message:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise OtlpDecodeError(f"body is not a valid OTLP/JSON {name}: {exc}") from None
+    except RecursionError:
+        # json_format formats its error with the offending value, which fails when that
+        # value is nested hundreds of levels deep (orjson allows 1024).
+        raise OtlpDecodeError(f"body is not a valid OTLP/JSON {name}: nested too deeply") from None
     return request
 
 
@@ -292,8 +327,16 @@ def _one_by_one(problem_of: Callable[[Any], str | None]) -> _Problems:
     return problems
 
 
-def _span_problems(spans: Any) -> list[tuple[int, str]]:
+# What is wrong with which spans or log records: [(index, "field: rule", limit hit), ...].
+_ItemProblems = Callable[[Any, AttributeLimits, bool], list[tuple[int, str, bool]]]
+
+
+def _span_problems(
+    spans: Any, limits: AttributeLimits, values: bool
+) -> list[tuple[int, str, bool]]:
+    """`values`: some attribute value may pass the length limit (the body is longer)."""
     # A cheap test over every span, stricter than `_span_problem`, picks the few it judges.
+    max_attributes, max_length = limits.max_attributes, limits.max_value_length
     suspects = [
         i
         for i, span in enumerate(spans)
@@ -305,11 +348,59 @@ def _span_problems(spans: Any) -> list[tuple[int, str]]:
         or not span.name
         or span.end_time_unix_nano < span.start_time_unix_nano
         or span.links
+        or len(span.attributes) > max_attributes
+        or (values and span.ByteSize() > max_length)
     ]
-    return [(i, p) for i in suspects if (p := _span_problem(spans[i])) is not None]
+    return [
+        (i, *found)
+        for i in suspects
+        if (found := _span_problem(spans[i], limits, values)) is not None
+    ]
 
 
-def _span_problem(span: Span) -> str | None:
+def _span_problem(span: Span, limits: AttributeLimits, values: bool) -> tuple[str, bool] | None:
+    problem = _span_rule_problem(span)
+    if problem is not None:
+        return problem, False
+    problem = _attributes_problem(span.attributes, limits, values)
+    if problem is not None:
+        return f"attributes{problem}", True
+    return None
+
+
+def _attributes_problem(attributes: Any, limits: AttributeLimits, values: bool) -> str | None:
+    """`: <what>` or `[i].value: <what>` when a limit is passed; None within them."""
+    if len(attributes) > limits.max_attributes:
+        return (
+            f": {len(attributes)} attributes are more than "
+            f"{_ATTRIBUTES_KEY}={limits.max_attributes}"
+        )
+    if values:
+        limit = limits.max_value_length
+        for i, attribute in enumerate(attributes):
+            if attribute.ByteSize() > limit and _too_long(attribute.value, limit):
+                return (
+                    f"[{i}].value: the value of {attribute.key!r} is longer than "
+                    f"{_VALUE_LENGTH_KEY}={limit}"
+                )
+    return None
+
+
+def _too_long(value: AnyValue, limit: int) -> bool:
+    """A string (characters) or bytes value longer than `limit`, also inside arrays and maps."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return len(value.string_value) > limit
+    if kind == "bytes_value":
+        return len(value.bytes_value) > limit
+    if kind == "array_value":
+        return any(_too_long(member, limit) for member in value.array_value.values)
+    if kind == "kvlist_value":
+        return any(_too_long(pair.value, limit) for pair in value.kvlist_value.values)
+    return False
+
+
+def _span_rule_problem(span: Span) -> str | None:
     # An absent id (empty) is tolerated, as the OpenTelemetry Collector does; a present id
     # must be well-formed.
     trace_id = span.trace_id
@@ -335,11 +426,29 @@ def _span_problem(span: Span) -> str | None:
     return None
 
 
-def _log_problem(record: LogRecord) -> str | None:
+def _log_problems(
+    records: Any, limits: AttributeLimits, values: bool
+) -> list[tuple[int, str, bool]]:
+    return [
+        (i, *found)
+        for i, record in enumerate(records)
+        if (found := _log_problem(record, limits, values)) is not None
+    ]
+
+
+def _log_problem(
+    record: LogRecord, limits: AttributeLimits, values: bool
+) -> tuple[str, bool] | None:
     if len(record.trace_id) not in (0, 16):
-        return "traceId: must be empty or 16 bytes"
+        return "traceId: must be empty or 16 bytes", False
     if len(record.span_id) not in (0, 8):
-        return "spanId: must be empty or 8 bytes"
+        return "spanId: must be empty or 8 bytes", False
+    if len(record.attributes) > limits.max_attributes or (
+        values and record.ByteSize() > limits.max_value_length
+    ):
+        problem = _attributes_problem(record.attributes, limits, values)
+        if problem is not None:
+            return f"attributes{problem}", True
     return None
 
 
@@ -396,27 +505,30 @@ _POINT_PROBLEMS: dict[str, tuple[str, _Problems]] = {
 }
 
 
-def _check_spans(resources: Any, findings: _Findings) -> None:
-    _check_items(resources, _LAYOUTS["traces"], _span_problems, findings)
+@dataclass(frozen=True, slots=True)
+class _ItemCheck:
+    """The walk over the spans or log records of a request of `body_length` bytes."""
 
+    layout: _Layout
+    problems: _ItemProblems
+    limits: AttributeLimits
+    body_length: int
 
-def _check_log_records(resources: Any, findings: _Findings) -> None:
-    _check_items(resources, _LAYOUTS["logs"], _one_by_one(_log_problem), findings)
-
-
-def _check_items(resources: Any, layout: _Layout, problems: _Problems, findings: _Findings) -> None:
-    _, scope_field, item_field = layout.fields
-    resource_name, scope_name, item_name = layout.json_names
-    for ri, resource in enumerate(resources):
-        for si, scope in enumerate(getattr(resource, scope_field)):
-            items = getattr(scope, item_field)
-            findings.total += len(items)
-            bad = problems(items)
-            for i, problem in bad:
-                where = f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}]"
-                findings.reject(1, f"{where}.{problem}")
-            if bad:
-                findings.removals.append((items, [i for i, _ in bad]))
+    def __call__(self, resources: Any, findings: _Findings) -> None:
+        _, scope_field, item_field = self.layout.fields
+        resource_name, scope_name, item_name = self.layout.json_names
+        # No value of a body can be longer than the body: most skip the length check.
+        values = self.body_length > self.limits.max_value_length
+        for ri, resource in enumerate(resources):
+            for si, scope in enumerate(getattr(resource, scope_field)):
+                items = getattr(scope, item_field)
+                findings.total += len(items)
+                bad = self.problems(items, self.limits, values)
+                for i, problem, limit in bad:
+                    where = f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}]"
+                    findings.reject(1, f"{where}.{problem}", limit=limit)
+                if bad:
+                    findings.removals.append((items, [i for i, _, _ in bad]))
 
 
 def _check_metrics(resources: Any, findings: _Findings) -> None:

@@ -75,12 +75,20 @@ class _Stored:
 
 
 class Queue(ABC):
-    """Shared bookkeeping: limits, consumers, cursors, counts; storage is the subclass's."""
+    """Shared bookkeeping: limits, consumers, cursors, counts; storage is the subclass's.
 
-    def __init__(self, max_items: int, max_bytes: int, retry_after: int) -> None:
+    Besides the totals, one signal may hold at most `signal_share` of each limit, so the
+    backlog of a stalled exporter never leaves the other signals without room.
+    """
+
+    def __init__(
+        self, max_items: int, max_bytes: int, retry_after: int, signal_share: float = 1.0
+    ) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.retry_after = retry_after
+        self.signal_max_items = max(1, int(max_items * signal_share))
+        self.signal_max_bytes = max(1, int(max_bytes * signal_share))
         self._consumers: dict[str, _Consumer] = {}
         self._stored: dict[Signal, _Stored] = {signal: _Stored() for signal in Signal}
         self._reserved_items = 0
@@ -124,6 +132,11 @@ class Queue(ABC):
             raise QueueFull("queue.max_items", self.retry_after)
         if self.total_bytes + self._reserved_bytes + size > self.max_bytes:
             raise QueueFull("queue.max_bytes", self.retry_after)
+        stored = self._stored[signal]
+        if stored.items + items > self.signal_max_items:
+            raise QueueFull(f"queue.signal_share of queue.max_items for {signal}", self.retry_after)
+        if stored.bytes + size > self.signal_max_bytes:
+            raise QueueFull(f"queue.signal_share of queue.max_bytes for {signal}", self.retry_after)
         seq = self._next_seq
         self._next_seq += 1
         self._reserved_items += items
@@ -217,8 +230,10 @@ class Queue(ABC):
 class MemoryQueue(Queue):
     """The same contract without durability: for tests and for users who opt out."""
 
-    def __init__(self, max_items: int, max_bytes: int, retry_after: int) -> None:
-        super().__init__(max_items, max_bytes, retry_after)
+    def __init__(
+        self, max_items: int, max_bytes: int, retry_after: int, signal_share: float = 1.0
+    ) -> None:
+        super().__init__(max_items, max_bytes, retry_after, signal_share)
         self._records: deque[Record] = deque()
 
     async def start(self) -> None:
@@ -295,10 +310,11 @@ class SqliteQueue(Queue):
         max_items: int,
         max_bytes: int,
         retry_after: int,
+        signal_share: float = 1.0,
         synchronous: str = "FULL",
         fresh_bytes: int = 32 * 1024 * 1024,
     ) -> None:
-        super().__init__(max_items, max_bytes, retry_after)
+        super().__init__(max_items, max_bytes, retry_after, signal_share)
         self._fresh: dict[int, Record] = {}
         self._fresh_bytes = 0
         self._fresh_limit = fresh_bytes

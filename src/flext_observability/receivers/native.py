@@ -8,25 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.requests import ClientDisconnect
 
+from flext_observability.config import LimitsConfig
 from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, item_errors
 from flext_observability.models.native import (
     Alert,
     FieldError,
     HealthReport,
+    LabelValue,
     Metric,
     Span,
     metric_rules,
     wire_schema,
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
+from flext_observability.receivers.auth import TENANT, request_tenant, tag_resources
 from flext_observability.receivers.body import (
     BadEncoding,
     BodyTooLarge,
@@ -85,11 +89,17 @@ async def read_limited(request: Request, limit: int) -> bytes:
         raise Refusal.single(413, "too_large", f"body is larger than {limit} bytes")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refusal.single(413, "too_large", f"body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Refusal.single(413, "too_large", f"body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody reads the answer; the refusal is counted all the same.
+        raise Refusal.single(
+            400, "client_disconnected", "the client left before the body was complete"
+        ) from None
     try:
         return read_body(b"".join(chunks), request.headers.get("content-encoding"), limit)
     except BodyTooLarge:
@@ -144,12 +154,15 @@ class NativeReceiver:
         max_body_bytes: int,
         max_items: int,
         admit_metrics: Admit,
+        *,
+        limits: LimitsConfig,
     ) -> None:
         self._put = queue_put
         self._telemetry = telemetry
         self._max_body = max_body_bytes
         self._max_items = max_items
         self._admit_metrics = admit_metrics
+        self._limits = limits
 
     def _validate(self, route: _Route, body: bytes) -> tuple[list[Any], bool]:
         start = body.lstrip()[:1]
@@ -178,8 +191,7 @@ class NativeReceiver:
             )
         return items, batch
 
-    @staticmethod
-    def _invalid(route: _Route, body: bytes, batch: bool, exc: ValidationError) -> Refusal:
+    def _invalid(self, route: _Route, body: bytes, batch: bool, exc: ValidationError) -> Refusal:
         """422 listing every bad item; a wire route re-checks with the full model (the slow
         path, refusals only) so that the rules across fields are listed too."""
         items = _count_items(body, batch)
@@ -187,8 +199,50 @@ class NativeReceiver:
             try:
                 route.full.validate_json(body if batch else b"[" + body + b"]")
             except ValidationError as full:
-                return Refusal(422, "invalid", item_errors(full, batch=True), items=items)
-        return Refusal(422, "invalid", item_errors(exc, batch), items=items)
+                exc, batch = full, True
+        errors = item_errors(exc, batch)
+        if route.signal is not Signal.METRICS:
+            return Refusal(422, "invalid", errors, items=items)
+        # Label limits are listed from the raw items, in place of the model's own cap on
+        # label values (which the configured limit never exceeds).
+        invalid = [
+            error
+            for error, raw in zip(errors, exc.errors(), strict=True)
+            if not (raw["type"] == "string_too_long" and raw["loc"][-2:-1] == ("labels",))
+        ]
+        limited = self._raw_label_errors(body, batch)
+        reason = "invalid" if invalid else "label_limit"
+        merged = sorted(invalid + limited, key=lambda error: error.index or 0)
+        return Refusal(422, reason, merged, items=items)
+
+    def _raw_label_errors(self, body: bytes, batch: bool) -> list[ItemError]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:  # NaN, Infinity: JSON that only pydantic reads
+            return []
+        errors = []
+        for index, item in enumerate(data if batch else [data]):
+            labels = item.get("labels") if isinstance(item, dict) else None
+            if isinstance(labels, dict):
+                problem = self._label_problem(labels, 0)
+                if problem is not None:
+                    errors.append(problem.at(index))
+        return errors
+
+    def _label_problem(self, labels: dict[str, Any], extra: int) -> _Problem | None:
+        """The first label limit `labels` passes; `extra` labels were added by the server."""
+        max_labels = self._limits.max_labels_per_metric
+        if len(labels) > max_labels + extra:
+            return _Problem(
+                "labels",
+                f"{len(labels) - extra} labels are more than "
+                f"limits.max_labels_per_metric={max_labels}",
+            )
+        max_length = self._limits.max_label_value_length
+        for key, value in labels.items():
+            if isinstance(value, str) and len(value) > max_length:
+                return _Problem(f"labels.{key}", _too_long(_LABEL_VALUE_KEY, max_length))
+        return None
 
     async def ingest(self, kind: str, request: Request) -> int:
         route = ROUTES[kind]
@@ -198,20 +252,38 @@ class NativeReceiver:
             )
         body = await read_limited(request, self._max_body)
         items, _ = self._validate(route, body)
+        tenant = request_tenant(request.scope)
         decoded = None
         if route.signal is Signal.METRICS:
-            errors = _metric_rule_errors(items)
+            if tenant is not None:
+                for item in items:
+                    item["labels"] = {**item.get("labels", {}), TENANT: tenant}
+            errors, limited = self._metric_errors(items, tenant is not None)
             if errors:
-                raise Refusal(422, "invalid", errors, items=len(items))
+                reason = "label_limit" if limited == len(errors) else "invalid"
+                raise Refusal(422, reason, errors, items=len(items))
             errors = self._admit_metrics(items)
             if errors:
                 raise Refusal(422, "series_limit", errors, items=len(items))
-            encoding, payload, decoded = NATIVE_JSON, body, items
+            encoding, decoded = NATIVE_JSON, items
+            payload = body if tenant is None else orjson.dumps(items)
         elif route.signal is Signal.SPANS:
-            encoding, payload = OTLP_PROTOBUF, spans_to_otlp(items).SerializeToString()
+            errors = self._attribute_errors(items)
+            if errors:
+                raise Refusal(422, "attribute_limit", errors, items=len(items))
+            otlp = spans_to_otlp(items)
+            if tenant is not None:
+                tag_resources(otlp.resource_spans, tenant)
+            encoding, payload = OTLP_PROTOBUF, otlp.SerializeToString()
         else:
             encoding = NATIVE_JSON
-            payload = orjson.dumps([item.model_dump(mode="json") for item in items])
+            records = [item.model_dump(mode="json") for item in items]
+            if tenant is not None:
+                for record in records:
+                    # alerts: a label (part of the alert's identity); health: a field
+                    target = record["labels"] if route.signal is Signal.ALERTS else record
+                    target[TENANT] = tenant
+            payload = orjson.dumps(records)
         try:
             await self._put(route.signal, encoding, payload, len(items), decoded)
         except (QueueFull, QueueClosed) as exc:
@@ -226,14 +298,74 @@ class NativeReceiver:
         return error_response(refusal)
 
 
-def _metric_rule_errors(items: list[dict[str, Any]]) -> list[ItemError]:
-    errors = []
-    for index, item in enumerate(items):
-        try:
-            metric_rules(item["type"], item["value"], item.get("buckets"), item.get("labels"))
-        except FieldError as exc:
-            errors.append(ItemError(index, exc.field, exc.message))
-    return errors
+    def _metric_errors(
+        self, items: list[dict[str, Any]], tenant: bool
+    ) -> tuple[list[ItemError], int]:
+        """The broken rules across fields and label limits; and how many are limits. The
+        tenant label, added by the server, does not count."""
+        max_labels = self._limits.max_labels_per_metric + tenant
+        max_length = self._limits.max_label_value_length
+        check_lengths = max_length < _MODEL_LABEL_VALUE_CAP  # else the model checked them
+        errors = []
+        limited = 0
+        for index, item in enumerate(items):
+            labels = item.get("labels")
+            try:
+                metric_rules(item["type"], item["value"], item.get("buckets"), labels)
+            except FieldError as exc:
+                errors.append(ItemError(index, exc.field, exc.message))
+            if labels and (
+                len(labels) > max_labels
+                or (check_lengths and max(map(len, labels.values())) > max_length)
+            ):
+                problem = self._label_problem(labels, tenant)
+                if problem is not None:
+                    limited += 1
+                    errors.append(problem.at(index))
+        return errors, limited
+
+    def _attribute_errors(self, spans: list[Span]) -> list[ItemError]:
+        """Spans past limits.max_attributes_per_item or max_attribute_value_length."""
+        max_attributes = self._limits.max_attributes_per_item
+        max_length = self._limits.max_attribute_value_length
+        errors = []
+        for index, span in enumerate(spans):
+            attributes = span.attributes
+            if len(attributes) > max_attributes:
+                errors.append(ItemError(
+                    index, "attributes",
+                    f"{len(attributes)} attributes are more than "
+                    f"limits.max_attributes_per_item={max_attributes}",
+                ))
+                continue
+            for key, value in attributes.items():
+                values = value if isinstance(value, list) else (value,)
+                if any(isinstance(v, str) and len(v) > max_length for v in values):
+                    errors.append(ItemError(
+                        index, f"attributes.{key}",
+                        _too_long("limits.max_attribute_value_length", max_length),
+                    ))
+                    break
+        return errors
+
+
+_LABEL_VALUE_KEY = "limits.max_label_value_length"
+# The models' own cap on a label value's length (limits.max_label_value_length is at most it).
+_MODEL_LABEL_VALUE_CAP = LabelValue.__metadata__[0].max_length
+
+
+def _too_long(key: str, limit: int) -> str:
+    return f"is longer than {key}={limit}"
+
+
+class _Problem(NamedTuple):
+    """A limit one item passes: where, and what."""
+
+    field: str
+    message: str
+
+    def at(self, index: int) -> ItemError:
+        return ItemError(index, self.field, self.message)
 
 
 def error_response(refusal: Refusal) -> Response:

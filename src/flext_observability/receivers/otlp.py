@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from flext_observability.models.otlp import (
+    AttributeLimits,
     OtlpDecodeError,
     OtlpParsed,
     encode_response,
@@ -22,6 +24,7 @@ from flext_observability.models.otlp import (
     parse_traces,
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
+from flext_observability.receivers.auth import request_tenant, tag_otlp
 from flext_observability.receivers.body import media_type
 from flext_observability.receivers.native import OTLP_PROTOBUF, Refusal, read_limited
 from flext_observability.telemetry import SelfTelemetry
@@ -40,13 +43,12 @@ UNIMPLEMENTED = 12
 class OtlpSignal:
     name: str
     signal: Signal
-    parse: Callable[..., OtlpParsed]
 
 
 SIGNALS = {
-    "traces": OtlpSignal("traces", Signal.SPANS, parse_traces),
-    "metrics": OtlpSignal("metrics", Signal.METRICS, parse_metrics),
-    "logs": OtlpSignal("logs", Signal.LOGS, parse_logs),
+    "traces": OtlpSignal("traces", Signal.SPANS),
+    "metrics": OtlpSignal("metrics", Signal.METRICS),
+    "logs": OtlpSignal("logs", Signal.LOGS),
 }
 
 
@@ -67,28 +69,44 @@ class OtlpThrottled(Exception):
 
 
 class OtlpIngest:
-    """Decode, validate, queue; count everything. Raises OtlpDecodeError / OtlpThrottled."""
+    """Decode, validate, queue; count everything. Raises OtlpDecodeError / OtlpThrottled.
+
+    Spans and log records past the attribute `limits` are rejected like invalid ones, in
+    the partial success, and counted with reason `attribute_limit`.
+    """
 
     def __init__(
         self,
         queue_put: Callable[[Signal, str, bytes, int], Awaitable[int]],
         telemetry: SelfTelemetry,
         accepts_logs: bool,
+        *,
+        limits: AttributeLimits,
     ) -> None:
         self._put = queue_put
         self._telemetry = telemetry
         self._accepts_logs = accepts_logs
+        self._parsers: dict[str, Callable[..., OtlpParsed]] = {
+            "traces": partial(parse_traces, limits=limits),
+            "metrics": parse_metrics,
+            "logs": partial(parse_logs, limits=limits),
+        }
 
-    async def ingest(self, kind: str, body: bytes, *, json: bool, receiver: str) -> Accepted:
+    async def ingest(
+        self, kind: str, body: bytes, *, json: bool, receiver: str, tenant: str | None = None
+    ) -> Accepted:
+        """`tenant` (set when authentication is on) goes on every resource as `flext.tenant`."""
         otlp = SIGNALS[kind]
         signal = otlp.signal.value
         try:
-            parsed = otlp.parse(body, json=json)
+            parsed = self._parsers[kind](body, json=json)
         except OtlpDecodeError:
             self._telemetry.refused.labels(signal, "malformed").inc()
             raise
-        if parsed.rejected:
-            self._telemetry.refused.labels(signal, "invalid").inc(parsed.rejected)
+        if parsed.rejected > parsed.limited:
+            self._telemetry.refused.labels(signal, "invalid").inc(parsed.rejected - parsed.limited)
+        if parsed.limited:
+            self._telemetry.refused.labels(signal, "attribute_limit").inc(parsed.limited)
         if otlp.signal is Signal.LOGS and not self._accepts_logs and parsed.accepted:
             self._telemetry.refused.labels(signal, "no_exporter").inc(parsed.accepted)
             return Accepted(
@@ -97,8 +115,11 @@ class OtlpIngest:
                 "log records are not accepted: no logs exporter is configured",
             )
         if parsed.accepted:
+            payload = parsed.payload
+            if tenant is not None:
+                payload = tag_otlp(otlp.signal, payload, tenant)
             try:
-                await self._put(otlp.signal, OTLP_PROTOBUF, parsed.payload, parsed.accepted)
+                await self._put(otlp.signal, OTLP_PROTOBUF, payload, parsed.accepted)
             except (QueueFull, QueueClosed) as exc:
                 reason = "queue_full" if isinstance(exc, QueueFull) else "unavailable"
                 self._telemetry.refused.labels(signal, reason).inc(parsed.accepted)
@@ -136,7 +157,10 @@ def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int,
             json = ctype == JSON
             try:
                 body = await read_limited(request, max_body_bytes)
-                answer = await ingest.ingest(kind, body, json=json, receiver="otlp_http")
+                answer = await ingest.ingest(
+                    kind, body, json=json, receiver="otlp_http",
+                    tenant=request_tenant(request.scope),
+                )
             except Refusal as refusal:
                 telemetry.refused.labels(signal, refusal.reason).inc()
                 return _status_response(refusal.status, INVALID_ARGUMENT,

@@ -14,8 +14,12 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 
+from flext_observability.config import TlsServerConfig
 from flext_observability.models.otlp import OtlpDecodeError, encode_response
-from flext_observability.receivers.otlp import OtlpIngest, OtlpThrottled
+from flext_observability.receivers.auth import MESSAGE, Authenticator
+from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
+from flext_observability.receivers.otlp import SIGNALS, OtlpIngest, OtlpThrottled
+from flext_observability.tls import grpc_server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -28,32 +32,91 @@ SERVICES = {
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
 
 
-def _handler(ingest: OtlpIngest, kind: str) -> Handler:
+def _authorization(context: grpc.aio.ServicerContext) -> bytes | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value.encode() if isinstance(value, str) else value
+    return None
+
+
+def _handler(ingest: OtlpIngest, kind: str, authenticator: Authenticator | None) -> Handler:
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        tenant = None
+        if authenticator is not None:
+            tenant = authenticator.tenant(_authorization(context))
+            if tenant is None:
+                authenticator.refused(SIGNALS[kind].signal)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
         try:
-            answer = await ingest.ingest(kind, request, json=False, receiver="otlp_grpc")
+            answer = await ingest.ingest(
+                kind, request, json=False, receiver="otlp_grpc", tenant=tenant
+            )
         except OtlpDecodeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except OtlpThrottled as exc:
             code = grpc.StatusCode.RESOURCE_EXHAUSTED if exc.full else grpc.StatusCode.UNAVAILABLE
-            details = Status(code=code.value[0], message=str(exc))
-            details.details.add().Pack(RetryInfo(retry_delay=Duration(seconds=exc.retry_after)))
-            context.set_trailing_metadata(
-                (("grpc-status-details-bin", details.SerializeToString()),)
-            )
-            await context.abort(code, str(exc))
+            await _abort_retryable(context, code, str(exc), exc.retry_after)
         return encode_response(kind, answer.rejected, answer.message, json=False)
 
     return export
 
 
-class OtlpGrpcServer:
-    """Started and stopped with the daemon; shares its event loop and queue."""
+async def _abort_retryable(
+    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, retry_after: int
+) -> None:
+    """End the call with `code` and a RetryInfo detail, as OTLP clients expect."""
+    details = Status(code=code.value[0], message=message)
+    details.details.add().Pack(RetryInfo(retry_delay=Duration(seconds=retry_after)))
+    context.set_trailing_metadata((("grpc-status-details-bin", details.SerializeToString()),))
+    await context.abort(code, message)
 
-    def __init__(self, ingest: OtlpIngest, host: str, port: int, max_message_bytes: int) -> None:
+
+def _gated(handler: Handler, gate: Gate, signal: str) -> Handler:
+    """`handler` behind the gate: UNAVAILABLE while memory is limited, RESOURCE_EXHAUSTED
+    past limits.max_concurrent_requests calls in flight; both with RetryInfo."""
+
+    async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            gate.enter(signal)
+        except Throttled as exc:
+            code = (
+                grpc.StatusCode.UNAVAILABLE
+                if exc.reason == MEMORY_LIMIT
+                else grpc.StatusCode.RESOURCE_EXHAUSTED
+            )
+            await _abort_retryable(context, code, exc.message, exc.retry_after)
+        try:
+            return await handler(request, context)
+        finally:
+            gate.leave()
+
+    return export
+
+
+class OtlpGrpcServer:
+    """Started and stopped with the daemon; shares its event loop and queue. With an
+    `authenticator`, every call needs `authorization: Bearer <token>` metadata; with a
+    certificate in `tls`, the port serves TLS only. Every call passes the `gate`; gRPC
+    itself refuses calls past twice its limit before reading them (maximum_concurrent_rpcs),
+    a backstop against floods faster than the handlers start."""
+
+    def __init__(
+        self,
+        ingest: OtlpIngest,
+        host: str,
+        port: int,
+        max_message_bytes: int,
+        authenticator: Authenticator | None = None,
+        tls: TlsServerConfig | None = None,
+        *,
+        gate: Gate,
+    ) -> None:
         self._ingest = ingest
+        self._gate = gate
         self._address = f"{host}:{port}"
         self._max_message = max_message_bytes
+        self._authenticator = authenticator
+        self._tls = tls or TlsServerConfig()
         self._server: grpc.aio.Server | None = None
         self.port = port
 
@@ -62,20 +125,29 @@ class OtlpGrpcServer:
             options=[
                 ("grpc.max_receive_message_length", self._max_message),
                 ("grpc.max_send_message_length", self._max_message),
-            ]
+            ],
+            maximum_concurrent_rpcs=2 * self._gate.max_in_flight,
         )
         handlers = [
             grpc.method_handlers_generic_handler(
                 service,
-                {"Export": grpc.unary_unary_rpc_method_handler(_handler(self._ingest, kind))},
+                {"Export": grpc.unary_unary_rpc_method_handler(_gated(
+                    _handler(self._ingest, kind, self._authenticator),
+                    self._gate, SIGNALS[kind].signal.value,
+                ))},
             )
             for kind, service in SERVICES.items()
         ]
         server.add_generic_rpc_handlers(handlers)
-        self.port = server.add_insecure_port(self._address)
+        credentials = grpc_server_credentials(self._tls)
+        if credentials is None:
+            self.port = server.add_insecure_port(self._address)
+        else:
+            self.port = server.add_secure_port(self._address, credentials)
         await server.start()
         self._server = server
-        log.info("otlp grpc receiver listening on %s", self._address)
+        log.info("otlp grpc receiver listening on %s%s", self._address,
+                 "" if credentials is None else " (TLS)")
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop taking calls, let running ones finish within `grace`; safe twice."""

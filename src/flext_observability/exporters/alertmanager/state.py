@@ -1,17 +1,69 @@
-"""The alerts the collector holds: firing ones by identity, recently resolved ones."""
+"""The alerts the collector holds: firing ones by identity, recently resolved ones.
+
+The state is what the Alertmanager exporter sends (and re-sends), so it must survive a
+crash once its queue records are acknowledged: every change is written to a snapshot in
+the data dir (`StateFile`) before `handle()` / `publish()` return, and the snapshot is
+loaded at start. Each change gets a new `version`, so that every Alertmanager can be
+sent what changed since its last successful delivery.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from flext_observability.pipeline.queue import Record
 
+log = logging.getLogger(__name__)
+
 LabelSet = tuple[tuple[str, str], ...]
+
+# As Prometheus' notifier: resolved alerts are re-sent for 15 minutes, then forgotten.
+RESOLVED_RETENTION = 15 * 60.0
+
+
+class StateFile:
+    """A JSON snapshot in the data dir, replaced atomically (write, fsync, rename).
+
+    With no path (a memory queue: the user opted out of durability) nothing is written.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def load(self) -> Any:
+        if self.path is None:
+            return None
+        try:
+            return orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.error("cannot read %s (%s); starting from an empty state", self.path, exc)
+            return None
+
+    def save(self, data: Any) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("wb") as out:
+            out.write(orjson.dumps(data))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 @dataclass(slots=True)
@@ -21,7 +73,9 @@ class HeldAlert:
     starts_at: float
     ends_at: float | None
     generator_url: str
-    updated: float
+    # Equal alerts differ at most in these: a repeat is not a change.
+    updated: float = field(compare=False)
+    version: int = field(default=0, compare=False)
 
 
 def alert_labels(alert: dict[str, Any]) -> dict[str, str]:
@@ -45,46 +99,123 @@ def alert_annotations(alert: dict[str, Any]) -> dict[str, str]:
     return annotations
 
 
+def _seconds(nanos: int | None) -> float | None:
+    return None if nanos is None else nanos / 1e9
+
+
 class AlertState:
     """Firing alerts keyed by label set; a `resolved` report moves one to `resolved`."""
 
-    def __init__(self, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        snapshot_file: StateFile | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        resolved_retention: float = RESOLVED_RETENTION,
+    ) -> None:
+        self._file = snapshot_file or StateFile(None)
         self._wall = wall_clock
+        self._retention = resolved_retention
+        self._listeners: list[Callable[[], None]] = []
         self.firing: dict[LabelSet, HeldAlert] = {}
         self.resolved: dict[LabelSet, HeldAlert] = {}
+        self.version = 0
 
-    def apply(self, alert: dict[str, Any]) -> None:
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """`listener()` is called after every change (once per handled batch)."""
+        self._listeners.append(listener)
+
+    def apply(self, alert: dict[str, Any]) -> bool:
+        """Apply one native alert (a model dump); True when the held state changed."""
         labels = alert_labels(alert)
         key = tuple(sorted(labels.items()))
         now = self._wall()
-        starts = alert.get("starts_at")
-        ends = alert.get("ends_at")
+        starts = _seconds(alert.get("starts_at"))
+        ends = _seconds(alert.get("ends_at"))
         if alert["status"] == "resolved":
-            held = self.firing.pop(key, None) or self.resolved.get(key)
-            self.resolved[key] = HeldAlert(
+            already = self.resolved.get(key)
+            held = self.firing.get(key) or already
+            if ends is None:
+                # A repeated `resolved` keeps the first resolve time.
+                ends = already.ends_at if already is not None and held is already else now
+            begun = held.starts_at if held is not None else (starts or ends)
+            new = HeldAlert(
                 labels,
                 alert_annotations(alert) or (held.annotations if held else {}),
-                held.starts_at if held else (starts / 1e9 if starts else now),
-                ends / 1e9 if ends else now,
-                alert.get("generator_url", ""),
+                min(begun, ends),
+                ends,
+                alert.get("generator_url") or (held.generator_url if held else ""),
                 now,
             )
-            return
+            return self._put(self.resolved, self.firing, key, new)
         held = self.firing.get(key)
-        self.resolved.pop(key, None)
-        self.firing[key] = HeldAlert(
+        new = HeldAlert(
             labels,
             alert_annotations(alert),
-            starts / 1e9 if starts else (held.starts_at if held else now),
-            ends / 1e9 if ends else None,
+            starts or (held.starts_at if held else now),
+            ends,
             alert.get("generator_url", ""),
             now,
         )
+        return self._put(self.firing, self.resolved, key, new)
+
+    def _put(
+        self,
+        into: dict[LabelSet, HeldAlert],
+        out_of: dict[LabelSet, HeldAlert],
+        key: LabelSet,
+        new: HeldAlert,
+    ) -> bool:
+        current = into.get(key)
+        if current == new:
+            current.updated = new.updated
+            return False
+        out_of.pop(key, None)
+        self.version += 1
+        new.version = self.version
+        into[key] = new
+        return True
 
     def handle(self, records: list[Record]) -> None:
-        for record in records:
-            for alert in orjson.loads(record.payload):
-                self.apply(alert)
+        """Queue consumer: apply native alert records; durable before it returns."""
+        self.publish([alert for record in records for alert in orjson.loads(record.payload)])
+
+    def publish(self, alerts: list[dict[str, Any]]) -> None:
+        """Apply alerts (native or derived); snapshot and notify when something changed."""
+        changed = False
+        for alert in alerts:
+            changed = self.apply(alert) or changed
+        if changed:
+            self.expire()
+            self.save()
+            for listener in self._listeners:
+                listener()
+
+    def expire(self) -> None:
+        """Forget resolved alerts older than the retention."""
+        horizon = self._wall() - self._retention
+        for key in [k for k, held in self.resolved.items() if held.updated < horizon]:
+            del self.resolved[key]
+
+    def save(self) -> None:
+        self._file.save({
+            "version": self.version,
+            "firing": [asdict(held) for held in self.firing.values()],
+            "resolved": [asdict(held) for held in self.resolved.values()],
+        })
+
+    def load(self) -> None:
+        """Restore the last snapshot (at start, before the queue consumer runs)."""
+        data = self._file.load()
+        if not data:
+            return
+        self.version = data["version"]
+        for name, into in (("firing", self.firing), ("resolved", self.resolved)):
+            for item in data[name]:
+                held = HeldAlert(**item)
+                into[tuple(sorted(held.labels.items()))] = held
+        self.expire()
+        log.info("restored %d firing and %d resolved alerts from %s",
+                 len(self.firing), len(self.resolved), self._file.path)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """What `GET /api/v1/alerts` shows: the firing alerts."""

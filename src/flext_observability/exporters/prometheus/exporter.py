@@ -60,6 +60,9 @@ class PrometheusExporter:
         try:
             store.check_new_series(wanted)
         except SeriesRejected as exc:
+            if exc.service is not None:
+                index = next(i for i, item in enumerate(items) if item["service"] == exc.service)
+                return [ItemError(index, "service", exc.message)]
             index = names.index(exc.metric) if exc.metric in wanted else None
             return [ItemError(index, "name", exc.message)]
         return []

@@ -26,13 +26,15 @@ _INF = float("inf")
 
 
 class SeriesRejected(Exception):
-    """A metric that the store will not take: a type conflict or a series limit."""
+    """A metric that the store will not take: a type conflict or a series limit. `service`
+    is set when the limit is the service's own (max_series_per_service)."""
 
-    def __init__(self, metric: str, reason: str, message: str) -> None:
+    def __init__(self, metric: str, reason: str, message: str, service: str | None = None) -> None:
         super().__init__(message)
         self.metric = metric
         self.reason = reason
         self.message = message
+        self.service = service
 
 
 @dataclass(slots=True)
@@ -76,7 +78,8 @@ class Family:
 
 
 class MetricStore:
-    """The aggregated series of every ingested metric, with the series limits."""
+    """The aggregated series of every ingested metric, with the series limits: in all, per
+    metric, and per service (the `job` label)."""
 
     def __init__(
         self,
@@ -84,19 +87,27 @@ class MetricStore:
         max_series_per_metric: int,
         expiration: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_series_per_service: int,
     ) -> None:
         self.max_series = max_series
         self.max_series_per_metric = max_series_per_metric
+        self.max_series_per_service = max_series_per_service
         self.expiration = expiration
         self._clock = clock
         self.families: dict[str, Family] = {}
         self._series_count = 0
+        self._service_series: dict[str, int] = {}
         self._names: dict[tuple[str, str], str] = {}
         self._label_keys: dict[tuple[Any, ...], LabelKey] = {}
 
     @property
     def series_count(self) -> int:
         return self._series_count
+
+    def service_series(self, service: str) -> int:
+        """Series held with `job="<service>"` (`""`: series without a job label)."""
+        return self._service_series.get(service, 0)
 
     def family_name(self, name: str, kind: str) -> str:
         """Exposition name of a native metric: dotted names translated, `_total` kept off."""
@@ -133,12 +144,18 @@ class MetricStore:
         return found
 
     def check_new_series(self, wanted: dict[str, set[LabelKey]]) -> None:
-        """Refuse a request whose new series would pass the total or per-metric limit."""
+        """Refuse a request whose new series would pass the total, per-metric or per-service
+        limit."""
         new_total = 0
+        new_per_service: dict[str, int] = {}
         for name, keys in wanted.items():
             existing = self.families.get(name)
             present = existing.series if existing is not None else {}
-            new = sum(1 for key in keys if key not in present)
+            new_keys = [key for key in keys if key not in present]
+            new = len(new_keys)
+            for key in new_keys:
+                service = job_of(key)
+                new_per_service[service] = new_per_service.get(service, 0) + 1
             if len(present) + new > self.max_series_per_metric:
                 raise SeriesRejected(
                     name,
@@ -155,10 +172,24 @@ class MetricStore:
                 f"the collector would hold more than exporters.prometheus.max_series="
                 f"{self.max_series} series",
             )
+        for service, new in new_per_service.items():
+            if self.service_series(service) + new > self.max_series_per_service:
+                raise SeriesRejected(
+                    next(iter(wanted)),
+                    "series_limit",
+                    f"service '{service}' would have more than "
+                    f"exporters.prometheus.max_series_per_service={self.max_series_per_service} "
+                    "series",
+                    service=service,
+                )
 
     def could_pass_limits(self, new_series: int) -> bool:
         """Cheap pre-check: could a request with at most new_series new series pass a limit?"""
         if self._series_count + new_series > self.max_series:
+            return True
+        if max(self._service_series.values(), default=0) + new_series > (
+            self.max_series_per_service
+        ):
             return True
         return any(
             len(f.series) + new_series > self.max_series_per_metric for f in self.families.values()
@@ -170,6 +201,11 @@ class MetricStore:
             or len(family.series) >= self.max_series_per_metric
         ):
             return False
+        service = job_of(key)
+        held = self._service_series.get(service, 0)
+        if held >= self.max_series_per_service:
+            return False
+        self._service_series[service] = held + 1
         self._series_count += 1
         return True
 
@@ -256,6 +292,12 @@ class MetricStore:
             stale = [key for key, s in family.series.items() if s.updated < deadline]
             for key in stale:
                 del family.series[key]
+                service = job_of(key)
+                held = self._service_series[service] - 1
+                if held:
+                    self._service_series[service] = held
+                else:
+                    del self._service_series[service]
             self._series_count -= len(stale)
             if not family.series:
                 del self.families[name]
@@ -265,6 +307,14 @@ class MetricStore:
         self.expire()
         for family in self.families.values():
             yield _to_metric(family)
+
+
+def job_of(key: LabelKey) -> str:
+    """The `job` label of a series (its service), `""` without one."""
+    for name, value in key:
+        if name == "job":
+            return value
+    return ""
 
 
 def native_labels(service: str, instance: str, labels: dict[str, str] | None) -> LabelKey:

@@ -1,0 +1,192 @@
+"""Bearer-token authentication of the receivers, and the tenant each token stands for.
+
+With any token configured (`server.auth`), every ingestion route (native `/api/...`,
+OTLP/HTTP `/v1/...`, and `/metrics` with `protect_metrics`) needs `Authorization: Bearer
+<token>`; `/healthz`, `/readyz` and the docs stay open. The HTTP check is a pure ASGI
+middleware that answers 401 before the body is read; OTLP/gRPC checks the `authorization`
+metadata per call. The authenticated tenant travels in the ASGI scope (`request.state`)
+or as an argument, and is recorded on what is queued: a `tenant` label on native metrics
+and alerts, a `tenant` field in health reports, a `flext.tenant` resource attribute on spans
+and OTLP data. Token values are never logged nor put in messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from flext_observability.config import AuthConfig
+from flext_observability.models.errors import ItemError
+from flext_observability.models.otlp import encode_status
+from flext_observability.pipeline.queue import Signal
+from flext_observability.receivers.body import media_type
+from flext_observability.telemetry import SelfTelemetry
+
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED = "unauthorized"
+MESSAGE = "missing or invalid bearer token"
+TENANT = "tenant"
+TENANT_ATTRIBUTE = "flext.tenant"
+# google.rpc.Code UNAUTHENTICATED, in the Status body of an OTLP/HTTP 401.
+UNAUTHENTICATED = 16
+
+# What a refused POST would have sent, for refused_items_total{signal}.
+_SIGNALS = {
+    "/api/v1/metrics": Signal.METRICS,
+    "/api/v1/spans": Signal.SPANS,
+    "/api/v1/alerts": Signal.ALERTS,
+    "/api/v1/health": Signal.HEALTH,
+    "/v1/traces": Signal.SPANS,
+    "/v1/metrics": Signal.METRICS,
+    "/v1/logs": Signal.LOGS,
+}
+_OTLP_REQUESTS: dict[Signal, tuple[type[Message], str]] = {
+    Signal.SPANS: (ExportTraceServiceRequest, "resource_spans"),
+    Signal.METRICS: (ExportMetricsServiceRequest, "resource_metrics"),
+    Signal.LOGS: (ExportLogsServiceRequest, "resource_logs"),
+}
+
+
+def bearer_token(authorization: bytes | None) -> bytes:
+    """The token of an `Authorization: Bearer <token>` value; empty for anything else."""
+    if not authorization:
+        return b""
+    scheme, _, token = authorization.strip().partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else b""
+
+
+class Authenticator:
+    """The configured tokens, kept as SHA-256 digests, each with its tenant.
+
+    A presented token is compared with every configured one in constant time
+    (`hmac.compare_digest` on equal-length digests, no early exit), so timing tells
+    neither which token nor how long a token is.
+    """
+
+    def __init__(self, tokens: Iterable[tuple[str, str]], telemetry: SelfTelemetry) -> None:
+        self._tokens = [(_digest(token.encode()), tenant) for token, tenant in tokens]
+        self._telemetry = telemetry
+
+    @classmethod
+    def from_config(cls, auth: AuthConfig, telemetry: SelfTelemetry) -> Authenticator | None:
+        """None when no token is configured (authentication off)."""
+        entries = auth.entries()
+        if not entries:
+            return None
+        return cls(((e.token, e.tenant) for e in entries), telemetry)
+
+    def tenant(self, authorization: bytes | None) -> str | None:
+        """The tenant of the `Authorization` header value's token; None when it is not one."""
+        presented = bearer_token(authorization)
+        digest = _digest(presented)
+        found = None
+        for expected, tenant in self._tokens:
+            if hmac.compare_digest(digest, expected):
+                found = tenant
+        return found if presented else None
+
+    def refused(self, signal: Signal) -> None:
+        """Count one refused request in refused_items_total{signal, reason="unauthorized"}."""
+        self._telemetry.refused.labels(signal.value, UNAUTHORIZED).inc()
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+def request_tenant(scope: Scope) -> str | None:
+    """The tenant the middleware authenticated for this request; None with auth off."""
+    state = scope.get("state")
+    return state.get(TENANT) if state else None
+
+
+class BearerAuthMiddleware:
+    """Answers 401 (`WWW-Authenticate: Bearer`) to a protected request without a valid
+    token, in the route's error format; otherwise puts the tenant in `scope["state"]`."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, protect_metrics: bool) -> None:
+        self.app = app
+        self._auth = authenticator
+        self._protect_metrics = protect_metrics
+        native = {"errors": [ItemError(None, "", MESSAGE).as_dict()]}
+        self._native_body = orjson.dumps(native)
+        self._otlp_json_body = encode_status(UNAUTHENTICATED, MESSAGE, json=True)
+        self._otlp_protobuf_body = encode_status(UNAUTHENTICATED, MESSAGE, json=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        otlp = path.startswith("/v1/")
+        if not (otlp or path.startswith("/api/") or (self._protect_metrics and path == "/metrics")):
+            await self.app(scope, receive, send)
+            return
+        authorization = content_type = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+        tenant = self._auth.tenant(authorization)
+        if tenant is not None:
+            scope["state"] = {**scope.get("state", {}), TENANT: tenant}
+            await self.app(scope, receive, send)
+            return
+        signal = _SIGNALS.get(path)
+        if signal is not None and scope["method"] == "POST":
+            self._auth.refused(signal)
+        log.debug("401 %s %s from %s: %s", scope["method"], path, scope.get("client"),
+                  "no bearer token" if not bearer_token(authorization) else "unknown token")
+        if not otlp:
+            await _answer(send, self._native_body, b"application/json")
+        elif content_type and media_type(content_type.decode("latin-1")) == "application/json":
+            await _answer(send, self._otlp_json_body, b"application/json")
+        else:
+            await _answer(send, self._otlp_protobuf_body, b"application/x-protobuf")
+
+
+async def _answer(send: Send, body: bytes, content_type: bytes) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": 401,
+        "headers": [
+            (b"content-type", content_type),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b"Bearer"),
+        ],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def tag_resources(resources: Iterable[Any], tenant: str) -> None:
+    """Set the `flext.tenant` attribute on every resource, replacing one a sender set."""
+    for item in resources:
+        attributes = item.resource.attributes
+        for index in reversed(range(len(attributes))):
+            if attributes[index].key == TENANT_ATTRIBUTE:
+                del attributes[index]
+        entry = attributes.add()
+        entry.key = TENANT_ATTRIBUTE
+        entry.value.string_value = tenant
+
+
+def tag_otlp(signal: Signal, payload: bytes, tenant: str) -> bytes:
+    """A serialized OTLP export request with `flext.tenant` on every resource."""
+    request_type, field = _OTLP_REQUESTS[signal]
+    request = request_type.FromString(payload)
+    tag_resources(getattr(request, field), tenant)
+    return request.SerializeToString()

@@ -1,0 +1,84 @@
+"""TLS from the config's `tls` blocks: the receivers' server side, the exporters' client side.
+
+The server side serves HTTP (uvicorn's ssl options) and OTLP/gRPC (server credentials) from
+the same certificate; with `client_ca_file`, both require a client certificate signed by it.
+The client side gives an `ssl.SSLContext` for httpx (`verify=context`) and gRPC channel
+credentials. Files are read when called: config validation calls the context builders,
+so a file that does not load is reported by `check-config`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:
+    from flext_observability.config import TlsClientConfig, TlsServerConfig
+
+
+def server_ssl_context(tls: TlsServerConfig) -> ssl.SSLContext:
+    """The server's context; raises ssl.SSLError / OSError when a file does not load."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    if tls.client_ca_file is not None:
+        context.load_verify_locations(cafile=str(tls.client_ca_file))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def uvicorn_ssl_options(tls: TlsServerConfig) -> dict[str, Any]:
+    """Keyword arguments of `uvicorn.Config` for HTTPS; empty when TLS is off."""
+    if tls.cert_file is None:
+        return {}
+    options: dict[str, Any] = {
+        "ssl_certfile": str(tls.cert_file),
+        "ssl_keyfile": str(tls.key_file),
+    }
+    if tls.client_ca_file is not None:
+        options["ssl_ca_certs"] = str(tls.client_ca_file)
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+    return options
+
+
+def grpc_server_credentials(tls: TlsServerConfig) -> grpc.ServerCredentials | None:
+    """Credentials for `add_secure_port`; None when TLS is off (an insecure port)."""
+    if tls.cert_file is None or tls.key_file is None:
+        return None
+    ca = _read(tls.client_ca_file)
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def client_ssl_context(tls: TlsClientConfig) -> ssl.SSLContext:
+    """For httpx (`verify=context`): trusts `ca_file` (else the system's CAs), presents the
+    client certificate when set, and verifies nothing with `insecure_skip_verify`."""
+    context = ssl.create_default_context(
+        cafile=str(tls.ca_file) if tls.ca_file is not None else None
+    )
+    if tls.cert_file is not None:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def grpc_channel_credentials(tls: TlsClientConfig) -> grpc.ChannelCredentials:
+    """For `grpc.aio.secure_channel`: `ca_file` (else gRPC's own roots) and the client
+    certificate. gRPC in Python always verifies the server; the config refuses
+    `insecure_skip_verify` with the gRPC protocol."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(tls.ca_file),
+        private_key=_read(tls.key_file),
+        certificate_chain=_read(tls.cert_file),
+    )
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else path.read_bytes()

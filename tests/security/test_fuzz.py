@@ -1,0 +1,473 @@
+"""Fuzzing the daemon: no input makes it answer 5xx, crash, hang or grow.
+
+1. schemathesis against the daemon's own OpenAPI (the native routes), through its CLI.
+2. hypothesis: OTLP bodies mutated from the shared fixtures and built from the protobuf
+   messages (byte flips, truncation, random fields, wrong JSON types, huge and negative
+   numbers, deep nesting, random content encodings), over OTLP/HTTP (protobuf and JSON)
+   and OTLP/gRPC. Every request has a timeout; the daemon must stay alive and its RSS
+   within FLAT_RSS_MIB of what it was after a warm-up.
+
+FUZZ_EXAMPLES (default 1000) sets the number of hypothesis examples; schemathesis runs a
+tenth of it per operation. `make fuzz-long` raises it.
+"""
+
+import copy
+import gzip
+import json
+import os
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from helpers.procs import Daemon
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "otlp"
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
+FLAT_RSS_MIB = 100
+MAX_BODY = 4 * 1024 * 1024
+TIMEOUT = 15
+HTTP_ANSWERS = {200, 400, 413, 415, 429, 503}
+GRPC_ANSWERS = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE}
+GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+}
+SIGNALS = tuple(GRPC_METHODS)
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+INT64 = (-(2**63), 2**63 - 1)
+UINT64 = (0, 2**64 - 1)
+
+
+def signal_of(path: Path) -> str:
+    if path.suffix == ".json":
+        top = orjson.loads(path.read_bytes())
+        return next(s for k, s in (("resourceSpans", "traces"), ("resourceMetrics", "metrics"),
+                                   ("resourceLogs", "logs")) if k in top)
+    return "traces" if "trace" in path.name else "metrics" if "metric" in path.name else "logs"
+
+
+PB_FIXTURES = [(signal_of(p), p.read_bytes()) for p in sorted((FIXTURES / "pb").glob("*.pb"))]
+JSON_FIXTURES = [(signal_of(p), orjson.loads(p.read_bytes()))
+                 for p in sorted(FIXTURES.glob("*.json"))]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    process = Daemon(tmp_path_factory.mktemp("fuzz"), config_overrides={
+        "server": {"max_body_bytes": MAX_BODY, "grpc_max_message_bytes": MAX_BODY},
+        # Accepted fuzz metrics make series: bounded, so that growth means a leak.
+        "exporters": {"prometheus": {"max_series": 5000}},
+        # Tight enough that the limit checks run on most requests.
+        "limits": {"max_labels_per_metric": 4, "max_label_value_length": 100,
+                   "max_attributes_per_item": 3, "max_attribute_value_length": 64},
+    })
+    process.start()
+    yield process
+    process.stop()
+
+
+def assert_serving(daemon: Daemon) -> None:
+    assert daemon.running, daemon.log_tail()
+    assert httpx.get(f"{daemon.url}/healthz", timeout=TIMEOUT).status_code == 200
+    assert "Traceback" not in daemon.log_tail(100_000), daemon.log_tail()
+
+
+# --- 1. schemathesis on the native API ------------------------------------------------------
+
+
+def test_schemathesis_finds_no_server_error(daemon, tmp_path):
+    st_cli = Path(sys.executable).with_name("st")
+    run = subprocess.run(
+        [str(st_cli), "run", f"{daemon.url}/openapi.json",
+         "--checks", "not_a_server_error",
+         "--max-examples", str(max(10, FUZZ_EXAMPLES // 10)),
+         "--request-timeout", str(TIMEOUT),
+         "--suppress-health-check", "all",
+         "--seed", os.environ.get("FUZZ_SEED", "1"),
+         "--report", "junit", "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=max(600, FUZZ_EXAMPLES), cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "passed" in run.stdout
+    assert_serving(daemon)
+
+
+# --- 2. hypothesis on OTLP ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One request: to `signal`'s route (HTTP) or method (gRPC)."""
+
+    signal: str
+    body: bytes
+    content_type: str
+    encoding: str | None = None
+    grpc: bool = False
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def deeply_nested_span(depth: int) -> bytes:
+    """An ExportTraceServiceRequest whose one span has an attribute nested `depth` arrays deep."""
+    value = b"\x18\x01"  # AnyValue.int_value = 1
+    for _ in range(depth):
+        value = field(5, field(1, value))  # AnyValue.array_value -> ArrayValue.values
+    span = ExportTraceServiceRequest().resource_spans.add().scope_spans.add().spans.add(
+        trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9)), name="deep",
+        start_time_unix_nano=1, end_time_unix_nano=2,
+    ).SerializeToString() + field(9, field(1, b"k") + field(2, value))
+    return field(1, field(2, field(2, span)))
+
+
+text = st.text(max_size=30)
+any_values = st.recursive(
+    st.one_of(
+        text.map(lambda s: AnyValue(string_value=s)),
+        st.booleans().map(lambda b: AnyValue(bool_value=b)),
+        st.integers(*INT64).map(lambda i: AnyValue(int_value=i)),
+        st.floats().map(lambda f: AnyValue(double_value=f)),
+        st.binary(max_size=30).map(lambda b: AnyValue(bytes_value=b)),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3).map(
+            lambda vs: AnyValue(array_value={"values": vs})),
+        st.lists(st.tuples(text, children), max_size=3).map(
+            lambda kvs: AnyValue(kvlist_value={"values": [KeyValue(key=k, value=v)
+                                                          for k, v in kvs]})),
+    ),
+    max_leaves=8,
+)
+attributes = st.lists(st.builds(KeyValue, key=text, value=any_values), max_size=4)
+ids = st.one_of(st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8),
+                st.binary(max_size=20))
+nanos = st.integers(*UINT64)
+
+
+@st.composite
+def built_traces(draw) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    for _ in range(draw(st.integers(0, 2))):
+        resource = request.resource_spans.add()
+        resource.resource.attributes.extend(draw(attributes))
+        for _ in range(draw(st.integers(0, 2))):
+            scope = resource.scope_spans.add()
+            for _ in range(draw(st.integers(0, 4))):
+                span = scope.spans.add(
+                    trace_id=draw(ids), span_id=draw(ids), parent_span_id=draw(ids),
+                    name=draw(text), kind=draw(st.integers(-3, 9)),
+                    start_time_unix_nano=draw(nanos), end_time_unix_nano=draw(nanos),
+                )
+                span.attributes.extend(draw(attributes))
+                for _ in range(draw(st.integers(0, 2))):
+                    span.events.add(time_unix_nano=draw(nanos), name=draw(text)).attributes.extend(
+                        draw(attributes))
+                for _ in range(draw(st.integers(0, 2))):
+                    span.links.add(trace_id=draw(ids), span_id=draw(ids))
+                span.status.code = draw(st.integers(-1, 5))
+    return request
+
+
+def _points(draw, data, kind: str) -> None:
+    for _ in range(draw(st.integers(0, 3))):
+        point = data.data_points.add(time_unix_nano=draw(nanos),
+                                     start_time_unix_nano=draw(nanos))
+        point.attributes.extend(draw(attributes))
+        if kind in ("gauge", "sum"):
+            if draw(st.booleans()):
+                point.as_double = draw(st.floats())
+            else:
+                point.as_int = draw(st.integers(*INT64))
+        elif kind == "histogram":
+            point.count = draw(st.integers(*UINT64))
+            point.sum = draw(st.floats())
+            point.bucket_counts.extend(draw(st.lists(st.integers(*UINT64), max_size=5)))
+            point.explicit_bounds.extend(draw(st.lists(st.floats(), max_size=5)))
+        elif kind == "exponential_histogram":
+            point.scale = draw(st.integers(-(2**31), 2**31 - 1))
+            point.zero_count = draw(st.integers(*UINT64))
+            point.positive.offset = draw(st.integers(-(2**31), 2**31 - 1))
+            point.positive.bucket_counts.extend(
+                draw(st.lists(st.integers(*UINT64), max_size=5)))
+            point.sum = draw(st.floats())
+        else:
+            point.count = draw(st.integers(*UINT64))
+            point.sum = draw(st.floats())
+            for _ in range(draw(st.integers(0, 3))):
+                point.quantile_values.add(quantile=draw(st.floats()), value=draw(st.floats()))
+
+
+@st.composite
+def built_metrics(draw) -> ExportMetricsServiceRequest:
+    request = ExportMetricsServiceRequest()
+    resource = request.resource_metrics.add()
+    resource.resource.attributes.extend(draw(attributes))
+    scope = resource.scope_metrics.add()
+    for _ in range(draw(st.integers(0, 4))):
+        metric = scope.metrics.add(name=draw(st.sampled_from(["fuzz_metric", "fuzz.dotted", ""])
+                                             | text), unit=draw(text))
+        kind = draw(st.sampled_from(["gauge", "sum", "histogram", "exponential_histogram",
+                                     "summary"]))
+        data = getattr(metric, kind)
+        if kind in ("sum", "histogram", "exponential_histogram"):
+            data.aggregation_temporality = draw(st.integers(-1, 3))
+        if kind == "sum":
+            data.is_monotonic = draw(st.booleans())
+        _points(draw, data, kind)
+    return request
+
+
+@st.composite
+def built_logs(draw) -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    for _ in range(draw(st.integers(0, 4))):
+        record = scope.log_records.add(
+            time_unix_nano=draw(nanos), severity_number=draw(st.integers(-1, 30)),
+            severity_text=draw(text), trace_id=draw(ids), span_id=draw(ids),
+        )
+        record.body.CopyFrom(draw(any_values))
+        record.attributes.extend(draw(attributes))
+    return request
+
+
+BUILT = {"traces": built_traces(), "metrics": built_metrics(), "logs": built_logs()}
+
+# OTLP/JSON names, so that random objects reach the parser's real paths.
+JSON_KEYS = ["resourceSpans", "scopeSpans", "spans", "traceId", "spanId", "parentSpanId",
+             "name", "kind", "startTimeUnixNano", "endTimeUnixNano", "attributes", "key",
+             "value", "stringValue", "intValue", "doubleValue", "boolValue", "bytesValue",
+             "arrayValue", "kvlistValue", "values", "resourceMetrics", "scopeMetrics",
+             "metrics", "gauge", "sum", "histogram", "dataPoints", "asDouble", "asInt",
+             "timeUnixNano", "bucketCounts", "explicitBounds", "resourceLogs", "scopeLogs",
+             "logRecords", "body", "severityNumber", "events", "links", "status", "code"]
+json_scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(-(2**70), 2**70), st.sampled_from([2**64, -(2**63) - 1, 10**30, -1, 0]),
+    st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([1e308, -1e308, -0.0]),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "0x1f", "", "zz", "1e999",
+                     "18446744073709551616", "-1", "4bf92f3577b34da6a3ce929d0e0e4736"]),
+    text,
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(JSON_KEYS) | text, children, max_size=4),
+    max_leaves=10,
+)
+DEEP = "__deeply_nested__"
+
+
+def nodes(document):
+    """Every (container, key) in a JSON document."""
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        pairs = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, child in list(pairs):
+            yield node, key
+            if isinstance(child, dict | list):
+                stack.append(child)
+
+
+@st.composite
+def json_case(draw) -> tuple[str, bytes]:
+    signal, document = draw(st.sampled_from(JSON_FIXTURES))
+    document = copy.deepcopy(document)
+    depth = 0
+    for _ in range(draw(st.integers(1, 4))):
+        where = list(nodes(document))
+        if not where:
+            break
+        container, key = draw(st.sampled_from(where))
+        action = draw(st.sampled_from(["replace", "replace", "delete", "nest", "grow"]))
+        if action == "replace":
+            container[key] = draw(json_values)
+        elif action == "delete":
+            del container[key]
+        elif action == "grow" and isinstance(container[key], list) and container[key]:
+            container[key] = container[key] * draw(st.integers(2, 20))
+        elif action == "nest":
+            container[key] = DEEP
+            depth = draw(st.integers(50, 5000))
+    body = json.dumps(document).encode()  # orjson stops at 64-bit integers
+    if depth:
+        opening, closing = draw(st.sampled_from([(b"[", b"]"), (b'{"a":', b"}"),
+                                                 (b'{"arrayValue":{"values":[', b"]}}")]))
+        body = body.replace(f'"{DEEP}"'.encode(), opening * depth + b"1" + closing * depth, 1)
+    if draw(st.integers(0, 9)) == 0:
+        body = body[: draw(st.integers(0, len(body)))]
+    return signal, body
+
+
+@st.composite
+def protobuf_case(draw) -> tuple[str, bytes]:
+    origin = draw(st.sampled_from(["fixture", "built", "deep"]))
+    if origin == "fixture":
+        signal, body = draw(st.sampled_from(PB_FIXTURES))
+    elif origin == "built":
+        signal = draw(st.sampled_from(SIGNALS))
+        body = draw(BUILT[signal]).SerializeToString()
+    else:
+        signal, body = "traces", deeply_nested_span(draw(st.integers(10, 400)))
+    for _ in range(draw(st.integers(0, 3))):
+        action = draw(st.sampled_from(["flip", "truncate", "insert", "field", "repeat"]))
+        if action == "flip" and body:
+            at = draw(st.integers(0, len(body) - 1))
+            body = body[:at] + bytes([body[at] ^ draw(st.integers(1, 255))]) + body[at + 1:]
+        elif action == "truncate":
+            body = body[: draw(st.integers(0, len(body)))]
+        elif action == "insert":
+            at = draw(st.integers(0, len(body)))
+            body = body[:at] + draw(st.binary(min_size=1, max_size=16)) + body[at:]
+        elif action == "field":
+            number = draw(st.integers(1, 2**29 - 1))
+            wire = draw(st.integers(0, 7))
+            payload = draw(st.binary(max_size=12))
+            if wire == 2:  # a length that may lie
+                payload = varint(draw(st.integers(0, 2**32))) + payload
+            body += varint(number << 3 | wire) + payload
+        elif action == "repeat":
+            body = body * draw(st.integers(2, 8))
+    return signal, body
+
+
+@st.composite
+def cases(draw) -> Case:
+    if draw(st.booleans()):
+        signal, body = draw(protobuf_case())
+        content_type = PROTOBUF
+    else:
+        signal, body = draw(json_case())
+        content_type = JSON
+    if draw(st.integers(0, 5)) == 0:
+        signal = draw(st.sampled_from(SIGNALS))  # another signal's message
+    if draw(st.integers(0, 15)) == 0:
+        content_type = draw(st.sampled_from(
+            [JSON, PROTOBUF, "text/plain", "", "APPLICATION/X-PROTOBUF; proto=x",
+             "application/json; charset=utf-16"]))
+    if content_type == PROTOBUF and draw(st.integers(0, 2)) == 0:
+        return Case(signal, body, content_type, grpc=True)
+    encoding = draw(st.sampled_from(
+        [None, None, None, "gzip", "deflate", "identity", "x-gzip", "GZIP", "br", "zstd",
+         "gzip;q=1", "bogus", "gzip-lies", "gzip-truncated", "huge"]))
+    if encoding in ("gzip", "x-gzip", "GZIP"):
+        body = gzip.compress(body)
+    elif encoding == "deflate":
+        body = zlib.compress(body)
+    elif encoding == "gzip-lies":
+        encoding = "gzip"
+    elif encoding == "gzip-truncated":
+        encoding = "gzip"
+        compressed = gzip.compress(body)
+        body = compressed[: draw(st.integers(0, len(compressed) - 1))]
+    elif encoding == "huge":  # past server.max_body_bytes once inflated
+        encoding = "gzip"
+        body = gzip.compress(body * (MAX_BODY // max(len(body), 1) + 2), compresslevel=1)
+    return Case(signal, body, content_type, encoding)
+
+
+def send(client: httpx.Client, channel: grpc.Channel, daemon: Daemon, case: Case) -> str:
+    if case.grpc:
+        try:
+            channel.unary_unary(GRPC_METHODS[case.signal])(case.body, timeout=TIMEOUT)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details()
+        else:
+            code, details = grpc.StatusCode.OK, ""
+        assert code in GRPC_ANSWERS, (code, details)
+        return code.name
+    headers = {"Content-Type": case.content_type}
+    if case.encoding is not None:
+        headers["Content-Encoding"] = case.encoding
+    answer = client.post(f"{daemon.url}/v1/{case.signal}", content=case.body, headers=headers)
+    assert answer.status_code in HTTP_ANSWERS, (answer.status_code, answer.text[:500])
+    return str(answer.status_code)
+
+
+def test_mutated_otlp_gets_no_server_error_crash_hang_or_growth(daemon):
+    seen: dict[str, int] = {}
+    with httpx.Client(timeout=TIMEOUT, trust_env=False) as client, grpc.insecure_channel(
+        daemon.grpc_target, options=[("grpc.max_send_message_length", 64 << 20)]
+    ) as channel:
+        for _ in range(3):  # warm-up: every fixture, every transport
+            for signal, body in PB_FIXTURES:
+                send(client, channel, daemon, Case(signal, body, PROTOBUF))
+                send(client, channel, daemon, Case(signal, body, PROTOBUF, grpc=True))
+            for signal, document in JSON_FIXTURES:
+                send(client, channel, daemon, Case(signal, orjson.dumps(document), JSON))
+        warm = rss_mib(daemon.pid)
+
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(cases())
+        def fuzz(case: Case) -> None:
+            answer = send(client, channel, daemon, case)
+            seen[answer] = seen.get(answer, 0) + 1
+
+        fuzz()
+    end = rss_mib(daemon.pid)
+    print(f"\nfuzz: {sum(seen.values())} requests, answers {dict(sorted(seen.items()))}, "
+          f"RSS {warm:.0f} MiB after warm-up, {end:.0f} MiB at the end")
+    assert_serving(daemon)
+    assert end - warm < FLAT_RSS_MIB, f"RSS grew from {warm:.0f} to {end:.0f} MiB"
+    assert len(seen) >= 3, seen  # the generator reached more than one kind of answer
+
+
+@pytest.mark.parametrize("depth", [100, 400, 700, 1000, 1023, 5000])
+@pytest.mark.parametrize(("opening", "closing"), [
+    (b"[", b"]"), (b'{"a":', b"}"), (b'{"arrayValue":{"values":[', b"]}}"),
+])
+def test_deeply_nested_json_is_refused_or_ignored(daemon, depth, opening, closing):
+    """400, or 200 where the nesting is under a field OTLP/JSON ignores (unknown ones)."""
+    nested = opening * depth + b"1" + closing * depth
+    for signal, body in (
+        ("traces", b'{"resourceSpans":' + nested + b"}"),
+        ("traces", b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k",'
+                   b'"value":' + nested + b"}]}]}]}]}"),
+        ("logs", b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":' + nested
+                 + b"}]}]}]}"),
+    ):
+        answer = httpx.post(f"{daemon.url}/v1/{signal}", content=body,
+                            headers={"Content-Type": JSON}, timeout=TIMEOUT)
+        assert answer.status_code in (200, 400), (depth, answer.status_code, answer.text[:300])
+    assert_serving(daemon)
