@@ -8,8 +8,8 @@
 # /opt/venv and runs it as an unprivileged user. No compiler or source tree reaches the
 # final image.
 #
-# Every RUN is one plain command (no `&&` chains, no BuildKit-only flags) so that the
-# install and start steps can be replayed outside Docker.
+# Every install RUN is one plain command (no `&&` chains, no BuildKit-only flags) so that
+# the install and start steps can be replayed outside Docker; only the user set-up chains.
 
 # ---------------------------------------------------------------------------- builder
 FROM python:3.11.13-slim-bookworm AS builder
