@@ -165,6 +165,7 @@ class FlextObservabilityClient:
         self._counters: dict[CounterKey, float] = {}
         self._enqueued = self._sent = self._failed = self._dropped = self._retried = 0
         self._drops_logged = 0
+        self._failing_batches = 0
         self._in_flight = 0
         self._closed = False
         self._deadline = math.inf
@@ -394,6 +395,10 @@ class FlextObservabilityClient:
             answer = self._post(http, SIGNAL_PATHS[signal], body, timeout)
             if answer.outcome is Outcome.SENT:
                 self._sent += len(batch)
+                if self._failing_batches:
+                    log.info("flext-observability client: %s reachable again after %d failed "
+                             "batch(es)", self.config.endpoint, self._failing_batches)
+                    self._failing_batches = 0
                 return
             if answer.outcome is Outcome.RETRY:
                 delay = self._retry_delay(attempt, answer.retry_after)
@@ -406,7 +411,10 @@ class FlextObservabilityClient:
                     attempt += 1
                     continue
             self._failed += len(batch)
-            log.warning(
+            self._failing_batches += 1
+            # One warning per outage; the batches after it are counted in stats["failed"].
+            log.log(
+                logging.WARNING if self._failing_batches == 1 else logging.DEBUG,
                 "flext-observability client: %d %s not sent to %s after %d attempt(s): %s",
                 len(batch), signal, self.config.endpoint, attempt + 1, answer.detail,
             )
