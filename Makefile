@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk
 
-.PHONY: run test lint bench install install-test system-deps clean monitoring-up monitoring-down monitoring-local
+.PHONY: run test lint bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ test: install-test
 
 bench: install-test
 	$(BIN)/python -m bench
+
+# Not in CI: 30 minutes (SOAK_MINUTES) at a steady rate, the span downstream flapping.
+soak: install-test
+	$(BIN)/python -m bench.soak
+
+# Not in CI: the fuzzers with many more examples, and the overload test for 60 s.
+fuzz-long: install-test
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q -s --timeout=0 tests/security/test_fuzz.py
+	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} $(BIN)/pytest -q -s --timeout=0 tests/security/test_overload.py
 
 # The monitoring stack: Docker (collector, Prometheus, Alertmanager, Jaeger, Grafana) ...
 monitoring-up:

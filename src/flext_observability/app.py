@@ -124,10 +124,10 @@ class Collector:
             limits.memory_check_interval,
         )
         # HTTP and gRPC each admit limits.max_concurrent_requests at once.
-        self.http_gate = Gate(limits.max_concurrent_requests, self.memory, self.telemetry,
-                              limits.retry_after_seconds)
-        self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.telemetry,
-                              limits.retry_after_seconds)
+        self.http_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
+                              self.telemetry, limits.retry_after_seconds)
+        self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
+                              self.telemetry, limits.retry_after_seconds)
         self.authenticator = Authenticator.from_config(config.server.auth, self.telemetry)
         self.grpc = OtlpGrpcServer(
             self.otlp, config.server.host, config.server.grpc_port,

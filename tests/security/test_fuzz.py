@@ -7,7 +7,7 @@
    and OTLP/gRPC. Every request has a timeout; the daemon must stay alive and its RSS
    within FLAT_RSS_MIB of what it was after a warm-up.
 
-FUZZ_EXAMPLES (default 1000) sets the number of hypothesis examples; schemathesis runs a
+FUZZ_EXAMPLES (default 2000) sets the number of hypothesis examples; schemathesis runs a
 tenth of it per operation. `make fuzz-long` raises it.
 """
 
@@ -37,7 +37,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from helpers.procs import Daemon
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "otlp"
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 FLAT_RSS_MIB = 100
 MAX_BODY = 4 * 1024 * 1024
 TIMEOUT = 15

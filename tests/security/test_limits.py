@@ -7,6 +7,7 @@ checked against the real daemon.
 """
 
 import asyncio
+import gzip
 import socket
 import textwrap
 import time
@@ -29,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from flext_observability.config import ConfigError, load_config
 from flext_observability.exporters.prometheus.store import MetricStore, native_labels
 from flext_observability.models.otlp import AttributeLimits, parse_logs, parse_traces
-from flext_observability.pipeline.queue import MemoryQueue
+from flext_observability.pipeline.queue import MemoryQueue, Signal
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter, Throttled
 from flext_observability.telemetry import SelfTelemetry
 from helpers.procs import poll
@@ -182,11 +183,15 @@ async def test_memory_limiter_off_never_samples():
     await limiter.shutdown()
 
 
-def test_gate_admits_up_to_its_limit_and_counts_refusals():
+def make_gate(queue=None, max_in_flight=2):
+    queue = queue or MemoryQueue(10, 1000, 7)
     registry = CollectorRegistry()
-    telemetry = SelfTelemetry(registry, MemoryQueue(10, 10, 1))
-    memory = MemoryLimiter(0, 0, 0.1)
-    gate = Gate(2, memory, telemetry, retry_after=3)
+    telemetry = SelfTelemetry(registry, queue)
+    return Gate(max_in_flight, MemoryLimiter(0, 0, 0.1), queue, telemetry, retry_after=3), registry
+
+
+def test_gate_admits_up_to_its_limit_and_counts_refusals():
+    gate, registry = make_gate()
     gate.enter("metrics")
     gate.enter("metrics")
     with pytest.raises(Throttled) as throttled:
@@ -200,6 +205,26 @@ def test_gate_admits_up_to_its_limit_and_counts_refusals():
     gate.leave()
     gate.enter("spans")
     assert gate.in_flight == 2
+
+
+@pytest.mark.parametrize(("max_items", "max_bytes", "key"), [
+    (3, 1000, "queue.max_items"), (10, 6, "queue.max_bytes"),
+])
+async def test_gate_refuses_at_once_while_the_queue_is_full(max_items, max_bytes, key):
+    queue = MemoryQueue(max_items, max_bytes, 7)
+    await queue.start()
+    gate, registry = make_gate(queue)
+    gate.enter("metrics")
+    gate.leave()
+    await queue.put(Signal.METRICS, "native-json", b"123456", 3)
+    with pytest.raises(Throttled) as throttled:
+        gate.enter("metrics")
+    assert (throttled.value.reason, throttled.value.status) == ("queue_full", 429)
+    assert throttled.value.retry_after == 7
+    assert key in throttled.value.message
+    assert registry.get_sample_value(
+        "flext_collector_refused_items_total", {"signal": "metrics", "reason": "queue_full"}
+    ) == 1
 
 
 # --- attribute limits in the OTLP walk -----------------------------------------------------
@@ -289,6 +314,7 @@ def limited(tmp_path_factory):
     from helpers.procs import Daemon
 
     daemon = Daemon(tmp_path_factory.mktemp("limits"), config_overrides={
+        "server": {"max_body_bytes": 200_000},
         "limits": {"max_labels_per_metric": 3, "max_label_value_length": 64,
                    "max_attributes_per_item": 4, "max_attribute_value_length": 100},
         "exporters": {"prometheus": {"max_series_per_service": 3}},
@@ -381,6 +407,27 @@ def test_series_per_service_are_limited_naming_service_and_key(limited):
     assert post(limited, "/api/v1/metrics", first).status_code == 202
     quiet = [metric("per_service", "quiet", labels={"n": str(i)}) for i in range(3)]
     assert post(limited, "/api/v1/metrics", quiet).status_code == 202
+
+
+@pytest.mark.parametrize("route", ["/api/v1/metrics", "/v1/traces"])
+@pytest.mark.parametrize(("body", "encoding", "words"), [
+    (b" " * 200_001, None, "larger than 200000 bytes (server.max_body_bytes)"),
+    (gzip.compress(b" " * 300_000), "gzip",
+     "larger than 200000 bytes after decompression (server.max_body_bytes)"),
+])
+def test_bodies_past_max_body_bytes_are_413_naming_the_key(limited, route, body, encoding,
+                                                             words):
+    signal = "metrics" if "metrics" in route else "spans"
+    before = refused(limited, signal, "too_large")
+    headers = {"Content-Type": "application/json"}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    answer = httpx.post(f"{limited.url}{route}", content=body, headers=headers, timeout=10)
+    assert answer.status_code == 413
+    message = answer.json()["errors"][0]["message"] if "api" in route else answer.json()[
+        "message"]
+    assert words in message
+    assert refused(limited, signal, "too_large") == before + 1
 
 
 def hold_request(daemon, route="/api/v1/metrics"):

@@ -7,12 +7,14 @@ refused until it drops back below. Above the soft limit a garbage collection run
 every RECLAIM_INTERVAL seconds) and the C allocator is asked to hand freed memory back,
 so that RSS can drop at all.
 
-`Gate` admits the requests of one receiver (HTTP or gRPC): none while memory is limited,
-and at most `limits.max_concurrent_requests` at once. Refusals are counted in
-`flext_collector_refused_items_total{signal, reason}` (reasons `memory_limit` and
-`concurrency_limit`) and name the key that was hit. `IngestLimits` is the ASGI middleware
-that puts the HTTP ingest routes behind a gate and answers 503 with Retry-After before the
-body is read; health, readiness, /metrics and the docs are never refused.
+`Gate` admits the requests of one receiver (HTTP or gRPC): none while memory is limited
+or while the queue is full (nothing could be queued: refusing before the body is read and
+validated keeps an overload cheap), and at most `limits.max_concurrent_requests` at once.
+Refusals are counted in `flext_collector_refused_items_total{signal, reason}` (reasons
+`memory_limit`, `queue_full`, `concurrency_limit`) and name the key that was hit.
+`IngestLimits` is the ASGI middleware that puts the HTTP ingest routes behind a gate and
+answers 503 (429 for a full queue) with Retry-After before the body is read; health,
+readiness, /metrics and the docs are never refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flext_observability.models.otlp import encode_status
+from flext_observability.pipeline.queue import Queue
 from flext_observability.receivers.body import media_type
 from flext_observability.receivers.native import ROUTES, Refusal, error_response
 from flext_observability.receivers.otlp import (
@@ -50,6 +53,7 @@ STATM = "/proc/self/statm"
 # While above the soft limit, memory is reclaimed at most this often (seconds).
 RECLAIM_INTERVAL = 5.0
 MEMORY_LIMIT = "memory_limit"
+QUEUE_FULL = "queue_full"
 CONCURRENCY_LIMIT = "concurrency_limit"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -154,13 +158,18 @@ class MemoryLimiter:
 
 
 class Throttled(Exception):
-    """A request refused by a gate; `reason` is `memory_limit` or `concurrency_limit`."""
+    """A request refused by a gate, for `reason`: memory_limit, queue_full, concurrency_limit."""
 
     def __init__(self, reason: str, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.retry_after = retry_after
+
+    @property
+    def status(self) -> int:
+        """The HTTP answer: 429 for a full queue (as when a put finds it full), else 503."""
+        return 429 if self.reason == QUEUE_FULL else 503
 
 
 class Gate:
@@ -171,6 +180,7 @@ class Gate:
         self,
         max_in_flight: int,
         memory: MemoryLimiter,
+        queue: Queue,
         telemetry: SelfTelemetry,
         retry_after: int,
     ) -> None:
@@ -178,31 +188,38 @@ class Gate:
         self.in_flight = 0
         self.retry_after = retry_after
         self._memory = memory
+        self._queue = queue
         self._telemetry = telemetry
 
     def enter(self, signal: str) -> None:
         """Count one request in, or raise Throttled (counted as refused) at a limit."""
+        retry_after = self.retry_after
+        queue = self._queue
         if self._memory.limited:
-            reason, message = MEMORY_LIMIT, self._memory.message(self.retry_after)
+            reason, message = MEMORY_LIMIT, self._memory.message(retry_after)
+        elif queue.total_items >= queue.max_items or queue.total_bytes >= queue.max_bytes:
+            reason, retry_after = QUEUE_FULL, queue.retry_after
+            limit = "queue.max_items" if queue.total_items >= queue.max_items else "queue.max_bytes"
+            message = f"queue is full ({limit} reached); retry after {retry_after}s"
         elif self.in_flight >= self.max_in_flight:
             reason = CONCURRENCY_LIMIT
             message = (
                 f"{self.in_flight} requests are in flight, the most "
                 f"limits.max_concurrent_requests={self.max_in_flight} allows; "
-                f"retry after {self.retry_after}s"
+                f"retry after {retry_after}s"
             )
         else:
             self.in_flight += 1
             return
         self._telemetry.refused.labels(signal, reason).inc()
-        raise Throttled(reason, message, self.retry_after)
+        raise Throttled(reason, message, retry_after)
 
     def leave(self) -> None:
         self.in_flight -= 1
 
 
 def _native_answer(throttled: Throttled, headers: dict[str, str], _: Scope) -> Response:
-    return error_response(Refusal.single(503, throttled.reason, throttled.message,
+    return error_response(Refusal.single(throttled.status, throttled.reason, throttled.message,
                                          headers=headers))
 
 
@@ -210,8 +227,8 @@ def _otlp_answer(throttled: Throttled, headers: dict[str, str], scope: Scope) ->
     """A google.rpc.Status in the request's encoding, as the OTLP/HTTP receiver answers."""
     json = media_type(Headers(scope=scope).get("content-type")) == JSON
     code = UNAVAILABLE if throttled.reason == MEMORY_LIMIT else RESOURCE_EXHAUSTED
-    return Response(encode_status(code, throttled.message, json=json), 503, headers,
-                    media_type=JSON if json else PROTOBUF)
+    return Response(encode_status(code, throttled.message, json=json), throttled.status,
+                    headers, media_type=JSON if json else PROTOBUF)
 
 
 _Answer = Callable[[Throttled, dict[str, str], Scope], Response]
@@ -223,7 +240,8 @@ INGEST_ROUTES: dict[str, tuple[str, _Answer]] = {
 
 
 class IngestLimits:
-    """ASGI middleware: the HTTP ingest routes pass the gate or get 503 + Retry-After at once."""
+    """ASGI middleware: the HTTP ingest routes pass the gate or get 429/503 + Retry-After at
+    once."""
 
     def __init__(self, app: ASGIApp, gate: Gate) -> None:
         self.app = app

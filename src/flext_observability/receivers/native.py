@@ -84,16 +84,17 @@ def queue_refusal(exc: QueueFull | QueueClosed, items: int) -> Refusal:
 
 async def read_limited(request: Request, limit: int) -> bytes:
     """The request body, decompressed, refusing anything past `limit` bytes (413)."""
+    too_large = f"body is larger than {limit} bytes (server.max_body_bytes)"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Refusal.single(413, "too_large", f"body is larger than {limit} bytes")
+        raise Refusal.single(413, "too_large", too_large)
     chunks = []
     size = 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise Refusal.single(413, "too_large", f"body is larger than {limit} bytes")
+                raise Refusal.single(413, "too_large", too_large)
             chunks.append(chunk)
     except ClientDisconnect:
         # Nobody reads the answer; the refusal is counted all the same.
@@ -104,7 +105,8 @@ async def read_limited(request: Request, limit: int) -> bytes:
         return read_body(b"".join(chunks), request.headers.get("content-encoding"), limit)
     except BodyTooLarge:
         raise Refusal.single(
-            413, "too_large", f"body is larger than {limit} bytes after decompression"
+            413, "too_large",
+            f"body is larger than {limit} bytes after decompression (server.max_body_bytes)",
         ) from None
     except BadEncoding as exc:
         status = 415 if isinstance(exc, UnsupportedEncoding) else 400

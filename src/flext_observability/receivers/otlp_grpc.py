@@ -73,7 +73,8 @@ async def _abort_retryable(
 
 def _gated(handler: Handler, gate: Gate, signal: str) -> Handler:
     """`handler` behind the gate: UNAVAILABLE while memory is limited, RESOURCE_EXHAUSTED
-    past limits.max_concurrent_requests calls in flight; both with RetryInfo."""
+    while the queue is full or past limits.max_concurrent_requests calls in flight; all
+    with RetryInfo."""
 
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
