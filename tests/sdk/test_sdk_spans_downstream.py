@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -29,10 +31,8 @@ def test_nested_calls_arrive_with_their_parent_ids(daemon_factory, make_factory,
 
     @flext_monitor_function("outer.job", factory=factory)
     def outer() -> None:
-        try:
+        with contextlib.suppress(ValueError):
             inner()
-        except ValueError:
-            pass
 
     tracer = TracerProvider().get_tracer("app")
     with tracer.start_as_current_span("request") as otel_parent:
