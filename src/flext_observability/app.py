@@ -32,6 +32,7 @@ from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.models.otlp import AttributeLimits
 from flext_observability.pipeline.consumer import LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
+from flext_observability.pipeline.intake import Intake
 from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
 from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
 from flext_observability.receivers.cors import OtlpCorsMiddleware
@@ -104,17 +105,17 @@ class Collector:
             self.exporters[ALERTMANAGER] = AlertmanagerExporter(
                 config.exporters.alertmanager, self.alerts, self.telemetry
             )
+        self.intake = Intake(self.queue, self.prometheus.admit)
         self.native = NativeReceiver(
-            self.queue.put,
+            self.intake.put,
             self.telemetry,
             config.server.max_body_bytes,
             config.server.max_items_per_request,
-            self.prometheus.admit,
             limits=config.limits,
         )
         limits = config.limits
         self.otlp = OtlpIngest(
-            self.queue.put, self.telemetry, accepts_logs=False,
+            self.intake.put, self.telemetry, accepts_logs=False,
             limits=AttributeLimits(
                 limits.max_attributes_per_item, limits.max_attribute_value_length
             ),
@@ -198,6 +199,31 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def add_ingest_routes(
+    app: FastAPI,
+    native: NativeReceiver,
+    otlp: OtlpIngest,
+    gate: Gate,
+    authenticator: Authenticator | None,
+    config: Config,
+    telemetry: SelfTelemetry,
+) -> None:
+    """The POST routes and the middleware in front of every route: the collector's app
+    and an ingest worker's (`workers.edge`) are wired alike."""
+    app.include_router(build_router(native))
+    app.include_router(build_otlp_router(otlp, config.server.max_body_bytes, telemetry))
+    app.add_middleware(IngestLimits, gate=gate)
+    # The last added runs first: CORS answers preflights before authentication, which
+    # comes before the limits.
+    if authenticator is not None:
+        app.add_middleware(
+            BearerAuthMiddleware, authenticator=authenticator,
+            protect_metrics=config.server.auth.protect_metrics,
+        )
+    if config.server.cors.allowed_origins:
+        app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
+
+
 def create_app(config: Config) -> FastAPI:
     collector = Collector(config)
 
@@ -216,21 +242,9 @@ def create_app(config: Config) -> FastAPI:
 
     app = FastAPI(title="flext-observability", version="0.1.0", lifespan=lifespan)
     app.state.collector = collector
-    app.include_router(build_router(collector.native))
-    app.include_router(
-        build_otlp_router(collector.otlp, config.server.max_body_bytes, collector.telemetry)
-    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(IngestLimits, gate=collector.http_gate)
-    # The last added runs first: CORS answers preflights before authentication, which
-    # comes before the limits.
-    if collector.authenticator is not None:
-        app.add_middleware(
-            BearerAuthMiddleware, authenticator=collector.authenticator,
-            protect_metrics=config.server.auth.protect_metrics,
-        )
-    if config.server.cors.allowed_origins:
-        app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
+    add_ingest_routes(app, collector.native, collector.otlp, collector.http_gate,
+                      collector.authenticator, config, collector.telemetry)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

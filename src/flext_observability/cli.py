@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,6 @@ from flext_observability.config import ConfigError, load_config
 
 log = logging.getLogger("flext_observability")
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 SEND_ROUTES = {"metric": "metrics", "span": "spans", "alert": "alerts", "health": "health"}
 
@@ -33,37 +29,14 @@ def _serve(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"config error: {line}", file=sys.stderr)
         return 2
-    import uvicorn
+    from flext_observability.server import serve
 
-    from flext_observability.app import create_app
-    from flext_observability.tls import uvicorn_ssl_options
-
-    class _Server(uvicorn.Server):
-        """SIGTERM/SIGINT drain and stop; the process then exits 0, not by the signal."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    server = _Server(
-        uvicorn.Config(
-            create_app(config),
-            host=config.server.host,
-            port=config.server.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=30,
-            **uvicorn_ssl_options(config.server.tls),
-        )
-    )
-    server.run()
-    return 0 if server.started else 1
+    try:
+        started = serve(config, args.log_format, args.log_level)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", config.server.host, config.server.http_port, exc)
+        return 1
+    return 0 if started else 1
 
 
 def _check_config(args: argparse.Namespace) -> int:

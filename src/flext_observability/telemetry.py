@@ -41,13 +41,22 @@ class _QueueCollector:
         )
 
 
-class SelfTelemetry:
-    """Counters every component updates; exposed with the ingested series on /metrics."""
+# A counter's value by (family name, sorted label pairs).
+Counts = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-    def __init__(self, registry: CollectorRegistry, queue: Queue) -> None:
+
+class SelfTelemetry:
+    """Counters every component updates; exposed with the ingested series on /metrics.
+
+    An ingest worker (no queue of its own) keeps its counts here too and ships them to the
+    collector process: `counts()` there, `add_counts()` here.
+    """
+
+    def __init__(self, registry: CollectorRegistry, queue: Queue | None) -> None:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
-        registry.register(_QueueCollector(queue))
+        if queue is not None:
+            registry.register(_QueueCollector(queue))
         self.received = Counter(
             "flext_collector_received_items",
             "Items accepted and queued, by signal and receiver",
@@ -90,3 +99,29 @@ class SelfTelemetry:
             ["exporter"],
             registry=registry,
         )
+
+    def _counters(self) -> dict[str, Counter]:
+        return {
+            family.name: counter
+            for counter in vars(self).values()
+            if isinstance(counter, Counter)
+            for family in counter.describe()
+        }
+
+    def counts(self) -> Counts:
+        """Every counter's current value."""
+        found: Counts = {}
+        for name, counter in self._counters().items():
+            for family in counter.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        found[name, tuple(sorted(sample.labels.items()))] = sample.value
+        return found
+
+    def add_counts(self, deltas: Iterable[tuple[str, dict[str, str], float]]) -> None:
+        """Add (family name, labels, increment) counted elsewhere; unknown names are ignored."""
+        counters = self._counters()
+        for name, labels, delta in deltas:
+            counter = counters.get(name)
+            if counter is not None and delta > 0:
+                counter.labels(**labels).inc(delta)

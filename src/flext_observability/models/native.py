@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
-from typing import Annotated, Any, NotRequired, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -20,7 +20,6 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
 # A Prometheus label name (dots accepted and translated) that does not start with `__`.
@@ -82,7 +81,7 @@ def metric_rules(
 ) -> None:
     """The rules of a metric that span fields; raises FieldError for the first one broken.
 
-    The Metric model and the receivers' fast path (`wire_schema`) both call this.
+    The hot path (`models.wire`) makes the same checks on its structs.
     """
     if kind == MetricType.COUNTER and value < 0:
         raise FieldError("value", "a counter increment must be >= 0")
@@ -113,25 +112,6 @@ class Metric(_Model):
     def _rules(self) -> Self:
         metric_rules(self.type, self.value, self.buckets, self.labels)
         return self
-
-
-def wire_schema(model: type[BaseModel]) -> Any:
-    """A TypedDict of `model`'s fields, for validating JSON into plain dicts instead of models.
-
-    Its schema is made from the model's own fields (types, constraints, defaults left out),
-    so the rules stay in one place; pydantic-core checks them without running Python per
-    item. Rules across fields (model validators) are not part of it: the caller applies
-    them, e.g. `metric_rules` for metrics.
-    """
-    fields: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        annotation: Any = info.annotation
-        if info.metadata:
-            annotation = Annotated[(annotation, *info.metadata)]  # type: ignore[valid-type]
-        fields[name] = annotation if info.is_required() else NotRequired[annotation]
-    schema: Any = TypedDict(f"{model.__name__}Fields", fields)  # type: ignore[operator]
-    schema.__pydantic_config__ = model.model_config
-    return schema
 
 
 class SpanKind(StrEnum):
@@ -266,5 +246,4 @@ __all__ = [
     "StatusCode",
     "metric_rules",
     "to_unix_nanos",
-    "wire_schema",
 ]

@@ -27,14 +27,13 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi.responses import Response
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flext_observability.models.otlp import encode_status
-from flext_observability.pipeline.queue import Queue
 from flext_observability.receivers.body import media_type
 from flext_observability.receivers.native import ROUTES, Refusal, error_response
 from flext_observability.receivers.otlp import (
@@ -172,6 +171,20 @@ class Throttled(Exception):
         return 429 if self.reason == QUEUE_FULL else 503
 
 
+class QueueLevels(Protocol):
+    """How full the queue is: the queue itself, or an ingest worker's view of it."""
+
+    max_items: int
+    max_bytes: int
+    retry_after: int
+
+    @property
+    def total_items(self) -> int: ...
+
+    @property
+    def total_bytes(self) -> int: ...
+
+
 class Gate:
     """Admission to one receiver: its own count of requests in flight, the shared memory
     limiter. `enter()` before handling a request, `leave()` after."""
@@ -180,7 +193,7 @@ class Gate:
         self,
         max_in_flight: int,
         memory: MemoryLimiter,
-        queue: Queue,
+        queue: QueueLevels,
         telemetry: SelfTelemetry,
         retry_after: int,
     ) -> None:

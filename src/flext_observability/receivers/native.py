@@ -21,14 +21,19 @@ from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, item_errors
 from flext_observability.models.native import (
     Alert,
-    FieldError,
     HealthReport,
     LabelValue,
     Metric,
     Span,
-    metric_rules,
-    wire_schema,
 )
+from flext_observability.models.wire import (
+    WireMetric,
+    decode_metrics,
+    digest,
+    encode,
+    from_models,
+)
+from flext_observability.pipeline.intake import NATIVE_JSON, OTLP_PROTOBUF, Inadmissible
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.auth import TENANT, request_tenant, tag_resources
 from flext_observability.receivers.body import (
@@ -40,11 +45,7 @@ from flext_observability.receivers.body import (
 )
 from flext_observability.telemetry import SelfTelemetry
 
-NATIVE_JSON = "native-json"
-OTLP_PROTOBUF = "otlp-pb"
 RECEIVER = "native"
-
-Admit = Callable[[list[Any]], list[ItemError]]
 
 
 class Refusal(Exception):
@@ -115,31 +116,20 @@ async def read_limited(request: Request, limit: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _Route:
-    """How one route validates: `one`/`many` parse a body; `full` lists every error."""
+    """How one route validates: `one` parses an object, `many` an array."""
 
     signal: Signal
     model: type[BaseModel]
     one: TypeAdapter[Any]
     many: TypeAdapter[Any]
-    full: TypeAdapter[Any]
 
 
 def _route(signal: Signal, model: type[BaseModel]) -> _Route:
-    many = TypeAdapter(list[model])  # type: ignore[valid-type]
-    return _Route(signal, model, TypeAdapter(model), many, many)
-
-
-def _wire_route(signal: Signal, model: type[BaseModel]) -> _Route:
-    """Validated into plain dicts, with no Python per item (metrics: the hot path)."""
-    schema = wire_schema(model)
-    return _Route(
-        signal, model, TypeAdapter(schema), TypeAdapter(list[schema]),
-        TypeAdapter(list[model]),  # type: ignore[valid-type]
-    )
+    return _Route(signal, model, TypeAdapter(model), TypeAdapter(list[model]))  # type: ignore[valid-type]
 
 
 ROUTES = {
-    "metrics": _wire_route(Signal.METRICS, Metric),
+    "metrics": _route(Signal.METRICS, Metric),
     "spans": _route(Signal.SPANS, Span),
     "alerts": _route(Signal.ALERTS, Alert),
     "health": _route(Signal.HEALTH, HealthReport),
@@ -155,7 +145,6 @@ class NativeReceiver:
         telemetry: SelfTelemetry,
         max_body_bytes: int,
         max_items: int,
-        admit_metrics: Admit,
         *,
         limits: LimitsConfig,
     ) -> None:
@@ -163,25 +152,25 @@ class NativeReceiver:
         self._telemetry = telemetry
         self._max_body = max_body_bytes
         self._max_items = max_items
-        self._admit_metrics = admit_metrics
         self._limits = limits
 
-    def _validate(self, route: _Route, body: bytes) -> tuple[list[Any], bool]:
-        start = body.lstrip()[:1]
-        if start not in (b"{", b"["):
-            if not start:
-                raise Refusal.single(400, "malformed", "body is empty; send a JSON object or array")
-            raise Refusal.single(400, "malformed", "body is not a JSON object or array")
-        batch = start == b"["
+    def _validate(self, route: _Route, body: bytes) -> list[Any]:
+        batch = _is_batch(body)
         try:
             parsed = (route.many if batch else route.one).validate_json(body)
         except ValidationError as exc:
-            if any(e["type"] == "json_invalid" for e in exc.errors()):
-                detail = exc.errors()[0]["msg"]
-                message = f"body is not valid JSON: {detail}"
-                raise Refusal.single(400, "malformed", message) from None
-            raise self._invalid(route, body, batch, exc) from None
-        items = parsed if batch else [parsed]
+            raise self._refusal(route, body, batch, exc) from None
+        return self._counted(parsed if batch else [parsed])
+
+    def _validate_metrics(self, body: bytes) -> tuple[list[WireMetric], bool]:
+        """The items, and whether they are the body as it came (the hot path)."""
+        batch = _is_batch(body)
+        items = decode_metrics(body, batch)
+        if items is not None:
+            return self._counted(items), True
+        return from_models(self._validate(ROUTES["metrics"], body)), False
+
+    def _counted(self, items: list[Any]) -> list[Any]:
         if not items:
             raise Refusal.single(422, "invalid", "the batch is empty", items=0)
         if len(items) > self._max_items:
@@ -191,17 +180,17 @@ class NativeReceiver:
                 f"{self._max_items}",
                 items=len(items),
             )
-        return items, batch
+        return items
+
+    def _refusal(self, route: _Route, body: bytes, batch: bool, exc: ValidationError) -> Refusal:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            message = f"body is not valid JSON: {exc.errors()[0]['msg']}"
+            return Refusal.single(400, "malformed", message)
+        return self._invalid(route, body, batch, exc)
 
     def _invalid(self, route: _Route, body: bytes, batch: bool, exc: ValidationError) -> Refusal:
-        """422 listing every bad item; a wire route re-checks with the full model (the slow
-        path, refusals only) so that the rules across fields are listed too."""
+        """422 listing every bad item; label limits are listed beside the model's errors."""
         items = _count_items(body, batch)
-        if route.full is not route.many:
-            try:
-                route.full.validate_json(body if batch else b"[" + body + b"]")
-            except ValidationError as full:
-                exc, batch = full, True
         errors = item_errors(exc, batch)
         if route.signal is not Signal.METRICS:
             return Refusal(422, "invalid", errors, items=items)
@@ -253,23 +242,20 @@ class NativeReceiver:
                 415, "unsupported_media_type", "Content-Type must be application/json"
             )
         body = await read_limited(request, self._max_body)
-        items, _ = self._validate(route, body)
         tenant = request_tenant(request.scope)
         decoded = None
         if route.signal is Signal.METRICS:
+            items, as_sent = self._validate_metrics(body)
             if tenant is not None:
                 for item in items:
-                    item["labels"] = {**item.get("labels", {}), TENANT: tenant}
-            errors, limited = self._metric_errors(items, tenant is not None)
+                    item.labels = {**item.labels, TENANT: tenant}
+            errors = self._label_limit_errors(items, tenant is not None)
             if errors:
-                reason = "label_limit" if limited == len(errors) else "invalid"
-                raise Refusal(422, reason, errors, items=len(items))
-            errors = self._admit_metrics(items)
-            if errors:
-                raise Refusal(422, "series_limit", errors, items=len(items))
-            encoding, decoded = NATIVE_JSON, items
-            payload = body if tenant is None else orjson.dumps(items)
+                raise Refusal(422, "label_limit", errors, items=len(items))
+            encoding, decoded = NATIVE_JSON, digest(items)
+            payload = body if as_sent and tenant is None else encode(items)
         elif route.signal is Signal.SPANS:
+            items = self._validate(route, body)
             errors = self._attribute_errors(items)
             if errors:
                 raise Refusal(422, "attribute_limit", errors, items=len(items))
@@ -278,6 +264,7 @@ class NativeReceiver:
                 tag_resources(otlp.resource_spans, tenant)
             encoding, payload = OTLP_PROTOBUF, otlp.SerializeToString()
         else:
+            items = self._validate(route, body)
             encoding = NATIVE_JSON
             records = [item.model_dump(mode="json") for item in items]
             if tenant is not None:
@@ -290,6 +277,8 @@ class NativeReceiver:
             await self._put(route.signal, encoding, payload, len(items), decoded)
         except (QueueFull, QueueClosed) as exc:
             raise queue_refusal(exc, len(items)) from None
+        except Inadmissible as exc:
+            raise Refusal(422, "series_limit", exc.errors, items=len(items)) from None
         self._telemetry.received.labels(route.signal.value, RECEIVER).inc(len(items))
         return len(items)
 
@@ -300,31 +289,23 @@ class NativeReceiver:
         return error_response(refusal)
 
 
-    def _metric_errors(
-        self, items: list[dict[str, Any]], tenant: bool
-    ) -> tuple[list[ItemError], int]:
-        """The broken rules across fields and label limits; and how many are limits. The
-        tenant label, added by the server, does not count."""
+    def _label_limit_errors(self, items: list[WireMetric], tenant: bool) -> list[ItemError]:
+        """Items past the label limits; the tenant label, added by the server, does not
+        count."""
         max_labels = self._limits.max_labels_per_metric + tenant
         max_length = self._limits.max_label_value_length
-        check_lengths = max_length < _MODEL_LABEL_VALUE_CAP  # else the model checked them
+        check_lengths = max_length < _MODEL_LABEL_VALUE_CAP  # else the decoder checked them
         errors = []
-        limited = 0
         for index, item in enumerate(items):
-            labels = item.get("labels")
-            try:
-                metric_rules(item["type"], item["value"], item.get("buckets"), labels)
-            except FieldError as exc:
-                errors.append(ItemError(index, exc.field, exc.message))
+            labels = item.labels
             if labels and (
                 len(labels) > max_labels
                 or (check_lengths and max(map(len, labels.values())) > max_length)
             ):
                 problem = self._label_problem(labels, tenant)
                 if problem is not None:
-                    limited += 1
                     errors.append(problem.at(index))
-        return errors, limited
+        return errors
 
     def _attribute_errors(self, spans: list[Span]) -> list[ItemError]:
         """Spans past limits.max_attributes_per_item or max_attribute_value_length."""
@@ -375,6 +356,16 @@ def error_response(refusal: Refusal) -> Response:
     return Response(
         orjson.dumps(body), refusal.status, refusal.headers, media_type="application/json"
     )
+
+
+def _is_batch(body: bytes) -> bool:
+    """True for a JSON array, False for an object; anything else is refused (400)."""
+    start = body.lstrip()[:1]
+    if start not in (b"{", b"["):
+        if not start:
+            raise Refusal.single(400, "malformed", "body is empty; send a JSON object or array")
+        raise Refusal.single(400, "malformed", "body is not a JSON object or array")
+    return start == b"["
 
 
 def _count_items(body: bytes, batch: bool) -> int:

@@ -23,10 +23,11 @@ from flext_observability.models.otlp import (
     parse_metrics,
     parse_traces,
 )
+from flext_observability.pipeline.intake import OTLP_PROTOBUF
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.auth import request_tenant, tag_otlp
 from flext_observability.receivers.body import media_type
-from flext_observability.receivers.native import OTLP_PROTOBUF, Refusal, read_limited
+from flext_observability.receivers.native import Refusal, read_limited
 from flext_observability.telemetry import SelfTelemetry
 
 PROTOBUF = "application/x-protobuf"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-import orjson
 
 from flext_observability.exporters.prometheus.otlp_metrics import apply_otlp
 from flext_observability.exporters.prometheus.store import (
@@ -13,11 +10,11 @@ from flext_observability.exporters.prometheus.store import (
     MetricStore,
     SeriesRejected,
     bucket_bounds,
-    native_labels,
 )
 from flext_observability.models.errors import ItemError
+from flext_observability.models.wire import MetricsDigest, decode_stored, digest, series_key
+from flext_observability.pipeline.intake import NATIVE_JSON, OTLP_PROTOBUF
 from flext_observability.pipeline.queue import Record
-from flext_observability.receivers.native import NATIVE_JSON, OTLP_PROTOBUF
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -33,38 +30,49 @@ class PrometheusExporter:
         self._telemetry = telemetry
         telemetry.exporter_up.labels(NAME).set(1)
 
-    def admit(self, items: list[dict[str, Any]]) -> list[ItemError]:
+    def admit(self, metrics: MetricsDigest) -> list[ItemError]:
         """Errors for validated native metrics the store would refuse: a type conflict or a
-        series limit. One cheap pass; series keys are built only near a limit."""
+        series limit. A pass over the runs; series keys are read only near a limit."""
         store = self.store
         families = store.families
         errors = []
         kinds: dict[str, str] = {}
-        names = [store.family_name(item["name"], item["type"]) for item in items]
-        for index, (item, name) in enumerate(zip(items, names, strict=True)):
-            kind = item["type"]
+        names = []
+        index = 0
+        for run in metrics.runs:
+            kind = run.type
+            name = store.family_name(run.name, kind)
+            names.append(name)
             known = kinds.setdefault(name, kind)
             family = families.get(name)
             if known != kind or (family is not None and family.kind != kind):
                 other = family.kind if family is not None and family.kind != kind else known
-                errors.append(
-                    ItemError(index, "type", f"metric '{name}' is a {other}, not a {kind}")
+                message = f"metric '{name}' is a {other}, not a {kind}"
+                errors.extend(
+                    ItemError(i, "type", message) for i in range(index, index + run.count)
                 )
-        if errors or not store.could_pass_limits(len(items)):
+            index += run.count
+        if errors or not store.could_pass_limits(index):
             return errors
+        series = metrics.series()
         wanted: dict[str, set[LabelKey]] = {}
-        for item, name in zip(items, names, strict=True):
-            wanted.setdefault(name, set()).add(
-                native_labels(item["service"], item.get("instance", ""), item.get("labels"))
+        starts: dict[str, int] = {}
+        index = 0
+        for run, name in zip(metrics.runs, names, strict=True):
+            starts.setdefault(name, index)
+            wanted.setdefault(name, set()).update(
+                store.label_key(key) for key in series[index:index + run.count]
             )
+            index += run.count
         try:
             store.check_new_series(wanted)
         except SeriesRejected as exc:
             if exc.service is not None:
-                index = next(i for i, item in enumerate(items) if item["service"] == exc.service)
-                return [ItemError(index, "service", exc.message)]
-            index = names.index(exc.metric) if exc.metric in wanted else None
-            return [ItemError(index, "name", exc.message)]
+                first = next(
+                    i for i, key in enumerate(series) if series_key(key)[0] == exc.service
+                )
+                return [ItemError(first, "service", exc.message)]
+            return [ItemError(starts.get(exc.metric), "name", exc.message)]
         return []
 
     def handle(self, records: list[Record]) -> None:
@@ -74,7 +82,7 @@ class PrometheusExporter:
             if record.encoding == NATIVE_JSON:
                 data = record.decoded
                 if data is None:
-                    data = orjson.loads(record.payload)
+                    data = digest(decode_stored(record.payload))
                 ok, bad = self._apply_native(data)
                 if bad:
                     dropped["rejected_series"] = dropped.get("rejected_series", 0) + bad
@@ -92,34 +100,35 @@ class PrometheusExporter:
             self._telemetry.dropped.labels(NAME, reason).inc(count)
             log.warning("prometheus exporter dropped %d data points: %s", count, reason)
 
-    def _apply_native(self, data: Any) -> tuple[int, int]:
-        items = data if isinstance(data, list) else [data]
+    def _apply_native(self, metrics: MetricsDigest) -> tuple[int, int]:
         store = self.store
         now = store.now()
+        series = metrics.series()
+        values = metrics.numbers()
+        label_key = store.label_key
         dropped = 0
-        last: tuple[str, str] | None = None
-        family = None
-        for m in items:
-            kind, name = m["type"], m["name"]
-            if (kind, name) != last:
-                last = (kind, name)
-                try:
-                    family = store.family(
-                        store.family_name(name, kind), kind,
-                        m.get("description", ""), m.get("unit", ""),
-                    )
-                except SeriesRejected:
-                    family = None
-            if family is None:
-                dropped += 1
+        start = 0
+        for run in metrics.runs:
+            end = start + run.count
+            kind = run.type
+            try:
+                family = store.family(
+                    store.family_name(run.name, kind), kind, run.description, run.unit
+                )
+            except SeriesRejected:
+                dropped += run.count
+                start = end
                 continue
-            key = store.native_key(m["service"], m.get("instance", ""), m.get("labels"))
+            pairs = zip(series[start:end], values[start:end], strict=True)
             if kind == "counter":
-                ok = store.add(family, key, m["value"], now)
+                for key, value in pairs:
+                    dropped += not store.add(family, label_key(key), value, now)
             elif kind == "gauge":
-                ok = store.set(family, key, m["value"], now)
+                for key, value in pairs:
+                    dropped += not store.set(family, label_key(key), value, now)
             else:
-                ok = store.observe(family, key, m["value"], bucket_bounds(m.get("buckets")), now)
-            if not ok:
-                dropped += 1
-        return len(items) - dropped, dropped
+                bounds = bucket_bounds(run.buckets)
+                for key, value in pairs:
+                    dropped += not store.observe(family, label_key(key), value, bounds, now)
+            start = end
+        return len(series) - dropped, dropped

@@ -12,12 +12,12 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
 from flext_observability.exporters.prometheus.naming import label_name, native_metric_name
+from flext_observability.models.wire import series_key
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -99,7 +99,7 @@ class MetricStore:
         self._series_count = 0
         self._service_series: dict[str, int] = {}
         self._names: dict[tuple[str, str], str] = {}
-        self._label_keys: dict[tuple[Any, ...], LabelKey] = {}
+        self._label_keys: dict[bytes, LabelKey] = {}
 
     @property
     def series_count(self) -> int:
@@ -120,14 +120,14 @@ class MetricStore:
             self._names[cache_key] = cached
         return cached
 
-    def native_key(self, service: str, instance: str, labels: dict[str, str] | None) -> LabelKey:
-        """`native_labels`, remembered: series are updated far more often than created."""
-        raw = (service, instance, *labels.items()) if labels else (service, instance)
-        key = self._label_keys.get(raw)
+    def label_key(self, series: bytes) -> LabelKey:
+        """The labels of a digest's series key (`models.wire`), remembered: series are
+        updated far more often than created."""
+        key = self._label_keys.get(series)
         if key is None:
             if len(self._label_keys) >= 2 * self.max_series:
                 self._label_keys.clear()
-            key = self._label_keys[raw] = native_labels(service, instance, labels)
+            key = self._label_keys[series] = native_labels(*series_key(series))
         return key
 
     def family(self, name: str, kind: str, help_text: str = "", unit: str = "") -> Family:

@@ -1,0 +1,185 @@
+"""The native metrics hot path: JSON bytes to `WireMetric` structs in one pass in C.
+
+The pydantic `Metric` model holds the rules. This decoder accepts a subset of what it
+accepts, with the same values (tests/models/test_wire.py compares the two on generated
+input): msgspec checks types, lengths and bounds while it parses; the patterns of names
+and label names are checked once per distinct string and remembered; the rules across
+fields are `metric_rules`' own, written for a struct. Whatever it does not accept goes to
+the model, which accepts it or says why; so a request costs the model's price only when
+it is refused or uses a rare form (an RFC 3339 timestamp).
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from itertools import pairwise
+from typing import Annotated, Literal
+
+import msgspec
+from pydantic import TypeAdapter
+
+from flext_observability.models.native import (
+    LABEL_NAME_PATTERN,
+    METRIC_NAME_PATTERN,
+    RESERVED_LABELS,
+    Metric,
+)
+
+METRICS = TypeAdapter(list[Metric])
+Short = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class WireMetric(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """`Metric`'s fields, without the checks msgspec cannot make (patterns, rules)."""
+
+    name: Short
+    type: Literal["counter", "gauge", "histogram"]
+    value: float
+    service: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    instance: Short = ""
+    labels: dict[Short, Annotated[str, msgspec.Meta(max_length=2048)]] = {}
+    unit: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    description: Annotated[str, msgspec.Meta(max_length=8192)] = ""
+    buckets: list[float] | None = None
+    timestamp: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+_DECODE_MANY = msgspec.json.Decoder(list[WireMetric]).decode
+_DECODE_ONE = msgspec.json.Decoder(WireMetric).decode
+encode = msgspec.json.Encoder().encode
+
+# Distinct names seen valid; bounded so that a stream of new names cannot grow them.
+_NAMES_HELD = 100_000
+_metric_name = re.compile(METRIC_NAME_PATTERN).fullmatch
+_label_name = re.compile(LABEL_NAME_PATTERN).fullmatch
+_good_names: set[str] = set()
+_good_label_names: set[str] = set()
+
+
+def _name_ok(name: str) -> bool:
+    if name in _good_names:
+        return True
+    if _metric_name(name) is None:
+        return False
+    if len(_good_names) >= _NAMES_HELD:
+        _good_names.clear()
+    _good_names.add(name)
+    return True
+
+
+def _label_names_ok(labels: dict[str, str]) -> bool:
+    for key in labels:
+        if key not in _good_label_names:
+            if key in RESERVED_LABELS or _label_name(key) is None:
+                return False
+            if len(_good_label_names) >= _NAMES_HELD:
+                _good_label_names.clear()
+            _good_label_names.add(key)
+    return True
+
+
+def _rules_ok(items: list[WireMetric]) -> bool:
+    """Every check of the model that msgspec did not make, for every item."""
+    for m in items:
+        value = m.value
+        if value - value != 0:  # inf or nan
+            return False
+        kind = m.type
+        if kind == "counter" and value < 0:
+            return False
+        buckets = m.buckets
+        if buckets is not None and (
+            kind != "histogram"
+            or any(b - b != 0 for b in buckets)
+            or any(b >= c for b, c in pairwise(buckets))
+        ):
+            return False
+        if not _name_ok(m.name) or (m.labels and not _label_names_ok(m.labels)):
+            return False
+    return True
+
+
+def decode_metrics(body: bytes, batch: bool) -> list[WireMetric] | None:
+    """The items of a native metrics body, or None when the model must decide."""
+    try:
+        items = _DECODE_MANY(body) if batch else [_DECODE_ONE(body)]
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return items if _rules_ok(items) else None
+
+
+def from_models(metrics: list[Metric]) -> list[WireMetric]:
+    """Items the model accepted (the slow path), in the hot path's form."""
+    return [
+        WireMetric(**m.model_dump(exclude_defaults=True, mode="json")) for m in metrics
+    ]
+
+
+def decode_stored(payload: bytes) -> list[WireMetric]:
+    """A queued native metrics payload: a body as it came, or `encode`d items."""
+    batch = payload.lstrip()[:1] == b"["
+    items = decode_metrics(payload, batch)
+    if items is None:
+        items = from_models(METRICS.validate_json(payload if batch else b"[" + payload + b"]"))
+    return items
+
+
+class Run(msgspec.Struct, array_like=True):
+    """Consecutive items of one family: same name, type, description, unit and buckets."""
+
+    name: str
+    type: str
+    description: str
+    unit: str
+    buckets: list[float] | None
+    count: int
+
+
+class MetricsDigest(msgspec.Struct, array_like=True):
+    """Validated native metrics in the form the Prometheus exporter applies cheaply: runs of
+    one family, and per item its series key (`series_key`) and value. It travels from an
+    ingest worker to the collector process as msgpack, and is kept in memory beside the
+    queued payload; never stored."""
+
+    runs: list[Run]
+    keys: bytes  # the items' series keys, joined by b"\n" (JSON escapes a newline)
+    values: bytes  # the items' values, native doubles
+
+    @property
+    def items(self) -> int:
+        return sum(run.count for run in self.runs)
+
+    def series(self) -> list[bytes]:
+        return self.keys.split(b"\n")
+
+    def numbers(self) -> array[float]:
+        values = array("d")
+        values.frombytes(self.values)
+        return values
+
+
+def series_key(key: bytes) -> tuple[str, str, dict[str, str]]:
+    """(service, instance, labels) of a digest's series key."""
+    service, instance, labels = msgspec.json.decode(key)
+    return service, instance, labels
+
+
+def digest(items: list[WireMetric]) -> MetricsDigest:
+    runs: list[Run] = []
+    last: tuple[str, str, list[float] | None] | None = None
+    keys = []
+    for m in items:
+        family = (m.name, m.type, m.buckets)
+        if family != last:
+            last = family
+            runs.append(Run(m.name, m.type, m.description, m.unit, m.buckets, 0))
+        runs[-1].count += 1
+        keys.append(encode((m.service, m.instance, m.labels)))
+    return MetricsDigest(
+        runs, b"\n".join(keys), array("d", [m.value for m in items]).tobytes()
+    )
+
+
+pack_digest = msgspec.msgpack.Encoder().encode
+unpack_digest = msgspec.msgpack.Decoder(MetricsDigest).decode

@@ -1,0 +1,163 @@
+"""An ingest worker: the HTTP receivers in a process of their own (`server.workers`).
+
+It shares the collector's listening socket and does the per-item work of a request there
+(reading, decompressing, authenticating, validating), then hands the validated payload
+to the collector process (`ipc.RemoteIntake`), which admits it, makes it durable and
+answers; only then does the worker answer 202. Every other route (`/metrics`, `/readyz`,
+`GET /api/v1/*`, `/docs`) is passed to the collector process over its unix socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry
+
+from flext_observability.app import add_ingest_routes
+from flext_observability.config import Config
+from flext_observability.logs import configure_logging
+from flext_observability.models.otlp import AttributeLimits
+from flext_observability.receivers.auth import Authenticator
+from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
+from flext_observability.receivers.native import NativeReceiver
+from flext_observability.receivers.otlp import OtlpIngest
+from flext_observability.server import GC_THRESHOLDS, Server
+from flext_observability.telemetry import Counts, SelfTelemetry
+from flext_observability.tls import uvicorn_ssl_options
+from flext_observability.workers.ipc import QueueView, RemoteIntake
+
+log = logging.getLogger(__name__)
+
+# How often a worker sends its self-telemetry to the collector (and before every passed
+# request, so that a scrape through a worker sees that worker's counts).
+COUNTS_INTERVAL = 0.25
+_HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade",
+     "date", "server"}
+)
+
+
+class _CountsSender:
+    """Sends what the worker's counters gained since the last send."""
+
+    def __init__(self, telemetry: SelfTelemetry, intake: RemoteIntake) -> None:
+        self._telemetry = telemetry
+        self._intake = intake
+        self._sent: Counts = {}
+
+    def flush(self) -> None:
+        now = self._telemetry.counts()
+        deltas = [
+            (name, dict(labels), value - self._sent.get((name, labels), 0.0))
+            for (name, labels), value in now.items()
+            if value != self._sent.get((name, labels), 0.0)
+        ]
+        self._sent = now
+        self._intake.send_counts(deltas)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(COUNTS_INTERVAL)
+            self.flush()
+
+
+def create_edge_app(
+    config: Config, channel: socket.socket, collector_uds: str, on_lost: Callable[[], None]
+) -> FastAPI:
+    """The worker's app: the ingest routes, and every other route passed on."""
+    telemetry = SelfTelemetry(CollectorRegistry(auto_describe=False), None)
+    queue = QueueView(config.queue.max_items, config.queue.max_bytes,
+                      config.queue.retry_after_seconds)
+    intake = RemoteIntake(channel, queue, on_lost)
+    limits = config.limits
+    native = NativeReceiver(
+        intake.put, telemetry, config.server.max_body_bytes,
+        config.server.max_items_per_request, limits=limits,
+    )
+    otlp = OtlpIngest(
+        intake.put, telemetry, accepts_logs=False,
+        limits=AttributeLimits(limits.max_attributes_per_item, limits.max_attribute_value_length),
+    )
+    memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
+                           limits.memory_check_interval)
+    gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,
+                limits.retry_after_seconds)
+    counts = _CountsSender(telemetry, intake)
+    client = httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=collector_uds), base_url="http://collector",
+        timeout=60,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await intake.start()
+        await memory.start()
+        sender = asyncio.create_task(counts.run(), name="counts-sender")
+        try:
+            yield
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            counts.flush()
+            await memory.shutdown()
+            await client.aclose()
+            await intake.shutdown()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    add_ingest_routes(app, native, otlp, gate, Authenticator.from_config(
+        config.server.auth, telemetry), config, telemetry)
+
+    async def pass_on(request: Request) -> Response:
+        counts.flush()
+        headers = [(k, v) for k, v in request.headers.items() if k not in _HOP_HEADERS]
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        try:
+            answer = await client.request(
+                request.method, target, headers=headers, content=await request.body()
+            )
+        except httpx.HTTPError as exc:
+            return Response(f"collector process unavailable: {exc}\n", 503,
+                            {"Retry-After": "5"}, media_type="text/plain")
+        kept = {k: v for k, v in answer.headers.items()
+                if k not in _HOP_HEADERS and k != "content-encoding"}
+        return Response(answer.content, answer.status_code, kept)
+
+    app.add_api_route(
+        "/{path:path}", pass_on, include_in_schema=False,
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    )
+    return app
+
+
+def run_worker(
+    config: Config, listener: socket.socket, channel: socket.socket, collector_uds: str,
+    log_format: str, log_level: str,
+) -> None:
+    """A worker process's main: serve on the shared listener until told to stop, or until
+    the collector process is gone."""
+    configure_logging(log_format, log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per passed request
+    gc.set_threshold(*GC_THRESHOLDS)
+    server: Server | None = None
+
+    def lost() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_edge_app(config, channel, collector_uds, lost)
+    server = Server(uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=30,
+        **uvicorn_ssl_options(config.server.tls),
+    ))
+    server.run(sockets=[listener])
