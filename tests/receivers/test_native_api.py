@@ -70,12 +70,16 @@ def encode(body):
     return body if isinstance(body, bytes) else orjson.dumps(body)
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
+# Every answer is the same from one process and through ingest workers (server.workers).
+MODES = pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "2-workers"])
+
+
+@pytest.fixture(scope="module", params=[0, 2], ids=["one-process", "2-workers"])
+def daemon(tmp_path_factory, request):
     from helpers.procs import Daemon
 
-    process = Daemon(tmp_path_factory.mktemp("native"),
-                     config_overrides={"server": {"max_body_bytes": 2_000_000}})
+    process = Daemon(tmp_path_factory.mktemp("native"), config_overrides={
+        "server": {"max_body_bytes": 2_000_000, "workers": request.param}})
     process.start()
     yield process
     process.stop()
@@ -123,8 +127,8 @@ def test_oversized_body_is_413_and_counted(daemon):
                         headers={"Content-Type": "application/json"}, timeout=30)
     assert answer.status_code == 413
     assert "larger than 2000000 bytes" in answer.json()["errors"][0]["message"]
-    assert sample(scrape(daemon), "flext_collector_refused_items_total", signal="metrics",
-                  reason="too_large") >= 1
+    poll_until(lambda: (sample(scrape(daemon), "flext_collector_refused_items_total",
+                               signal="metrics", reason="too_large") or 0) >= 1)
 
 
 def test_batch_errors_list_every_bad_item_and_keep_nothing(daemon):
@@ -162,10 +166,12 @@ def test_valid_items_are_accepted(daemon, route, body):
     assert answer.json() == {"accepted": len(body) if isinstance(body, list) else 1}
 
 
-def test_series_limit_refuses_new_series_with_the_metric_named(tmp_path):
+@MODES
+def test_series_limit_refuses_new_series_with_the_metric_named(tmp_path, workers):
     from helpers.procs import Daemon
 
     daemon = Daemon(tmp_path, config_overrides={
+        "server": {"workers": workers},
         "exporters": {"prometheus": {"max_series_per_metric": 5}}}).start()
     try:
         first = [metric("limited", labels={"n": str(i)}) for i in range(5)]
@@ -178,6 +184,10 @@ def test_series_limit_refuses_new_series_with_the_metric_named(tmp_path):
         assert "max_series_per_metric" in answer.json()["errors"][0]["message"]
         again = httpx.post(f"{daemon.url}/api/v1/metrics", json=first)
         assert again.status_code == 202
+        brand_new = [metric("limited_at_once", labels={"n": str(i)}) for i in range(6)]
+        answer = httpx.post(f"{daemon.url}/api/v1/metrics", json=brand_new)
+        assert answer.status_code == 422
+        assert "limited_at_once" in answer.json()["errors"][0]["message"]
     finally:
         daemon.stop()
 

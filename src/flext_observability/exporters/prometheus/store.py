@@ -187,6 +187,8 @@ class MetricStore:
         """Cheap pre-check: could a request with at most new_series new series pass a limit?"""
         if self._series_count + new_series > self.max_series:
             return True
+        if new_series > self.max_series_per_metric:  # a new metric's series alone
+            return True
         if max(self._service_series.values(), default=0) + new_series > (
             self.max_series_per_service
         ):
