@@ -16,11 +16,12 @@ from pydantic import ValidationError
 
 from flext_observability.models.wire import (
     METRICS,
-    WireMetric,
     decode_metrics,
-    decode_stored,
-    encode,
+    digest,
     from_models,
+    pack_digest,
+    series_key,
+    unpack_digest,
 )
 
 GOOD = [
@@ -99,12 +100,26 @@ def test_rfc3339_timestamps_take_the_models_path_and_come_out_as_nanoseconds():
     assert item["timestamp"] == 1_767_225_600 * 10**9
 
 
-def test_stored_payloads_decode_whether_raw_or_reencoded():
-    raw = orjson.dumps([{**GOOD[0], "timestamp": "2026-01-01T00:00:00Z"}, GOOD[1]])
-    items = decode_stored(raw)
-    assert items[0].timestamp == 1_767_225_600 * 10**9
-    assert decode_stored(encode(items)) == items
-    assert decode_stored(orjson.dumps(GOOD[0])) == [WireMetric(**GOOD[0])]
+def test_a_digest_keeps_families_series_and_values_and_packs_losslessly():
+    body = orjson.dumps([GOOD[0], GOOD[0], GOOD[1], {**GOOD[0], "value": 2.5}])
+    summary = digest(decode_metrics(body, batch=True))
+    assert [(r.name, r.type, r.count) for r in summary.runs] == [
+        ("http_requests", "counter", 2), ("http.server.duration", "histogram", 1),
+        ("http_requests", "counter", 1)]
+    assert summary.runs[1].buckets == [0.1, 0.5, 1]
+    assert summary.items == 4
+    assert list(summary.numbers()) == [1.0, 1.0, 0.2, 2.5]
+    keys = summary.series()
+    assert series_key(keys[2]) == ("api", "a:1", {"route": "/x", "http.method": "GET", "_": "1"})
+    assert series_key(keys[0]) == ("api", "", {})
+    assert unpack_digest(pack_digest(summary)) == summary
+
+
+def test_newlines_inside_labels_do_not_split_a_series_key():
+    body = orjson.dumps([{**GOOD[0], "labels": {"l": "a\nb"}}, GOOD[0]])
+    keys = digest(decode_metrics(body, batch=True)).series()
+    assert len(keys) == 2
+    assert series_key(keys[0])[2] == {"l": "a\nb"}
 
 
 def mostly(valid: list[Any], invalid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.store import MetricStore
-from flext_observability.models.wire import decode_metrics, digest
-from flext_observability.pipeline.intake import NATIVE_JSON, Inadmissible, Intake
+from flext_observability.models.wire import decode_metrics, digest, pack_digest
+from flext_observability.pipeline.intake import METRICS_DIGEST, Inadmissible, Intake
 from flext_observability.pipeline.queue import (
     MemoryQueue,
     QueueClosed,
@@ -66,9 +66,12 @@ class Pair:
         return await self.queue.read("test", 0, 1 << 30)
 
 
+def packed(body: bytes) -> bytes:
+    return pack_digest(digest(decode_metrics(body, batch=True)))
+
+
 async def put_metrics(remote: RemoteIntake, body: bytes) -> None:
-    items = decode_metrics(body, batch=True)
-    await remote.put(Signal.METRICS, NATIVE_JSON, body, len(items), digest(items))
+    await remote.put(Signal.METRICS, METRICS_DIGEST, packed(body), body.count(b'"name"'))
 
 
 async def test_a_put_is_queued_with_its_digest_and_the_levels_come_back():
@@ -76,16 +79,16 @@ async def test_a_put_is_queued_with_its_digest_and_the_levels_come_back():
         body = metrics_body(10)
         await put_metrics(pair.remote, body)
         [record] = await pair.records()
-        assert record.payload == body
+        assert record.payload == packed(body)
         assert record.decoded == digest(decode_metrics(body, batch=True))
-        assert (pair.view.total_items, pair.view.total_bytes) == (10, len(body))
+        assert (pair.view.total_items, pair.view.total_bytes) == (10, len(packed(body)))
 
 
 async def test_concurrent_puts_each_get_their_own_answer():
     async with Pair() as pair:
         bodies = [metrics_body(i + 1, name=f"m{i}") for i in range(20)]
         await asyncio.gather(*(put_metrics(pair.remote, b) for b in bodies))
-        assert sorted(r.payload for r in await pair.records()) == sorted(bodies)
+        assert sorted(r.payload for r in await pair.records()) == sorted(map(packed, bodies))
 
 
 async def test_a_full_queue_answers_queue_full_with_its_retry_after():

@@ -47,7 +47,7 @@ class WireMetric(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
 
 _DECODE_MANY = msgspec.json.Decoder(list[WireMetric]).decode
 _DECODE_ONE = msgspec.json.Decoder(WireMetric).decode
-encode = msgspec.json.Encoder().encode
+_encode = msgspec.json.Encoder().encode
 
 # Distinct names seen valid; bounded so that a stream of new names cannot grow them.
 _NAMES_HELD = 100_000
@@ -116,15 +116,6 @@ def from_models(metrics: list[Metric]) -> list[WireMetric]:
     ]
 
 
-def decode_stored(payload: bytes) -> list[WireMetric]:
-    """A queued native metrics payload: a body as it came, or `encode`d items."""
-    batch = payload.lstrip()[:1] == b"["
-    items = decode_metrics(payload, batch)
-    if items is None:
-        items = from_models(METRICS.validate_json(payload if batch else b"[" + payload + b"]"))
-    return items
-
-
 class Run(msgspec.Struct, array_like=True):
     """Consecutive items of one family: same name, type, description, unit and buckets."""
 
@@ -138,9 +129,10 @@ class Run(msgspec.Struct, array_like=True):
 
 class MetricsDigest(msgspec.Struct, array_like=True):
     """Validated native metrics in the form the Prometheus exporter applies cheaply: runs of
-    one family, and per item its series key (`series_key`) and value. It travels from an
-    ingest worker to the collector process as msgpack, and is kept in memory beside the
-    queued payload; never stored."""
+    one family, and per item its series key (`series_key`) and value. Packed (msgpack), it
+    is what the queue stores for a native metrics request: less than half the size of the
+    JSON, and applied after a restart without validating again. (An item's `timestamp` is
+    accepted and not kept: a sample is exposed at the time it was received.)"""
 
     runs: list[Run]
     keys: bytes  # the items' series keys, joined by b"\n" (JSON escapes a newline)
@@ -175,7 +167,7 @@ def digest(items: list[WireMetric]) -> MetricsDigest:
             last = family
             runs.append(Run(m.name, m.type, m.description, m.unit, m.buckets, 0))
         runs[-1].count += 1
-        keys.append(encode((m.service, m.instance, m.labels)))
+        keys.append(_encode((m.service, m.instance, m.labels)))
     return MetricsDigest(
         runs, b"\n".join(keys), array("d", [m.value for m in items]).tobytes()
     )

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from flext_observability.models.errors import ItemError
-from flext_observability.models.wire import MetricsDigest, decode_stored, digest
+from flext_observability.models.wire import MetricsDigest, unpack_digest
 from flext_observability.pipeline.queue import Queue, Signal
 
 NATIVE_JSON = "native-json"
+METRICS_DIGEST = "metrics-digest"
 OTLP_PROTOBUF = "otlp-pb"
 
 Admit = Callable[[MetricsDigest], list[ItemError]]
@@ -39,11 +40,10 @@ class Intake:
     async def put(
         self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None
     ) -> int:
-        """`decoded`: native metrics' digest (`models.wire.digest`), made from the payload
-        when not given."""
-        if signal is Signal.METRICS and encoding == NATIVE_JSON:
+        """`decoded`: native metrics' digest, unpacked from the payload when not given."""
+        if encoding == METRICS_DIGEST:
             if decoded is None:
-                decoded = digest(decode_stored(payload))
+                decoded = unpack_digest(payload)
             errors = self._admit_metrics(decoded)
             if errors:
                 raise Inadmissible(errors)

@@ -274,6 +274,7 @@ def _weight(record: Record) -> int:
     return size if record.decoded is None else size * _DECODED_WEIGHT
 
 
+_PAGE_SIZE = 65536
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
@@ -331,6 +332,9 @@ class SqliteQueue(Queue):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Payloads are tens of kilobytes: large pages keep a row to a few overflow pages
+        # (a new database only; `python -m bench native`: 1.3x fewer CPU-seconds a commit).
+        conn.execute(f"PRAGMA page_size={_PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         return conn

@@ -30,10 +30,15 @@ from flext_observability.models.wire import (
     WireMetric,
     decode_metrics,
     digest,
-    encode,
     from_models,
+    pack_digest,
 )
-from flext_observability.pipeline.intake import NATIVE_JSON, OTLP_PROTOBUF, Inadmissible
+from flext_observability.pipeline.intake import (
+    METRICS_DIGEST,
+    NATIVE_JSON,
+    OTLP_PROTOBUF,
+    Inadmissible,
+)
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.auth import TENANT, request_tenant, tag_resources
 from flext_observability.receivers.body import (
@@ -162,13 +167,12 @@ class NativeReceiver:
             raise self._refusal(route, body, batch, exc) from None
         return self._counted(parsed if batch else [parsed])
 
-    def _validate_metrics(self, body: bytes) -> tuple[list[WireMetric], bool]:
-        """The items, and whether they are the body as it came (the hot path)."""
-        batch = _is_batch(body)
-        items = decode_metrics(body, batch)
+    def _validate_metrics(self, body: bytes) -> list[WireMetric]:
+        """The hot path (`models.wire`), or the model where it cannot decide."""
+        items = decode_metrics(body, _is_batch(body))
         if items is not None:
-            return self._counted(items), True
-        return from_models(self._validate(ROUTES["metrics"], body)), False
+            return self._counted(items)
+        return from_models(self._validate(ROUTES["metrics"], body))
 
     def _counted(self, items: list[Any]) -> list[Any]:
         if not items:
@@ -245,15 +249,15 @@ class NativeReceiver:
         tenant = request_tenant(request.scope)
         decoded = None
         if route.signal is Signal.METRICS:
-            items, as_sent = self._validate_metrics(body)
+            items = self._validate_metrics(body)
             if tenant is not None:
                 for item in items:
                     item.labels = {**item.labels, TENANT: tenant}
             errors = self._label_limit_errors(items, tenant is not None)
             if errors:
                 raise Refusal(422, "label_limit", errors, items=len(items))
-            encoding, decoded = NATIVE_JSON, digest(items)
-            payload = body if as_sent and tenant is None else encode(items)
+            decoded = digest(items)
+            encoding, payload = METRICS_DIGEST, pack_digest(decoded)
         elif route.signal is Signal.SPANS:
             items = self._validate(route, body)
             errors = self._attribute_errors(items)

@@ -3,8 +3,7 @@
 A frame is a fixed header (op, request id, meta length, body length), JSON meta, then the
 body as it is: a validated request's payload travels once, with no encoding around it.
 
-- PUT (worker -> collector): meta {signal, encoding, items, digest}, body = the native
-  metrics' digest (msgpack, `digest` bytes; none for other signals), then the payload. The answer
+- PUT (worker -> collector): meta {signal, encoding, items}, body = payload. The answer
   (same id) is {"queue": [items, bytes]} once the request is durable, or an error:
   `queue_full`, `closed`, `inadmissible` with the items' errors. The queue's levels ride on
   every answer, so a worker's gate refuses at a full queue before reading a body.
@@ -26,7 +25,6 @@ from typing import Any
 import orjson
 
 from flext_observability.models.errors import ItemError
-from flext_observability.models.wire import pack_digest, unpack_digest
 from flext_observability.pipeline.intake import Inadmissible, Intake
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.limits import MemoryLimiter
@@ -98,12 +96,8 @@ class IntakeServer:
     async def _answer(self, meta: Any, body: bytes) -> dict[str, Any]:
         if self._memory.limited:
             return {"error": "closed", "message": self._memory.message(self._retry_after)}
-        cut = meta["digest"]
-        decoded = unpack_digest(body[:cut]) if cut else None
         try:
-            await self._intake.put(
-                Signal(meta["signal"]), meta["encoding"], body[cut:], meta["items"], decoded
-            )
+            await self._intake.put(Signal(meta["signal"]), meta["encoding"], body, meta["items"])
         except QueueFull as exc:
             return {"error": "queue_full", "limit": exc.limit, "retry_after": exc.retry_after}
         except QueueClosed as exc:
@@ -178,18 +172,17 @@ class RemoteIntake:
     async def put(
         self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None
     ) -> None:
-        """Durable on return; raises QueueFull, QueueClosed or Inadmissible as `Intake.put`."""
+        """Durable on return; raises QueueFull, QueueClosed or Inadmissible as `Intake.put`.
+        (`decoded` stays here: the collector process unpacks the payload.)"""
         writer = self._writer
         if self._lost or writer is None:
             raise QueueClosed("the collector process is gone")
         rid = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
-        packed = b"" if decoded is None else pack_digest(decoded)
-        meta = {"signal": signal.value, "encoding": encoding, "items": items,
-                "digest": len(packed)}
+        meta = {"signal": signal.value, "encoding": encoding, "items": items}
         try:
-            writer.writelines(_frame(PUT, rid, meta, packed, payload))
+            writer.writelines(_frame(PUT, rid, meta, payload))
             await writer.drain()
         except (ConnectionError, OSError):
             self._waiting.pop(rid, None)

@@ -12,8 +12,8 @@ from flext_observability.exporters.prometheus.store import (
     bucket_bounds,
 )
 from flext_observability.models.errors import ItemError
-from flext_observability.models.wire import MetricsDigest, decode_stored, digest, series_key
-from flext_observability.pipeline.intake import NATIVE_JSON, OTLP_PROTOBUF
+from flext_observability.models.wire import MetricsDigest, series_key, unpack_digest
+from flext_observability.pipeline.intake import METRICS_DIGEST, OTLP_PROTOBUF
 from flext_observability.pipeline.queue import Record
 from flext_observability.telemetry import SelfTelemetry
 
@@ -79,10 +79,10 @@ class PrometheusExporter:
         applied = 0
         dropped: dict[str, int] = {}
         for record in records:
-            if record.encoding == NATIVE_JSON:
+            if record.encoding == METRICS_DIGEST:
                 data = record.decoded
                 if data is None:
-                    data = digest(decode_stored(record.payload))
+                    data = unpack_digest(record.payload)
                 ok, bad = self._apply_native(data)
                 if bad:
                     dropped["rejected_series"] = dropped.get("rejected_series", 0) + bad
