@@ -14,13 +14,16 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from flext_observability.app import create_app
 from flext_observability.config import Config
 from flext_observability.tls import uvicorn_ssl_options
+
+if TYPE_CHECKING:
+    from flext_observability.workers.pool import WorkerPool
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A request allocates thousands of short-lived containers: collect the young generation
@@ -31,7 +34,7 @@ GC_THRESHOLDS = (50_000, 20, 100)
 class Server(uvicorn.Server):
     """SIGTERM/SIGINT drain and stop; the process then exits 0, not by the signal."""
 
-    def __init__(self, config: uvicorn.Config, pool: Any = None) -> None:
+    def __init__(self, config: uvicorn.Config, pool: WorkerPool | None = None) -> None:
         super().__init__(config)
         self.pool = pool
 

@@ -197,10 +197,12 @@ def tls_daemon(tmp_path_factory, certs, https_alertmanager, mtls_trace_sink) -> 
     daemon.stop()
 
 
-@pytest.fixture(scope="module")
-def mtls_daemon(tmp_path_factory, certs) -> Iterator[TlsDaemon]:
+@pytest.fixture(scope="module", params=[0, 1], ids=["one-process", "1-worker"])
+def mtls_daemon(tmp_path_factory, certs, request) -> Iterator[TlsDaemon]:
+    """HTTPS served by the collector process, or by an ingest worker (server.workers)."""
     daemon = TlsDaemon(tmp_path_factory.mktemp("mtls"), {
-        "server": {"tls": {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key),
+        "server": {"workers": request.param,
+                   "tls": {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key),
                            "client_ca_file": str(certs.ca)}},
     }, client_context(certs, with_client_cert=True))
     daemon.start()
@@ -271,6 +273,8 @@ def test_client_ca_requires_a_client_certificate(mtls_daemon, certs):
         post_metric(mtls_daemon.url, client_context(certs), "mtls_anonymous")
     answer = post_metric(mtls_daemon.url, mtls_daemon.context, "mtls_client")
     assert answer.status_code == 202, answer.text
+    poll(lambda: mtls_daemon.get("/metrics").text, lambda t: 'mtls_client{job="tls"} 7.0' in t,
+         10, 0.05, "the metric on /metrics over https")
 
     with grpc.secure_channel(mtls_daemon.grpc_target, grpc_credentials(certs)) as channel, \
             pytest.raises(grpc.RpcError) as failed:

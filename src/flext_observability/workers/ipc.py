@@ -36,7 +36,7 @@ _HEADER = struct.Struct("!BIII")
 PUT = 1
 COUNTS = 2
 ANSWER = 3
-# Largest frame accepted: a body of server.max_body_bytes is checked before it is sent.
+# A frame longer than this is a broken channel (bodies are at most server.max_body_bytes).
 _MAX_FRAME = 1 << 31
 
 
