@@ -111,6 +111,7 @@ class Collector:
             self.telemetry,
             config.server.max_body_bytes,
             config.server.max_items_per_request,
+            read_timeout=config.server.read_timeout,
             limits=config.limits,
         )
         limits = config.limits
@@ -211,7 +212,9 @@ def add_ingest_routes(
     """The POST routes and the middleware in front of every route: the collector's app
     and an ingest worker's (`workers.edge`) are wired alike."""
     app.include_router(build_router(native))
-    app.include_router(build_otlp_router(otlp, config.server.max_body_bytes, telemetry))
+    app.include_router(build_otlp_router(
+        otlp, config.server.max_body_bytes, config.server.read_timeout, telemetry
+    ))
     app.add_middleware(IngestLimits, gate=gate)
     # The last added runs first: CORS answers preflights before authentication, which
     # comes before the limits.

@@ -243,6 +243,7 @@ class ServerConfig(_Section):
     max_items_per_request: int = Field(default=10_000, gt=0)
     grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     workers: int = Field(default=0, ge=0, le=64)
+    read_timeout: Duration = 30.0
     auth: AuthConfig = AuthConfig()
     tls: TlsServerConfig = TlsServerConfig()
     cors: CorsConfig = CorsConfig()

@@ -524,3 +524,29 @@ def test_memory_limit_refuses_data_but_not_health_readiness_or_metrics(daemon_fa
     assert memory["rss_mib"] > memory["soft_limit_mib"] == 20
     assert refused(daemon, "metrics", "memory_limit") == 1
     assert refused(daemon, "spans", "memory_limit") == 2
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["one-process", "1-worker"])
+@pytest.mark.parametrize(("route", "signal"), [("/api/v1/metrics", "metrics"),
+                                               ("/v1/traces", "spans")])
+def test_a_body_that_does_not_arrive_in_time_is_408_and_frees_its_slot(daemon_factory, workers,
+                                                                      route, signal):
+    daemon = daemon_factory({"server": {"read_timeout": "1s", "workers": workers},
+                             "limits": {"max_concurrent_requests": 1}})
+    started = time.monotonic()
+    with hold_request(daemon, route) as sock:
+        answer = read_answer(sock)
+    assert 0.9 < time.monotonic() - started < 8
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"server.read_timeout" in answer
+    assert post(daemon, "/api/v1/metrics", metric()).status_code == 202
+    poll(lambda: refused(daemon, signal, "timeout"), lambda n: n == 1, 10, 0.05,
+         "the timeout counted")

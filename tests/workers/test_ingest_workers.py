@@ -51,18 +51,19 @@ def batch(tag: str, n: int = 50):
 
 def test_every_route_answers_through_the_workers(daemon_factory):
     daemon = daemon_factory({"server": {"workers": 2}})
-    assert len(workers_of(daemon.pid)) == 2
+    poll(lambda: workers_of(daemon.pid), lambda found: len(found) == 2, 10, 0.05, "2 workers")
     url = daemon.url
     assert httpx.post(f"{url}/api/v1/metrics", json=batch("routes")).status_code == 202
     assert httpx.post(f"{url}/api/v1/alerts", json={"name": "DiskFull", "service": "db",
                                                     "severity": "critical"}).status_code == 202
     assert httpx.post(f"{url}/api/v1/health",
                       json={"service": "db", "status": "degraded"}).status_code == 202
-    text = poll(lambda: httpx.get(f"{url}/metrics").text,
-                lambda t: sample(t, "worker_items_total", tag="routes") == 50, 10, 0.05,
-                "metrics from a worker reach /metrics")
-    assert sample(text, "flext_collector_received_items_total", signal="metrics",
-                  receiver="native") == 50
+    # The workers send their counts every quarter second: the collector's lag behind.
+    poll(lambda: httpx.get(f"{url}/metrics").text,
+         lambda t: sample(t, "worker_items_total", tag="routes") == 50
+         and sample(t, "flext_collector_received_items_total", signal="metrics",
+                    receiver="native") == 50,
+         10, 0.05, "metrics and their count from a worker reach /metrics")
     alerts = poll(lambda: httpx.get(f"{url}/api/v1/alerts").json()["alerts"], bool, 10, 0.05,
                   "the alert is held")
     assert alerts[0]["labels"]["alertname"] == "DiskFull"
@@ -96,7 +97,8 @@ def test_a_worker_checks_tokens_and_tags_the_tenant(daemon_factory):
 def test_accepted_items_survive_kill_9_and_the_workers_go_with_the_collector(daemon_factory):
     held = daemon_factory({"server": {"workers": 2},
                            "exporters": {"prometheus": {"enabled": False}}})
-    workers = workers_of(held.pid)
+    workers = poll(lambda: workers_of(held.pid), lambda found: len(found) == 2, 10, 0.05,
+                   "2 workers")
     url = f"{held.url}/api/v1/metrics"
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(
@@ -150,7 +152,8 @@ def test_sigterm_drains_the_workers_first_and_keeps_every_accepted_item(daemon_f
 
 def test_a_worker_that_dies_is_replaced(daemon_factory):
     daemon = daemon_factory({"server": {"workers": 2}})
-    victim = workers_of(daemon.pid)[0]
+    victim = poll(lambda: workers_of(daemon.pid), lambda found: len(found) == 2, 10, 0.05,
+                  "2 workers")[0]
     os.kill(victim, signal.SIGKILL)
     replaced = poll(lambda: workers_of(daemon.pid),
                     lambda found: len(found) == 2 and victim not in found, 20, 0.1,

@@ -6,6 +6,7 @@ to the queue as one row, and only then answered 202.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -88,8 +89,9 @@ def queue_refusal(exc: QueueFull | QueueClosed, items: int) -> Refusal:
     )
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, decompressed, refusing anything past `limit` bytes (413)."""
+async def read_limited(request: Request, limit: int, seconds: float) -> bytes:
+    """The request body, decompressed, refusing anything past `limit` bytes (413) or not
+    complete within `seconds` (408: a slow sender must not hold a request slot)."""
     too_large = f"body is larger than {limit} bytes (server.max_body_bytes)"
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -97,11 +99,18 @@ async def read_limited(request: Request, limit: int) -> bytes:
     chunks = []
     size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Refusal.single(413, "too_large", too_large)
-            chunks.append(chunk)
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Refusal.single(413, "too_large", too_large)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal.single(
+            408, "timeout",
+            f"the body did not arrive within {seconds:g}s (server.read_timeout)",
+            headers={"Connection": "close"},
+        ) from None
     except ClientDisconnect:
         # Nobody reads the answer; the refusal is counted all the same.
         raise Refusal.single(
@@ -151,12 +160,14 @@ class NativeReceiver:
         max_body_bytes: int,
         max_items: int,
         *,
+        read_timeout: float,
         limits: LimitsConfig,
     ) -> None:
         self._put = queue_put
         self._telemetry = telemetry
         self._max_body = max_body_bytes
         self._max_items = max_items
+        self._read_timeout = read_timeout
         self._limits = limits
 
     def _validate(self, route: _Route, body: bytes) -> list[Any]:
@@ -245,7 +256,7 @@ class NativeReceiver:
             raise Refusal.single(
                 415, "unsupported_media_type", "Content-Type must be application/json"
             )
-        body = await read_limited(request, self._max_body)
+        body = await read_limited(request, self._max_body, self._read_timeout)
         tenant = request_tenant(request.scope)
         decoded = None
         if route.signal is Signal.METRICS:
@@ -396,6 +407,7 @@ def request_schema(model: type[BaseModel]) -> dict[str, Any]:
 _ANSWERS = {
     "202": {"description": "Every item valid and durably queued: {\"accepted\": N}"},
     "400": {"description": "Body is not JSON"},
+    "408": {"description": "The body did not arrive within server.read_timeout"},
     "413": {"description": "Body or batch too large"},
     "415": {"description": "Content-Type is not application/json"},
     "422": {"description": "Validation failed: {\"errors\": [{index, field, message}]}"},

@@ -139,7 +139,7 @@ def _status_response(status: int, code: int, message: str, json: bool,
     )
 
 
-def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int,
+def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: float,
                       telemetry: SelfTelemetry) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["otlp"], include_in_schema=False)
 
@@ -157,7 +157,7 @@ def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int,
                 )
             json = ctype == JSON
             try:
-                body = await read_limited(request, max_body_bytes)
+                body = await read_limited(request, max_body_bytes, read_timeout)
                 answer = await ingest.ingest(
                     kind, body, json=json, receiver="otlp_http",
                     tenant=request_tenant(request.scope),

@@ -82,7 +82,8 @@ def create_edge_app(
     limits = config.limits
     native = NativeReceiver(
         intake.put, telemetry, config.server.max_body_bytes,
-        config.server.max_items_per_request, limits=limits,
+        config.server.max_items_per_request, read_timeout=config.server.read_timeout,
+        limits=limits,
     )
     otlp = OtlpIngest(
         intake.put, telemetry, accepts_logs=False,
