@@ -29,7 +29,6 @@ from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
-from flext_observability.models.otlp import AttributeLimits
 from flext_observability.pipeline.consumer import LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake
@@ -117,9 +116,7 @@ class Collector:
         limits = config.limits
         self.otlp = OtlpIngest(
             self.intake.put, self.telemetry, accepts_logs=False,
-            limits=AttributeLimits(
-                limits.max_attributes_per_item, limits.max_attribute_value_length
-            ),
+            limits=limits,
         )
         self.memory = MemoryLimiter(
             limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,

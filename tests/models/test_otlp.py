@@ -24,6 +24,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from flext_observability.models.otlp import (
+    AttributeLimits,
     OtlpDecodeError,
     OtlpParsed,
     encode_response,
@@ -482,3 +483,36 @@ def test_encode_status():
         "code": 8,
         "message": "slow down",
     }
+
+
+LABEL_LIMITS = AttributeLimits(2, 10, "limits.max_labels_per_metric",
+                               "limits.max_label_value_length")
+
+
+def test_data_points_past_the_label_limits_are_rejected_naming_the_key():
+    metric = gauge("g", 1.0, 2.0, 3.0, 4.0)
+    points = metric.gauge.data_points
+    points[1].attributes.add(key="a").value.string_value = "x"
+    points[2].attributes.extend(points[1].attributes)
+    points[2].attributes.add(key="b").value.int_value = 1
+    points[2].attributes.add(key="c").value.bool_value = True
+    points[3].attributes.add(key="long").value.string_value = "y" * 11
+    parsed = parse_metrics(metrics_body(metric, gauge("h", math.inf)), json=False,
+                           limits=LABEL_LIMITS)
+    assert (parsed.accepted, parsed.rejected, parsed.limited) == (2, 3, 2)
+    assert "dataPoints[2].attributes: 3 attributes are more than " \
+           "limits.max_labels_per_metric=2" in parsed.message
+    assert "dataPoints[3].attributes[0].value: the value of 'long' is longer than " \
+           "limits.max_label_value_length=10" in parsed.message
+    kept = ExportMetricsServiceRequest.FromString(parsed.payload)
+    [only] = kept.resource_metrics[0].scope_metrics[0].metrics
+    assert [p.as_double for p in only.gauge.data_points] == [1.0, 2.0]
+
+
+def test_an_invalid_point_past_a_limit_counts_once_as_invalid():
+    metric = gauge("g", math.nan)
+    for key in "abc":
+        metric.gauge.data_points[0].attributes.add(key=key).value.string_value = "v"
+    parsed = parse_metrics(metrics_body(metric), json=False, limits=LABEL_LIMITS)
+    assert (parsed.accepted, parsed.rejected, parsed.limited) == (0, 1, 0)
+    assert "finite" in parsed.message

@@ -20,6 +20,10 @@ import pytest
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -388,6 +392,30 @@ def test_otlp_attribute_limits_are_a_partial_success_over_http_and_grpc(limited)
         raw = channel.unary_unary(TRACE_EXPORT)(body, timeout=10)
     assert ExportTraceServiceResponse.FromString(raw).partial_success.rejected_spans == 2
     assert refused(limited, "spans", "attribute_limit") == before + 4
+
+
+def test_otlp_data_points_past_the_label_limits_are_a_partial_success(limited):
+    request = ExportMetricsServiceRequest()
+    resource = request.resource_metrics.add()
+    resource.resource.attributes.add(key="service.name").value.string_value = "otlp-labels"
+    points = resource.scope_metrics.add().metrics.add(name="otlp_labelled").gauge.data_points
+    points.add(as_double=1, time_unix_nano=time.time_ns()).attributes.add(
+        key="ok").value.string_value = "fine"
+    points.add(as_double=2, time_unix_nano=time.time_ns()).attributes.extend(many_attributes(4))
+    points.add(as_double=3, time_unix_nano=time.time_ns()).attributes.append(
+        string_attribute("long", "x" * 65))
+    before = refused(limited, "metrics", "label_limit") or 0
+    answer = httpx.post(f"{limited.url}/v1/metrics", content=request.SerializeToString(),
+                        headers=PROTOBUF, timeout=10)
+    assert answer.status_code == 200
+    partial = ExportMetricsServiceResponse.FromString(answer.content).partial_success
+    assert partial.rejected_data_points == 2
+    assert "limits.max_labels_per_metric=3" in partial.error_message
+    assert "limits.max_label_value_length=64" in partial.error_message
+    assert refused(limited, "metrics", "label_limit") == before + 2
+    poll(lambda: httpx.get(f"{limited.url}/metrics", timeout=10).text,
+         lambda t: 'otlp_labelled{job="otlp-labels",ok="fine"' in t, 10, 0.05,
+         "the point within the limits")
 
 
 def test_series_per_service_are_limited_naming_service_and_key(limited):

@@ -67,19 +67,24 @@ class OtlpParsed:
     limited: int = 0  # of the rejected, those refused for an attribute limit
 
 
+_ATTRIBUTES_KEY = "limits.max_attributes_per_item"
+_VALUE_LENGTH_KEY = "limits.max_attribute_value_length"
+
+
 @dataclass(frozen=True, slots=True)
 class AttributeLimits:
-    """Per span and log record: attributes at most, and characters (bytes for a bytes value)
-    of one attribute value at most, inside arrays and maps too. Counting costs little; a
-    value's length is looked at only in requests longer than the limit."""
+    """Per span, log record or metric data point: attributes at most, and characters (bytes
+    for a bytes value) of one attribute value at most, inside arrays and maps too; the keys
+    name the settings in messages. Counting costs little; a value's length is looked at only
+    in requests longer than the limit."""
 
     max_attributes: int
     max_value_length: int
+    attributes_key: str = _ATTRIBUTES_KEY
+    value_length_key: str = _VALUE_LENGTH_KEY
 
 
 NO_ATTRIBUTE_LIMITS = AttributeLimits(sys.maxsize, sys.maxsize)
-_ATTRIBUTES_KEY = "limits.max_attributes_per_item"
-_VALUE_LENGTH_KEY = "limits.max_attribute_value_length"
 
 
 # Where OTLP/JSON carries hex trace/span ids: (id keys, ((key, nested spec), ...)), every
@@ -189,9 +194,12 @@ def parse_traces(
     return _parse(body, _LAYOUTS["traces"], json, check)
 
 
-def parse_metrics(body: bytes, *, json: bool) -> OtlpParsed:
-    """Decode an ExportMetricsServiceRequest and keep its valid data points."""
-    return _parse(body, _LAYOUTS["metrics"], json, _check_metrics)
+def parse_metrics(
+    body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
+) -> OtlpParsed:
+    """Decode an ExportMetricsServiceRequest and keep its valid data points. A data point's
+    attributes become Prometheus labels: `limits` are the label limits."""
+    return _parse(body, _LAYOUTS["metrics"], json, _MetricCheck(limits, len(body)))
 
 
 def parse_logs(
@@ -373,7 +381,7 @@ def _attributes_problem(attributes: Any, limits: AttributeLimits, values: bool) 
     if len(attributes) > limits.max_attributes:
         return (
             f": {len(attributes)} attributes are more than "
-            f"{_ATTRIBUTES_KEY}={limits.max_attributes}"
+            f"{limits.attributes_key}={limits.max_attributes}"
         )
     if values:
         limit = limits.max_value_length
@@ -381,7 +389,7 @@ def _attributes_problem(attributes: Any, limits: AttributeLimits, values: bool) 
             if attribute.ByteSize() > limit and _too_long(attribute.value, limit):
                 return (
                     f"[{i}].value: the value of {attribute.key!r} is longer than "
-                    f"{_VALUE_LENGTH_KEY}={limit}"
+                    f"{limits.value_length_key}={limit}"
                 )
     return None
 
@@ -531,34 +539,58 @@ class _ItemCheck:
                     findings.removals.append((items, [i for i, _, _ in bad]))
 
 
-def _check_metrics(resources: Any, findings: _Findings) -> None:
-    """Count data points; a metric without data has none and is left out silently."""
-    for ri, resource in enumerate(resources):
-        for si, scope in enumerate(resource.scope_metrics):
-            metrics = scope.metrics
-            dropped = []
-            for mi, metric in enumerate(metrics):
-                kind = metric.WhichOneof("data")
-                points = getattr(metric, kind).data_points if kind else ()
-                if not points:
-                    dropped.append(mi)
-                    continue
-                findings.total += len(points)
-                where = f"resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]"
-                if not metric.name:
-                    findings.reject(len(points), f"{where}.name: must not be empty")
-                    dropped.append(mi)
-                    continue
-                json_kind, problems = _POINT_PROBLEMS[kind]
-                bad = problems(points)
-                for pi, problem in bad:
-                    findings.reject(1, f"{where}.{json_kind}.dataPoints[{pi}].{problem}")
-                if len(bad) == len(points):
-                    dropped.append(mi)
-                elif bad:
-                    findings.removals.append((points, [pi for pi, _ in bad]))
-            if dropped:
-                findings.removals.append((metrics, dropped))
+@dataclass(frozen=True, slots=True)
+class _MetricCheck:
+    """The walk over the data points of a request of `body_length` bytes; a metric without
+    data has none and is left out silently."""
+
+    limits: AttributeLimits
+    body_length: int
+
+    def __call__(self, resources: Any, findings: _Findings) -> None:
+        values = self.body_length > self.limits.max_value_length
+        for ri, resource in enumerate(resources):
+            for si, scope in enumerate(resource.scope_metrics):
+                metrics = scope.metrics
+                dropped = []
+                for mi, metric in enumerate(metrics):
+                    kind = metric.WhichOneof("data")
+                    points = getattr(metric, kind).data_points if kind else ()
+                    if not points:
+                        dropped.append(mi)
+                        continue
+                    findings.total += len(points)
+                    where = f"resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]"
+                    if not metric.name:
+                        findings.reject(len(points), f"{where}.name: must not be empty")
+                        dropped.append(mi)
+                        continue
+                    json_kind, problems = _POINT_PROBLEMS[kind]
+                    bad = self._problems(points, problems, values)
+                    for pi, problem, limit in bad:
+                        findings.reject(
+                            1, f"{where}.{json_kind}.dataPoints[{pi}].{problem}", limit=limit
+                        )
+                    if len(bad) == len(points):
+                        dropped.append(mi)
+                    elif bad:
+                        findings.removals.append((points, [pi for pi, _, _ in bad]))
+                if dropped:
+                    findings.removals.append((metrics, dropped))
+
+    def _problems(
+        self, points: Any, problems: _Problems, values: bool
+    ) -> list[tuple[int, str, bool]]:
+        """(index, problem, passes a limit) of the bad points, in order."""
+        bad = {pi: (problem, False) for pi, problem in problems(points)}
+        limits = self.limits
+        for pi, point in enumerate(points):
+            attributes = point.attributes
+            if pi not in bad and (values or len(attributes) > limits.max_attributes):
+                problem = _attributes_problem(attributes, limits, values)
+                if problem is not None:
+                    bad[pi] = (f"attributes{problem}", True)
+        return [(pi, *bad[pi]) for pi in sorted(bad)]
 
 
 def _delete(items: Any, indices: list[int]) -> None:

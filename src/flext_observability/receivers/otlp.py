@@ -13,6 +13,7 @@ from functools import partial
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from flext_observability.config import LimitsConfig
 from flext_observability.models.otlp import (
     AttributeLimits,
     OtlpDecodeError,
@@ -72,8 +73,9 @@ class OtlpThrottled(Exception):
 class OtlpIngest:
     """Decode, validate, queue; count everything. Raises OtlpDecodeError / OtlpThrottled.
 
-    Spans and log records past the attribute `limits` are rejected like invalid ones, in
-    the partial success, and counted with reason `attribute_limit`.
+    Spans and log records past the attribute limits, and metric data points past the label
+    limits (their attributes become labels), are rejected like invalid ones, in the partial
+    success, and counted with reason `attribute_limit` (`label_limit` for data points).
     """
 
     def __init__(
@@ -82,15 +84,22 @@ class OtlpIngest:
         telemetry: SelfTelemetry,
         accepts_logs: bool,
         *,
-        limits: AttributeLimits,
+        limits: LimitsConfig,
     ) -> None:
         self._put = queue_put
         self._telemetry = telemetry
         self._accepts_logs = accepts_logs
+        attributes = AttributeLimits(
+            limits.max_attributes_per_item, limits.max_attribute_value_length
+        )
+        labels = AttributeLimits(
+            limits.max_labels_per_metric, limits.max_label_value_length,
+            "limits.max_labels_per_metric", "limits.max_label_value_length",
+        )
         self._parsers: dict[str, Callable[..., OtlpParsed]] = {
-            "traces": partial(parse_traces, limits=limits),
-            "metrics": parse_metrics,
-            "logs": partial(parse_logs, limits=limits),
+            "traces": partial(parse_traces, limits=attributes),
+            "metrics": partial(parse_metrics, limits=labels),
+            "logs": partial(parse_logs, limits=attributes),
         }
 
     async def ingest(
@@ -107,7 +116,8 @@ class OtlpIngest:
         if parsed.rejected > parsed.limited:
             self._telemetry.refused.labels(signal, "invalid").inc(parsed.rejected - parsed.limited)
         if parsed.limited:
-            self._telemetry.refused.labels(signal, "attribute_limit").inc(parsed.limited)
+            reason = "label_limit" if otlp.signal is Signal.METRICS else "attribute_limit"
+            self._telemetry.refused.labels(signal, reason).inc(parsed.limited)
         if otlp.signal is Signal.LOGS and not self._accepts_logs and parsed.accepted:
             self._telemetry.refused.labels(signal, "no_exporter").inc(parsed.accepted)
             return Accepted(

@@ -26,7 +26,6 @@ from prometheus_client import CollectorRegistry
 from flext_observability.app import add_ingest_routes
 from flext_observability.config import Config
 from flext_observability.logs import configure_logging
-from flext_observability.models.otlp import AttributeLimits
 from flext_observability.receivers.auth import Authenticator
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver
@@ -87,7 +86,7 @@ def create_edge_app(
     )
     otlp = OtlpIngest(
         intake.put, telemetry, accepts_logs=False,
-        limits=AttributeLimits(limits.max_attributes_per_item, limits.max_attribute_value_length),
+        limits=limits,
     )
     memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
                            limits.memory_check_interval)
