@@ -4,14 +4,8 @@ import concurrent.futures
 
 import httpx
 
+from helpers.exposition import sample
 from helpers.procs import poll
-
-
-def sample(text, name, **labels):
-    for line in text.splitlines():
-        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def test_every_accepted_item_is_handled_after_kill_9(daemon_factory):

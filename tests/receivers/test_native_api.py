@@ -4,6 +4,8 @@ import httpx
 import orjson
 import pytest
 
+from helpers.exposition import sample
+
 NOW = 1_700_000_000_000_000_000
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -87,15 +89,6 @@ def daemon(tmp_path_factory, request):
 
 def scrape(daemon):
     return httpx.get(f"{daemon.url}/metrics", timeout=10).text
-
-
-def sample(text, name, **labels):
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 @pytest.mark.parametrize(("case", "route", "body", "ctype", "status", "field", "words"), BAD,

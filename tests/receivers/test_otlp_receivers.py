@@ -43,21 +43,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.trace import Status as SpanStatus
 
+from helpers.exposition import sample
 from helpers.procs import poll
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "otlp"
 RESOURCE = Resource.create({"service.name": "shop", "service.instance.id": "i-1",
                             "deployment.environment": "test"})
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-def sample(text, name, **labels):
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def queued_spans(daemon):

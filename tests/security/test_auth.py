@@ -24,6 +24,7 @@ from flext_observability.config import AuthConfig
 from flext_observability.pipeline.queue import MemoryQueue
 from flext_observability.receivers.auth import Authenticator, bearer_token
 from flext_observability.telemetry import SelfTelemetry
+from helpers.exposition import total
 from helpers.procs import DAEMON_COMMAND, REPO_ROOT, Daemon, poll
 
 integration = pytest.mark.integration
@@ -66,15 +67,6 @@ def scrape(daemon, headers=None):
     return httpx.get(f"{daemon.url}/metrics", headers=headers, timeout=10).text
 
 
-def sample(text, name, **labels):
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 SIGNALS = ("metrics", "spans", "alerts", "health", "logs")
 
 
@@ -82,14 +74,14 @@ def counters(daemon):
     """What must not move on a refusal: queue depth and received items, per signal."""
     text = scrape(daemon)
     return {
-        (name, signal): sample(text, name, signal=signal)
+        (name, signal): total(text, name, signal=signal)
         for signal in SIGNALS
         for name in ("flext_collector_queue_items", "flext_collector_received_items_total")
     }
 
 
 def unauthorized(daemon, signal):
-    return sample(scrape(daemon), "flext_collector_refused_items_total", signal=signal,
+    return total(scrape(daemon), "flext_collector_refused_items_total", signal=signal,
                   reason="unauthorized")
 
 
@@ -259,7 +251,7 @@ def test_native_metrics_carry_the_tenant_label(secured):
     text = poll(lambda: scrape(secured), lambda t: 'tenant="team-b"' in t, 10, 0.05,
                 "tenant series on /metrics")
     for tenant in ("team-a", "default", "team-b"):
-        assert sample(text, "auth_jobs_total", job="cron", tenant=tenant) == 3
+        assert total(text, "auth_jobs_total", job="cron", tenant=tenant) == 3
     assert "forged" not in text
 
 

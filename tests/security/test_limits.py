@@ -37,6 +37,7 @@ from flext_observability.models.otlp import AttributeLimits, parse_logs, parse_t
 from flext_observability.pipeline.queue import MemoryQueue, Signal
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter, Throttled
 from flext_observability.telemetry import SelfTelemetry
+from helpers.exposition import total
 from helpers.procs import poll
 
 NOW = 1_700_000_000_000_000_000
@@ -54,18 +55,9 @@ def span(index=1, **fields):
             "start_time": NOW, "end_time": NOW + 1, **fields}
 
 
-def sample(text, name, **labels):
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def refused(daemon, signal, reason):
     text = httpx.get(f"{daemon.url}/metrics", timeout=10).text
-    return sample(text, "flext_collector_refused_items_total", signal=signal, reason=reason)
+    return total(text, "flext_collector_refused_items_total", signal=signal, reason=reason)
 
 
 def post(daemon, route, body, **kwargs):
@@ -421,7 +413,7 @@ def test_otlp_data_points_past_the_label_limits_are_a_partial_success(limited):
 def test_series_per_service_are_limited_naming_service_and_key(limited):
     first = [metric("per_service", "noisy", labels={"n": str(i)}) for i in range(3)]
     assert post(limited, "/api/v1/metrics", first).status_code == 202
-    poll(lambda: sample(httpx.get(f"{limited.url}/metrics").text, "per_service_total",
+    poll(lambda: total(httpx.get(f"{limited.url}/metrics").text, "per_service_total",
                         job="noisy", n="2"), bool, 10, 0.05, "series applied")
     before = refused(limited, "metrics", "series_limit")
     answer = post(limited, "/api/v1/metrics",

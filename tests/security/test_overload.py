@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from helpers.exposition import total
 from helpers.otlp_sink import OtlpSink
 from helpers.procs import poll
 
@@ -59,16 +60,6 @@ TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 def rss_mib(pid):
     with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def sample(text, name, **labels):
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def scrape(daemon):
@@ -257,10 +248,10 @@ def test_ten_times_overload_is_refused_cleanly_and_nothing_accepted_is_lost(daem
         assert not any(thread.is_alive() for thread in threads + growth), "a sender hung"
 
         text = poll(lambda: scrape(daemon),
-                    lambda t: sample(t, "flext_collector_queue_items") == 0,
+                    lambda t: total(t, "flext_collector_queue_items") == 0,
                     120, 0.2, "the queue drained")
-        delivered_items = sample(text, "overload_items_total", job="overload")
-        refusals = {reason: sample(text, "flext_collector_refused_items_total", reason=reason)
+        delivered_items = total(text, "overload_items_total", job="overload")
+        refusals = {reason: total(text, "flext_collector_refused_items_total", reason=reason)
                     for reason in ("queue_full", "memory_limit", "concurrency_limit")}
         requests = sum(tally.answers.values())
         print(f"\noverload {elapsed:.0f}s: spans offered {offered_spans / (SECONDS / 2):.0f}/s "

@@ -11,17 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from helpers.exposition import sample, total
+from helpers.otlp_sink import OtlpSink
 from helpers.procs import poll
-
-
-def sample(text, name, **labels):
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            return float(line.rsplit(" ", 1)[1])
-    return None
 
 
 def workers_of(pid: int) -> list[int]:
@@ -180,3 +174,76 @@ def test_otlp_http_through_the_workers(daemon_factory):
     poll(lambda: httpx.get(f"{daemon.url}/metrics").text,
          lambda t: sample(t, "flext_collector_received_items_total", signal="spans",
                           receiver="otlp_http") == 1, 10, 0.05, "the span counted")
+
+
+def spans_request(sender: int, batch: int, count: int = 100) -> bytes:
+    request = ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    for i in range(count):
+        scope.spans.add(trace_id=(sender << 64 | batch).to_bytes(16, "big"),
+                        span_id=(i + 1).to_bytes(8, "big"), name="flood",
+                        start_time_unix_nano=1, end_time_unix_nano=2)
+    return request.SerializeToString()
+
+
+def test_a_flood_through_the_workers_is_refused_cleanly_and_nothing_accepted_is_lost(
+        daemon_factory):
+    """A small queue and a slow span downstream: only 200/202/429/503 come back, /healthz
+    stays up, and every accepted item is delivered once the downstream catches up."""
+    sink = OtlpSink(keep=False).start()
+    try:
+        sink.delay = 0.2
+        daemon = daemon_factory({
+            "server": {"workers": 2},
+            "queue": {"max_items": 20_000, "retry_after_seconds": 1},
+            "exporters": {"jaeger": {"endpoint": sink.grpc_endpoint, "compression": "none",
+                                     "batch_max_items": 500, "num_senders": 1}},
+        })
+        accepted = {"metrics": 0, "spans": 0}
+        answers: dict[int, int] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def send(sender: int, spans: bool) -> None:
+            with httpx.Client(timeout=30) as client:
+                batch = 0
+                while not stop.is_set():
+                    batch += 1
+                    if spans:
+                        answer = client.post(f"{daemon.url}/v1/traces",
+                                             content=spans_request(sender, batch),
+                                             headers={"Content-Type": "application/x-protobuf"})
+                    else:
+                        answer = client.post(f"{daemon.url}/api/v1/metrics", json=[
+                            {"name": "flood_items", "type": "counter", "value": 1,
+                             "service": "flood", "labels": {"sender": str(sender)}}] * 200)
+                    with lock:
+                        answers[answer.status_code] = answers.get(answer.status_code, 0) + 1
+                        if answer.status_code in (200, 202):
+                            accepted["spans" if spans else "metrics"] += 100 if spans else 200
+
+        threads = [threading.Thread(target=send, args=(n, n % 3 == 0)) for n in range(9)]
+        for thread in threads:
+            thread.start()
+        health = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            health.append(httpx.get(f"{daemon.url}/healthz", timeout=10).status_code)
+            time.sleep(0.2)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        sink.delay = 0.0
+
+        assert set(answers) <= {200, 202, 429, 503}, answers
+        assert answers.get(429, 0) > 0, answers
+        assert set(health) == {200}
+        text = poll(lambda: httpx.get(f"{daemon.url}/metrics").text,
+                    lambda t: total(t, "flext_collector_queue_items") == 0
+                    and total(t, "flood_items_total") == accepted["metrics"],
+                    60, 0.2, "every accepted item delivered")
+        assert total(text, "flext_collector_refused_items_total", reason="queue_full") > 0
+        poll(lambda: sink.span_count, lambda n: n >= accepted["spans"], 30, 0.1,
+             "every accepted span delivered")
+    finally:
+        sink.stop()

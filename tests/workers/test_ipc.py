@@ -36,14 +36,15 @@ def metrics_body(n: int, name: str = "ipc_items", kind: str = "counter") -> byte
 class Pair:
     """Both ends in one loop: the collector's server and a worker's client."""
 
-    def __init__(self, max_items: int = 1000, max_series_per_metric: int = 100) -> None:
+    def __init__(self, max_items: int = 1000, max_series_per_metric: int = 100,
+                 memory: MemoryLimiter | None = None) -> None:
         self.queue = MemoryQueue(max_items, 1 << 30, retry_after=7)
         self.queue.register("test", list(Signal))
         self.telemetry = SelfTelemetry(CollectorRegistry(), self.queue)
         self.store = MetricStore(1000, max_series_per_metric, 300, max_series_per_service=1000)
         exporter = PrometheusExporter(self.store, self.telemetry)
         self.server = IntakeServer(Intake(self.queue, exporter.admit), self.telemetry,
-                                   MemoryLimiter(0, 0, 1), retry_after=5)
+                                   memory or MemoryLimiter(0, 0, 1), retry_after=3)
         self.lost = asyncio.Event()
         ours, theirs = socket.socketpair()
         self.view = QueueView(max_items, 1 << 30, 7)
@@ -124,6 +125,17 @@ async def test_counts_from_a_worker_are_added_to_the_collectors_counters():
         counts = pair.telemetry.counts()
         assert counts["flext_collector_refused_items",
                       (("reason", "invalid"), ("signal", "metrics"))] == 3.0
+
+
+async def test_while_the_collector_process_is_past_its_memory_limit_puts_are_refused():
+    memory = MemoryLimiter(100 * 2**20, 0, 1, rss=lambda: 200 * 2**20)
+    memory.check()
+    async with Pair(memory=memory) as pair:
+        with pytest.raises(QueueClosed) as refused:
+            await put_metrics(pair.remote, metrics_body(1))
+        assert (refused.value.reason, refused.value.retry_after) == ("memory_limit", 3)
+        assert "memory limit reached" in str(refused.value)
+        assert not await pair.records()
 
 
 async def test_when_the_collector_process_goes_puts_fail_closed_and_the_worker_is_told():

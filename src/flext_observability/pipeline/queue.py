@@ -55,7 +55,13 @@ class QueueFull(Exception):
 
 
 class QueueClosed(Exception):
-    """The queue is shutting down or its storage failed; the request must be retried."""
+    """The queue is shutting down or its storage failed; the request must be retried.
+    (`reason` and `retry_after`: how the refusal is counted and answered.)"""
+
+    def __init__(self, message: str, reason: str = "unavailable", retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
 
 
 @dataclass(slots=True)

@@ -85,7 +85,7 @@ def queue_refusal(exc: QueueFull | QueueClosed, items: int) -> Refusal:
             headers={"Retry-After": str(exc.retry_after)},
         )
     return Refusal.single(
-        503, "unavailable", str(exc), items=items, headers={"Retry-After": "5"}
+        503, exc.reason, str(exc), items=items, headers={"Retry-After": str(exc.retry_after)}
     )
 
 

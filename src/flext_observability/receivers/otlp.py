@@ -67,7 +67,7 @@ class OtlpThrottled(Exception):
     def __init__(self, exc: QueueFull | QueueClosed) -> None:
         super().__init__(str(exc))
         self.full = isinstance(exc, QueueFull)
-        self.retry_after = exc.retry_after if isinstance(exc, QueueFull) else 5
+        self.retry_after = exc.retry_after
 
 
 class OtlpIngest:
@@ -132,7 +132,7 @@ class OtlpIngest:
             try:
                 await self._put(otlp.signal, OTLP_PROTOBUF, payload, parsed.accepted)
             except (QueueFull, QueueClosed) as exc:
-                reason = "queue_full" if isinstance(exc, QueueFull) else "unavailable"
+                reason = "queue_full" if isinstance(exc, QueueFull) else exc.reason
                 self._telemetry.refused.labels(signal, reason).inc(parsed.accepted)
                 raise OtlpThrottled(exc) from None
             self._telemetry.received.labels(signal, receiver).inc(parsed.accepted)

@@ -27,7 +27,7 @@ import orjson
 from flext_observability.models.errors import ItemError
 from flext_observability.pipeline.intake import Inadmissible, Intake
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
-from flext_observability.receivers.limits import MemoryLimiter
+from flext_observability.receivers.limits import MEMORY_LIMIT, MemoryLimiter
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,9 @@ class IntakeServer:
 
     async def _answer(self, meta: Any, body: bytes) -> dict[str, Any]:
         if self._memory.limited:
-            return {"error": "closed", "message": self._memory.message(self._retry_after)}
+            return {"error": "closed", "reason": MEMORY_LIMIT,
+                    "message": self._memory.message(self._retry_after),
+                    "retry_after": self._retry_after}
         try:
             await self._intake.put(Signal(meta["signal"]), meta["encoding"], body, meta["items"])
         except QueueFull as exc:
@@ -194,7 +196,8 @@ class RemoteIntake:
         if error == "queue_full":
             raise QueueFull(answer["limit"], answer["retry_after"])
         if error == "closed":
-            raise QueueClosed(answer["message"])
+            raise QueueClosed(answer["message"], answer.get("reason", "unavailable"),
+                              answer.get("retry_after", 5))
         if error == "inadmissible":
             raise Inadmissible([ItemError(*e) for e in answer["errors"]])
 
