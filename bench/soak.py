@@ -1,5 +1,6 @@
 """Soak: the daemon at a steady rate for SOAK_MINUTES (default 30), its span downstream
-going down and up again every SOAK_FLAP_SECONDS (default 180). Not part of CI: `make soak`.
+going down and up again every SOAK_FLAP_SECONDS (default 180), with SOAK_WORKERS ingest
+workers (default 0: one process). Not part of CI: `make soak`.
 
 Native counters (value 1) go to /api/v1/metrics and OTLP/HTTP protobuf spans to
 /v1/traces, each on its own paced thread (SOAK_METRICS_PER_S items/s, default 2000, in
@@ -8,7 +9,8 @@ exporter sends to a real OTLP/gRPC sink (tests/helpers/otlp_sink.py) that is sto
 started on a schedule. Every minute a line shows RSS, open file descriptors, what was
 accepted and delivered, and the queue; at the end the sink is up, the queue drains, and
 the report compares accepted with delivered (counter sums on /metrics; spans at the sink),
-RSS at start, end and max, and file descriptors at start and end. The event loop's task
+RSS at start, end and max, and file descriptors at start and end (of the daemon's
+processes together). The event loop's task
 count is not observable from outside, so it is not reported. Exit status 1 if anything
 accepted was not delivered.
 """
@@ -32,6 +34,7 @@ MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
 FLAP_SECONDS = float(os.environ.get("SOAK_FLAP_SECONDS", "180"))
 METRICS_PER_S = float(os.environ.get("SOAK_METRICS_PER_S", "2000"))
 SPANS_PER_S = float(os.environ.get("SOAK_SPANS_PER_S", "1000"))
+WORKERS = int(os.environ.get("SOAK_WORKERS", "0"))
 REPORT_SECONDS = 60.0
 SAMPLE_SECONDS = 5.0
 BATCH = 100
@@ -39,13 +42,26 @@ TIMEOUT = 10.0
 DRAIN_SECONDS = 300.0
 
 
+def tree(pid: int) -> list[int]:
+    """The daemon and its processes (ingest workers, multiprocessing's resource tracker)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [pid, *(p for child in children.read().split() for p in tree(int(child)))]
+    except FileNotFoundError:
+        return []
+
+
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    """Resident memory of the daemon's processes together."""
+    total = 0
+    for each in tree(pid):
+        with open(f"/proc/{each}/statm") as statm:
+            total += int(statm.read().split()[1])
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return sum(len(os.listdir(f"/proc/{each}/fd")) for each in tree(pid))
 
 
 def counter_sum(text: str, name: str) -> float:
@@ -132,7 +148,8 @@ def queue_items(text: str) -> float:
 def run() -> int:
     sink = OtlpSink(keep=False).start()
     sink_up = True
-    config = {"exporters": {"jaeger": {"endpoint": sink.grpc_endpoint}}}
+    config = {"server": {"workers": WORKERS},
+              "exporters": {"jaeger": {"endpoint": sink.grpc_endpoint}}}
     try:
         with collector(config) as (url, proc):
             pid = proc.pid

@@ -338,6 +338,9 @@ def test_grpc_message_size_limit_is_configurable(daemon_factory):
     ) as failed:
         channel.unary_unary(GRPC_METHODS["traces"])(big.SerializeToString(), timeout=10)
     assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "server.grpc_max_message_bytes=1024" in failed.value.details()
+    assert sample(httpx.get(f"{daemon.url}/metrics").text, "flext_collector_refused_items_total",
+                  signal="spans", reason="too_large") == 1
 
 
 def test_full_queue_throttles_http_and_grpc_and_the_sdk_retries(daemon_factory):

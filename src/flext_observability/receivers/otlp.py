@@ -102,6 +102,10 @@ class OtlpIngest:
             "logs": partial(parse_logs, limits=attributes),
         }
 
+    def count_refused(self, kind: str, reason: str) -> None:
+        """One request of `kind` refused before it was decoded (its items are unknown)."""
+        self._telemetry.refused.labels(SIGNALS[kind].signal.value, reason).inc()
+
     async def ingest(
         self, kind: str, body: bytes, *, json: bool, receiver: str, tenant: str | None = None
     ) -> Accepted:

@@ -30,6 +30,7 @@ SERVICES = {
 }
 
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+GRPC_HEADROOM = 1 << 20
 
 
 def _authorization(context: grpc.aio.ServicerContext) -> bytes | None:
@@ -39,7 +40,9 @@ def _authorization(context: grpc.aio.ServicerContext) -> bytes | None:
     return None
 
 
-def _handler(ingest: OtlpIngest, kind: str, authenticator: Authenticator | None) -> Handler:
+def _handler(
+    ingest: OtlpIngest, kind: str, authenticator: Authenticator | None, max_bytes: int
+) -> Handler:
     async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         tenant = None
         if authenticator is not None:
@@ -47,6 +50,13 @@ def _handler(ingest: OtlpIngest, kind: str, authenticator: Authenticator | None)
             if tenant is None:
                 authenticator.refused(SIGNALS[kind].signal)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
+        if len(request) > max_bytes:
+            ingest.count_refused(kind, "too_large")
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"message of {len(request)} bytes is larger than "
+                f"server.grpc_max_message_bytes={max_bytes}",
+            )
         try:
             answer = await ingest.ingest(
                 kind, request, json=False, receiver="otlp_grpc", tenant=tenant
@@ -122,9 +132,12 @@ class OtlpGrpcServer:
         self.port = port
 
     async def start(self) -> None:
+        # gRPC itself refuses (uncounted, unnamed) only what is far past the limit; the
+        # handlers refuse the rest, naming the key, and count it.
         server = grpc.aio.server(
             options=[
-                ("grpc.max_receive_message_length", self._max_message),
+                ("grpc.max_receive_message_length",
+                 max(2 * self._max_message, self._max_message + GRPC_HEADROOM)),
                 ("grpc.max_send_message_length", self._max_message),
             ],
             maximum_concurrent_rpcs=2 * self._gate.max_in_flight,
@@ -133,7 +146,7 @@ class OtlpGrpcServer:
             grpc.method_handlers_generic_handler(
                 service,
                 {"Export": grpc.unary_unary_rpc_method_handler(_gated(
-                    _handler(self._ingest, kind, self._authenticator),
+                    _handler(self._ingest, kind, self._authenticator, self._max_message),
                     self._gate, SIGNALS[kind].signal.value,
                 ))},
             )
