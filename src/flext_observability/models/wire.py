@@ -58,8 +58,7 @@ _good_label_names: set[str] = set()
 
 
 def _name_ok(name: str) -> bool:
-    if name in _good_names:
-        return True
+    """Checks a name not seen valid before, and remembers it when valid."""
     if _metric_name(name) is None:
         return False
     if len(_good_names) >= _NAMES_HELD:
@@ -68,19 +67,19 @@ def _name_ok(name: str) -> bool:
     return True
 
 
-def _label_names_ok(labels: dict[str, str]) -> bool:
-    for key in labels:
-        if key not in _good_label_names:
-            if key in RESERVED_LABELS or _label_name(key) is None:
-                return False
-            if len(_good_label_names) >= _NAMES_HELD:
-                _good_label_names.clear()
-            _good_label_names.add(key)
+def _label_name_ok(key: str) -> bool:
+    """Checks a label name not seen valid before, and remembers it when valid."""
+    if key in RESERVED_LABELS or _label_name(key) is None:
+        return False
+    if len(_good_label_names) >= _NAMES_HELD:
+        _good_label_names.clear()
+    _good_label_names.add(key)
     return True
 
 
 def _rules_ok(items: list[WireMetric]) -> bool:
     """Every check of the model that msgspec did not make, for every item."""
+    good_names, good_label_names = _good_names, _good_label_names
     for m in items:
         value = m.value
         if value - value != 0:  # inf or nan
@@ -95,8 +94,11 @@ def _rules_ok(items: list[WireMetric]) -> bool:
             or any(b >= c for b, c in pairwise(buckets))
         ):
             return False
-        if not _name_ok(m.name) or (m.labels and not _label_names_ok(m.labels)):
+        if m.name not in good_names and not _name_ok(m.name):
             return False
+        for key in m.labels:
+            if key not in good_label_names and not _label_name_ok(key):
+                return False
     return True
 
 
@@ -159,15 +161,18 @@ def series_key(key: bytes) -> tuple[str, str, dict[str, str]]:
 
 def digest(items: list[WireMetric]) -> MetricsDigest:
     runs: list[Run] = []
-    last: tuple[str, str, list[float] | None] | None = None
-    keys = []
-    for m in items:
-        family = (m.name, m.type, m.buckets)
-        if family != last:
-            last = family
-            runs.append(Run(m.name, m.type, m.description, m.unit, m.buckets, 0))
-        runs[-1].count += 1
-        keys.append(_encode((m.service, m.instance, m.labels)))
+    run: Run | None = None
+    first = 0
+    for index, m in enumerate(items):
+        if run is None or m.name != run.name or m.type != run.type or m.buckets != run.buckets:
+            if run is not None:
+                run.count = index - first
+            first = index
+            run = Run(m.name, m.type, m.description, m.unit, m.buckets, 0)
+            runs.append(run)
+    if run is not None:
+        run.count = len(items) - first
+    keys = [_encode((m.service, m.instance, m.labels)) for m in items]
     return MetricsDigest(
         runs, b"\n".join(keys), array("d", [m.value for m in items]).tobytes()
     )

@@ -119,16 +119,14 @@ class PrometheusExporter:
                 dropped += run.count
                 start = end
                 continue
-            pairs = zip(series[start:end], values[start:end], strict=True)
+            keys, numbers = series[start:end], values[start:end]
             if kind == "counter":
-                for key, value in pairs:
-                    dropped += not store.add(family, label_key(key), value, now)
+                dropped += store.add_all(family, keys, numbers, now)
             elif kind == "gauge":
-                for key, value in pairs:
-                    dropped += not store.set(family, label_key(key), value, now)
+                dropped += store.set_all(family, keys, numbers, now)
             else:
                 bounds = bucket_bounds(run.buckets)
-                for key, value in pairs:
+                for key, value in zip(keys, numbers, strict=True):
                     dropped += not store.observe(family, label_key(key), value, bounds, now)
             start = end
         return len(series) - dropped, dropped

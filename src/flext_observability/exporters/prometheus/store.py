@@ -223,6 +223,36 @@ class MetricStore:
             series.updated = now
         return True
 
+    def add_all(
+        self, family: Family, keys: Iterable[bytes], values: Iterable[float], now: float
+    ) -> int:
+        """`add` for digest series keys (`models.wire`); how many a limit kept out."""
+        series, label_keys = family.series, self._label_keys
+        dropped = 0
+        for key, value in zip(keys, values, strict=True):
+            found = series.get(label_keys.get(key) or self.label_key(key))
+            if found is None:
+                dropped += not self.add(family, self.label_key(key), value, now)
+            else:
+                found.value += value
+                found.updated = now
+        return dropped
+
+    def set_all(
+        self, family: Family, keys: Iterable[bytes], values: Iterable[float], now: float
+    ) -> int:
+        """`set` for digest series keys (`models.wire`); how many a limit kept out."""
+        series, label_keys = family.series, self._label_keys
+        dropped = 0
+        for key, value in zip(keys, values, strict=True):
+            found = series.get(label_keys.get(key) or self.label_key(key))
+            if found is None:
+                dropped += not self.set(family, self.label_key(key), value, now)
+            else:
+                found.value = value
+                found.updated = now
+        return dropped
+
     def set(self, family: Family, key: LabelKey, value: float, now: float) -> bool:
         """Gauge (or cumulative counter) value; False when a limit keeps the series out."""
         series = family.series.get(key)
