@@ -114,10 +114,8 @@ class Collector:
             limits=config.limits,
         )
         limits = config.limits
-        self.otlp = OtlpIngest(
-            self.intake.put, self.telemetry, accepts_logs=False,
-            limits=limits,
-        )
+        self.otlp = OtlpIngest(self.intake.put, self.telemetry, accepts_logs=False,
+                               limits=limits)
         self.memory = MemoryLimiter(
             limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
             limits.memory_check_interval,

@@ -84,10 +84,7 @@ def create_edge_app(
         config.server.max_items_per_request, read_timeout=config.server.read_timeout,
         limits=limits,
     )
-    otlp = OtlpIngest(
-        intake.put, telemetry, accepts_logs=False,
-        limits=limits,
-    )
+    otlp = OtlpIngest(intake.put, telemetry, accepts_logs=False, limits=limits)
     memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
                            limits.memory_check_interval)
     gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,

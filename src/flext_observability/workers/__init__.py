@@ -1,0 +1,1 @@
+"""Ingest workers: HTTP receivers in processes of their own (`server.workers`)."""
