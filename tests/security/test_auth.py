@@ -17,6 +17,9 @@ import pytest
 import yaml
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry
 
@@ -252,6 +255,25 @@ def test_native_metrics_carry_the_tenant_label(secured):
                 "tenant series on /metrics")
     for tenant in ("team-a", "default", "team-b"):
         assert total(text, "auth_jobs_total", job="cron", tenant=tenant) == 3
+    assert "forged" not in text
+
+
+@integration
+def test_otlp_metrics_carry_the_tenant_label(secured):
+    request = ExportMetricsServiceRequest()
+    resource = request.resource_metrics.add()
+    resource.resource.attributes.add(key="service.name").value.string_value = "otlp-svc"
+    resource.resource.attributes.add(key="flext.tenant").value.string_value = "forged"
+    metric = resource.scope_metrics.add().metrics.add(name="auth_otlp_level")
+    point = metric.gauge.data_points.add(as_double=5, time_unix_nano=NOW)
+    point.attributes.add(key="tenant").value.string_value = "forged-too"
+    answer = httpx.post(f"{secured.url}/v1/metrics", content=request.SerializeToString(),
+                        headers={"Content-Type": "application/x-protobuf", **bearer(TOKEN_A)},
+                        timeout=10)
+    assert answer.status_code == 200, answer.text
+    text = poll(lambda: scrape(secured), lambda t: "auth_otlp_level{" in t, 10, 0.05,
+                "the OTLP gauge on /metrics")
+    assert total(text, "auth_otlp_level", job="otlp-svc", tenant="team-a") == 5
     assert "forged" not in text
 
 

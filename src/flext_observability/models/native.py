@@ -27,6 +27,10 @@ LABEL_NAME_PATTERN = r"^(?:[a-zA-Z][a-zA-Z0-9_.]*|_[a-zA-Z0-9.][a-zA-Z0-9_.]*|_)
 HEX_TRACE_ID = r"^[0-9a-fA-F]{32}$"
 HEX_SPAN_ID = r"^[0-9a-fA-F]{16}$"
 RESERVED_LABELS = frozenset({"job", "instance", "le", "quantile"})
+# With authentication on, the sender's tenant: a label on native and OTLP metrics and on
+# alerts, a field of health reports, this resource attribute on OTLP data and spans.
+TENANT = "tenant"
+TENANT_ATTRIBUTE = "flext.tenant"
 
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN, max_length=200)]
 LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN, max_length=200)]

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flext_observability.config import AuthConfig
 from flext_observability.models.errors import ItemError
+from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
 from flext_observability.models.otlp import encode_status
 from flext_observability.pipeline.queue import Signal
 from flext_observability.receivers.body import media_type
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 UNAUTHORIZED = "unauthorized"
 MESSAGE = "missing or invalid bearer token"
-TENANT = "tenant"
-TENANT_ATTRIBUTE = "flext.tenant"
 # google.rpc.Code UNAUTHENTICATED, in the Status body of an OTLP/HTTP 401.
 UNAUTHENTICATED = 16
 

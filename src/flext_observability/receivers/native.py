@@ -21,6 +21,7 @@ from flext_observability.config import LimitsConfig
 from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, item_errors
 from flext_observability.models.native import (
+    TENANT,
     Alert,
     HealthReport,
     LabelValue,
@@ -41,7 +42,7 @@ from flext_observability.pipeline.intake import (
     Inadmissible,
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
-from flext_observability.receivers.auth import TENANT, request_tenant, tag_resources
+from flext_observability.receivers.auth import request_tenant, tag_resources
 from flext_observability.receivers.body import (
     BadEncoding,
     BodyTooLarge,

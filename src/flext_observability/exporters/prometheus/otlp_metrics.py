@@ -29,6 +29,7 @@ from flext_observability.exporters.prometheus.store import (
     SeriesRejected,
     Summary,
 )
+from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,14 @@ def _key(base: dict[str, str], attributes: object) -> LabelKey:
 
 
 def _job_instance(resource_attributes: object) -> tuple[dict[str, str], dict[str, str]]:
-    """(job/instance labels, the other resource attributes for target_info)."""
+    """(job/instance labels, and tenant when authentication set one; the other resource
+    attributes for target_info). The tenant is a label, as on native metrics."""
     raw = {kv.key: any_value_text(kv.value) for kv in resource_attributes}  # type: ignore[attr-defined]
     name = raw.pop("service.name", "")
     namespace = raw.pop("service.namespace", "")
     instance = raw.pop("service.instance.id", "")
-    base = {}
+    tenant = raw.pop(TENANT_ATTRIBUTE, None)
+    base = {} if tenant is None else {TENANT: tenant}
     job = f"{namespace}/{name}" if namespace and name else name or namespace
     if job:
         base["job"] = job
