@@ -68,9 +68,11 @@ def process(args: Sequence[str], ready_url: str, log: Path) -> Iterator[subproce
 def collector(config: dict | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The daemon with a disk queue in a temp dir; yields (base url, process)."""
     with tempfile.TemporaryDirectory(prefix="flext-bench-") as tmp:
-        port = free_port()
+        port, grpc_port = free_port(), free_port()
+        while grpc_port == port:
+            grpc_port = free_port()
         merged = {
-            "server": {"host": "127.0.0.1", "http_port": port, "grpc_port": free_port()},
+            "server": {"host": "127.0.0.1", "http_port": port, "grpc_port": grpc_port},
             "queue": {"kind": "disk", "path": f"{tmp}/queue"},
         }
         for section, values in (config or {}).items():

@@ -7,6 +7,7 @@ and can always be stopped: ``stop()`` is safe twice and after a crash.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import signal
@@ -27,9 +28,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different TCP ports on 127.0.0.1 that were free a moment ago (held open
+    together while chosen, so the kernel cannot hand out one twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
 
 
 def http_get(url: str, **params: Any) -> httpx.Response:
@@ -403,8 +414,9 @@ class Daemon(ManagedProcess):
     ) -> None:
         work_dir = Path(work_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else work_dir / "data"
+        http_port, grpc_port = free_ports(2)
         defaults = {
-            "server": {"host": "127.0.0.1", "http_port": free_port(), "grpc_port": free_port()},
+            "server": {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port},
             "queue": {"kind": "disk", "path": str(self.data_dir)},
         }
         self.config = deep_merge(defaults, config_overrides or {})

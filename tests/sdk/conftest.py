@@ -1,7 +1,9 @@
-"""SDK test fixtures: a small real HTTP server that speaks the native API, and clients of it.
+"""SDK test fixtures: a small real HTTP server that speaks the native API and OTLP/HTTP
+metrics, and clients of it.
 
-The server validates every body with the collector's own models (so whatever the SDK
-sends is proven acceptable), records it, and answers from a script of statuses.
+The server validates every body with the collector's own models and OTLP parser (so
+whatever the SDK sends is proven acceptable), records it, and answers from a script of
+statuses.
 """
 
 from __future__ import annotations
@@ -14,12 +16,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from pydantic import TypeAdapter, ValidationError
 
 from flext_observability import FlextObservabilityConfig, FlextObservabilityMasterFactory
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
+from flext_observability.models.otlp import parse_metrics
 from helpers.procs import free_port
 
+OTLP_METRICS = "/v1/metrics"
+PROTOBUF = "application/x-protobuf"
 _ADAPTERS = {
     f"/api/v1/{kind}": TypeAdapter(list[model])
     for kind, model in (
@@ -50,6 +58,33 @@ class StubCollector:
         with self.lock:
             return [i for r in self.requests if r.path == f"/api/v1/{kind}" for i in r.items]
 
+    def histograms(self) -> list[dict[str, Any]]:
+        """Every histogram data point accepted on `POST /v1/metrics`, as
+        {name, service, instance, labels, count, sum, bounds, counts, temporality}."""
+        with self.lock:
+            return [i for r in self.requests if r.path == OTLP_METRICS for i in r.items]
+
+
+def _otlp_points(body: bytes) -> list[dict[str, Any]]:
+    request = ExportMetricsServiceRequest.FromString(body)
+    return [
+        {
+            "name": metric.name,
+            "service": resource.get("service.name"),
+            "instance": resource.get("service.instance.id", ""),
+            "labels": {kv.key: kv.value.string_value for kv in point.attributes},
+            "count": point.count, "sum": point.sum,
+            "bounds": list(point.explicit_bounds), "counts": list(point.bucket_counts),
+            "temporality": metric.histogram.aggregation_temporality,
+            "start": point.start_time_unix_nano, "time": point.time_unix_nano,
+        }
+        for rm in request.resource_metrics
+        for resource in [{kv.key: kv.value.string_value for kv in rm.resource.attributes}]
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        for point in metric.histogram.data_points
+    ]
+
 
 def _handler(stub: StubCollector) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -59,6 +94,8 @@ def _handler(stub: StubCollector) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if self.path == OTLP_METRICS:
+                return self._otlp(body)
             adapter = _ADAPTERS.get(self.path)
             if adapter is None:
                 return self._answer(404, {}, {"errors": [{"message": "no such route"}]})
@@ -74,6 +111,20 @@ def _handler(stub: StubCollector) -> type[BaseHTTPRequestHandler]:
                         Received(self.path, dict(self.headers), json.loads(body))
                     )
             self._answer(status, headers, {"accepted": 1} if status == 202 else {"errors": []})
+
+        def _otlp(self, body: bytes) -> None:
+            parsed = parse_metrics(body, json=False)
+            if parsed.rejected or self.headers.get("content-type") != PROTOBUF:
+                stub.invalid.append(parsed.message or self.headers.get("content-type", ""))
+                return self._answer(400, {}, {"errors": [{"message": parsed.message}]})
+            with stub.lock:
+                status, headers = stub.answers.pop(0) if stub.answers else (200, {})
+                if status == 202:
+                    status = 200
+                if status == 200:
+                    stub.requests.append(Received(self.path, dict(self.headers),
+                                                  _otlp_points(body)))
+            self._answer(status, headers, {})
 
         def _answer(self, status: int, headers: dict[str, str], body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()

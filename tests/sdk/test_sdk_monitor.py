@@ -11,6 +11,7 @@ import time
 
 import pytest
 from opentelemetry import propagate
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -90,12 +91,19 @@ def test_counters_are_summed_and_each_call_is_observed(stub_collector, make_fact
     counters = [m for m in stub_collector.items("metrics") if m["type"] == "counter"]
     assert len(counters) == 2  # one summed increment per label set, not one per call
     assert calls(stub_collector) == {(name, "success"): 8, (name, "error"): 2}
-    durations = [m for m in stub_collector.items("metrics") if m["type"] == "histogram"]
-    assert len(durations) == 10
-    assert {m["name"] for m in durations} == {"flext_function_duration_seconds"}
-    assert all(m["value"] >= 0 and m["service"] == "sdk-test" for m in durations)
-    assert sorted(m["labels"]["outcome"] for m in durations).count("error") == 2
-    assert durations[0]["buckets"][0] < 0.001
+    # Durations are aggregated in the client: one OTLP delta point per label set.
+    durations = {p["labels"]["outcome"]: p for p in stub_collector.histograms()}
+    assert set(durations) == {"success", "error"}
+    assert (durations["success"]["count"], durations["error"]["count"]) == (8, 2)
+    for point in durations.values():
+        assert point["name"] == "flext_function_duration_seconds"
+        assert (point["service"], point["labels"]["function"]) == ("sdk-test", name)
+        assert point["temporality"] == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+        assert point["bounds"][0] < 0.001
+        assert sum(point["counts"]) == point["count"]
+        assert 0 <= point["sum"] < 1
+        assert point["start"] <= point["time"]
+    assert not [m for m in stub_collector.items("metrics") if m["type"] == "histogram"]
 
 
 def test_failure_span_records_the_exception(stub_collector, make_factory):

@@ -2,11 +2,13 @@
 
 The caller only appends to a bounded buffer (one per signal) under a short lock: O(1), no
 I/O, no exception. A daemon thread posts batches to `POST /api/v1/{signal}` over one
-keep-alive `httpx.Client`. Answers are classified once, here: 2xx sent; 429/502/503/504
-and connection errors retried with jittered exponential backoff (honouring `Retry-After`,
-capped); any other answer is permanent, so the batch is counted as failed and logged once.
-When a buffer is full the oldest item is dropped and counted. Every item given to the
-client ends up counted exactly once in `stats`: sent, failed or dropped.
+keep-alive `httpx.Client`; the decorator's counters and histograms (`record_call`) are kept
+in the client between passes, the histograms sent as OTLP delta histograms to `/v1/metrics`.
+Answers are classified once, here: 2xx sent; 429/502/503/504 and connection errors retried
+with jittered exponential backoff (honouring `Retry-After`, capped); any other answer is
+permanent, so the batch is counted as failed and logged once. When a buffer is full the
+oldest item is dropped and counted. Every item given to the client ends up counted exactly
+once in `stats`: sent, failed or dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ import httpx
 from pydantic_core import to_json
 
 from flext_observability.sdk.config import FlextObservabilityConfig, default_config
+from flext_observability.sdk.otlp import otlp_histograms
 
 log = logging.getLogger("flext_observability.sdk")
 
@@ -40,6 +44,8 @@ SIGNAL_PATHS = {
     "alerts": "/api/v1/alerts",
     "health": "/api/v1/health",
 }
+OTLP_METRICS_PATH = "/v1/metrics"
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 INITIAL_BACKOFF = 0.5  # seconds before the first retry; doubles per attempt
 BACKOFF_JITTER = 0.5  # each backoff is scaled by a random factor in [1 - j, 1 + j)
@@ -62,6 +68,29 @@ class CounterKey(NamedTuple):
     service: str
     instance: str
     labels: tuple[tuple[str, str], ...]
+
+
+class HistogramKey(NamedTuple):
+    """A histogram series the client aggregates locally between flushes (`record_call`)."""
+
+    name: str
+    service: str
+    instance: str
+    labels: tuple[tuple[str, str], ...]
+    bounds: tuple[float, ...]
+    description: str
+
+
+class HistogramSums:
+    """Observations of one series since the last pass: per bucket (`le` bounds, +Inf
+    last), their count and sum."""
+
+    __slots__ = ("count", "counts", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.count = 0
+        self.sum = 0.0
 
 
 class _CounterSample:
@@ -163,6 +192,8 @@ class FlextObservabilityClient:
             signal: deque(maxlen=self.config.buffer_limit) for signal in SIGNAL_PATHS
         }
         self._counters: dict[CounterKey, float] = {}
+        self._histograms: dict[HistogramKey, HistogramSums] = {}
+        self._histograms_since = time.time_ns()
         self._enqueued = self._sent = self._failed = self._dropped = self._retried = 0
         self._drops_logged = 0
         self._failing_batches = 0
@@ -188,6 +219,7 @@ class FlextObservabilityClient:
         self._init_sync()
         self._thread = None
         self._counters = {}
+        self._histograms = {}
         for buffer in self._buffers.values():
             buffer.clear()
 
@@ -206,16 +238,25 @@ class FlextObservabilityClient:
         if full and not self._wake.is_set():
             self._wake.set()
 
-    def record_call(self, counter: CounterKey, *items: Payload) -> None:
-        """Add 1 to a counter series and queue items, under one lock (the decorator's per-call
-        path). Counters are summed locally: each series becomes one item per flush pass."""
+    def record_call(
+        self, counter: CounterKey, histogram: HistogramKey, value: float, *items: Payload
+    ) -> None:
+        """Add 1 to a counter series, observe `value` in a histogram series and queue items,
+        under one lock (the decorator's per-call path). Both series are kept locally: each
+        becomes one item per flush pass, however many calls it took."""
         with self._lock:
             self._enqueued += len(items)
             if self._closed:
-                self._enqueued += 1
-                self._dropped += len(items) + 1
+                self._enqueued += 2
+                self._dropped += len(items) + 2
                 return
             self._counters[counter] = self._counters.get(counter, 0.0) + 1.0
+            sums = self._histograms.get(histogram)
+            if sums is None:
+                sums = self._histograms[histogram] = HistogramSums(len(histogram.bounds))
+            sums.counts[bisect_left(histogram.bounds, value)] += 1
+            sums.count += 1
+            sums.sum += value
             full = False
             for item in items:
                 full = self._append(item) or full
@@ -251,7 +292,8 @@ class FlextObservabilityClient:
         thread: from a coroutine use `await asyncio.to_thread(client.flush, 5)`.
         """
         with self._lock:
-            idle = not (self._counters or self._in_flight or any(self._buffers.values()))
+            idle = not (self._counters or self._histograms or self._in_flight
+                        or any(self._buffers.values()))
             closed = self._closed
             lost = self._failed + self._dropped
         if idle:
@@ -352,12 +394,26 @@ class FlextObservabilityClient:
             self._flush_cond.notify_all()
 
     def _export(self, http: httpx.Client) -> None:
-        """One pass: the counter sums, then every item buffered when the pass began."""
+        """One pass: the counter sums and histograms, then every item buffered when the pass
+        began."""
+        now = time.time_ns()
         with self._lock:
             counters, self._counters = self._counters, {}
             for key, value in counters.items():
                 self._enqueued += 1
                 self._append(_CounterSample(key, value))
+            histograms, self._histograms = self._histograms, {}
+            since, self._histograms_since = self._histograms_since, now
+            self._enqueued += len(histograms)
+        if histograms:
+            with self._lock:
+                self._in_flight = len(histograms)
+            try:
+                self._send(http, "histograms", OTLP_METRICS_PATH,
+                           otlp_histograms(histograms, since, now), len(histograms), PROTOBUF)
+            finally:
+                with self._lock:
+                    self._in_flight = 0
         for signal, buffer in self._buffers.items():
             pending = len(buffer)
             while pending > 0:
@@ -381,6 +437,14 @@ class FlextObservabilityClient:
             log.exception("flext-observability client: cannot encode %d %s", len(batch), signal)
             self._failed += len(batch)
             return
+        self._send(http, signal, SIGNAL_PATHS[signal], body, len(batch))
+
+    def _send(
+        self, http: httpx.Client, signal: str, path: str, body: bytes, items: int,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Post `body` (`items` items) until it is accepted, refused for good, or out of
+        retries; count the items accordingly."""
         started = self._clock()
         attempt = 0
         while True:
@@ -389,12 +453,12 @@ class FlextObservabilityClient:
                 remaining = self._deadline - self._clock()
                 if remaining <= 0:
                     with self._lock:
-                        self._dropped += len(batch)
+                        self._dropped += items
                     return
                 timeout = min(timeout, remaining)
-            answer = self._post(http, SIGNAL_PATHS[signal], body, timeout)
+            answer = self._post(http, path, body, timeout, headers)
             if answer.outcome is Outcome.SENT:
-                self._sent += len(batch)
+                self._sent += items
                 if self._failing_batches:
                     log.info("flext-observability client: %s reachable again after %d failed "
                              "batch(es)", self.config.endpoint, self._failing_batches)
@@ -410,19 +474,22 @@ class FlextObservabilityClient:
                     self._retried += 1
                     attempt += 1
                     continue
-            self._failed += len(batch)
+            self._failed += items
             self._failing_batches += 1
             # One warning per outage; the batches after it are counted in stats["failed"].
             log.log(
                 logging.WARNING if self._failing_batches == 1 else logging.DEBUG,
                 "flext-observability client: %d %s not sent to %s after %d attempt(s): %s",
-                len(batch), signal, self.config.endpoint, attempt + 1, answer.detail,
+                items, signal, self.config.endpoint, attempt + 1, answer.detail,
             )
             return
 
-    def _post(self, http: httpx.Client, path: str, body: bytes, timeout: float) -> Answer:
+    def _post(
+        self, http: httpx.Client, path: str, body: bytes, timeout: float,
+        headers: dict[str, str] | None,
+    ) -> Answer:
         try:
-            response = http.post(path, content=body, timeout=timeout)
+            response = http.post(path, content=body, timeout=timeout, headers=headers)
         except httpx.TransportError as exc:
             return Answer(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
         except httpx.HTTPError as exc:
@@ -441,9 +508,10 @@ class FlextObservabilityClient:
             for buffer in self._buffers.values():
                 self._dropped += len(buffer)
                 buffer.clear()
-            self._dropped += len(self._counters)
-            self._enqueued += len(self._counters)
+            self._dropped += len(self._counters) + len(self._histograms)
+            self._enqueued += len(self._counters) + len(self._histograms)
             self._counters = {}
+            self._histograms = {}
 
     def _log_drops(self) -> None:
         with self._lock:

@@ -1,10 +1,10 @@
 """`@flext_monitor_function`: a calls counter, a duration histogram and a span per call.
 
 Per call the caller pays for two clock reads, a span id, making the span current in the
-OpenTelemetry context, one counter increment summed in the client, and two buffered
-items (the duration observation and the span); the JSON is built later by the client's
-worker. The function's result and exception pass through untouched; a failure of the
-instrumentation itself is logged once and never reaches the caller.
+OpenTelemetry context, one counter increment and one histogram observation kept in the
+client, and one buffered span; the JSON is built later by the client's worker. The
+function's result and exception pass through untouched; a failure of the instrumentation
+itself is logged once and never reaches the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
-from flext_observability.sdk.client import CounterKey
+from flext_observability.sdk.client import CounterKey, HistogramKey
 from flext_observability.sdk.factory import get_global_factory
 from flext_observability.sdk.tracecontext import (
     deactivate,
@@ -38,56 +38,37 @@ log = logging.getLogger("flext_observability.sdk")
 
 CALLS_METRIC = "flext_function_calls"  # a counter: exposed as flext_function_calls_total
 DURATION_METRIC = "flext_function_duration_seconds"
-DURATION_BUCKETS = [
+DURATION_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-]
+)
+DURATION_HELP = "Duration of calls to functions under @flext_monitor_function"
 MAX_NAME = 200  # models.native.NonEmpty
 
 
 class _Target:
     """Where one decorated function reports, and its precomputed label sets."""
 
-    __slots__ = ("attributes", "calls", "client", "instance", "labels", "name", "service")
+    __slots__ = ("attributes", "calls", "client", "durations", "name", "service")
 
     def __init__(self, name: str, namespace: str, factory: FlextObservabilityMasterFactory) -> None:
         config = factory.config
         self.client: FlextObservabilityClient = factory.client
         self.name = name
         self.service = config.service_name
-        self.instance = config.instance
-        self.labels = {
-            ok: {"function": name, "outcome": "success" if ok else "error"} for ok in (True, False)
+        labels = {
+            ok: (("function", name), ("outcome", "success" if ok else "error"))
+            for ok in (True, False)
         }
         self.calls = {
-            ok: CounterKey(CALLS_METRIC, self.service, self.instance, tuple(labels.items()))
-            for ok, labels in self.labels.items()
+            ok: CounterKey(CALLS_METRIC, self.service, config.instance, pairs)
+            for ok, pairs in labels.items()
+        }
+        self.durations = {
+            ok: HistogramKey(DURATION_METRIC, self.service, config.instance, pairs,
+                             DURATION_BUCKETS, DURATION_HELP)
+            for ok, pairs in labels.items()
         }
         self.attributes = {"code.function": name, "code.namespace": namespace}
-
-
-class _Duration:
-    __slots__ = ("ok", "seconds", "target")
-    signal = "metrics"
-
-    def __init__(self, target: _Target, ok: bool, seconds: float) -> None:
-        self.target = target
-        self.ok = ok
-        self.seconds = seconds
-
-    def to_payload(self) -> dict[str, Any]:
-        target = self.target
-        payload = {
-            "name": DURATION_METRIC,
-            "type": "histogram",
-            "value": self.seconds,
-            "service": target.service,
-            "labels": target.labels[self.ok],
-            "buckets": DURATION_BUCKETS,
-            "description": "Duration of calls to functions under @flext_monitor_function",
-        }
-        if target.instance:
-            payload["instance"] = target.instance
-        return payload
 
 
 class _CallSpan:
@@ -166,8 +147,7 @@ class _Probe:
             end = start + elapsed
             failure = None if error is None else (error_status(error), exception_event(error, end))
             target.client.record_call(
-                target.calls[ok],
-                _Duration(target, ok, elapsed / 1e9),
+                target.calls[ok], target.durations[ok], elapsed / 1e9,
                 _CallSpan(target, ids, start, end, failure),
             )
         except Exception:
