@@ -106,6 +106,30 @@ def test_counters_are_summed_and_each_call_is_observed(stub_collector, make_fact
     assert not [m for m in stub_collector.items("metrics") if m["type"] == "histogram"]
 
 
+def test_durations_refused_by_the_collector_are_counted_as_failed(stub_collector,
+                                                                   make_factory):
+    factory = make_factory(stub_collector.url)
+    stub_collector.answers.append((400, {}))  # the first request of a pass: the histograms
+
+    @flext_monitor_function("refused", factory=factory)
+    def work() -> None:
+        pass
+
+    for _ in range(5):
+        work()
+    assert not factory.flush(5)
+    assert stub_collector.histograms() == []
+    stats = factory.client.stats
+    # 1 duration series (failed) + 1 counter series + 5 spans (sent)
+    assert (stats.failed, stats.sent, stats.dropped, stats.buffered) == (1, 6, 0, 0)
+    assert stats.enqueued == stats.sent + stats.failed
+    for _ in range(3):
+        work()
+    assert factory.flush(5)
+    [point] = stub_collector.histograms()
+    assert point["count"] == 3  # a new delta: what failed is not sent again
+
+
 def test_failure_span_records_the_exception(stub_collector, make_factory):
     factory = make_factory(stub_collector.url)
 
