@@ -22,6 +22,7 @@ GO_COLLECTOR_CPU_PERCENT = 6.3
 GO_COLLECTOR_RSS_MIB = 53.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _BIG_QUEUE = {"queue": {"max_items": 500_000_000, "max_bytes": 50 * 1024**3}}
+WORKERS = os.cpu_count() or 1
 
 
 def traces_body(spans: int, seed: int = 1) -> bytes:
@@ -100,11 +101,13 @@ def steady_load(url: str, pid: int, spans_per_second: int, batch: int, seconds: 
 
 def run(seconds: int = 10) -> dict[str, float]:
     result: dict[str, float] = {}
-    with collector(_BIG_QUEUE) as (url, _):
-        load = wrk_post(f"{url}/v1/traces", traces_body(512), "application/x-protobuf", 8,
-                        min(seconds, 10))
-        result["ingest_spans_per_s"] = load.requests_per_second * 512
-        result["ingest_errors"] = load.errors
+    for mode, workers in (("", 0), ("workers_", WORKERS)):
+        config = {**_BIG_QUEUE, "server": {"workers": workers}}
+        with collector(config) as (url, _):
+            load = wrk_post(f"{url}/v1/traces", traces_body(512), "application/x-protobuf", 8,
+                            min(seconds, 10))
+        result[f"{mode}ingest_spans_per_s"] = load.requests_per_second * 512
+        result[f"{mode}ingest_errors"] = load.errors
     with collector(_BIG_QUEUE) as (url, proc):
         result.update(steady_load(url, proc.pid, 10_000, 100, max(seconds, 10)))
     return result
@@ -112,9 +115,11 @@ def run(seconds: int = 10) -> dict[str, float]:
 
 def report(result: dict[str, float]) -> str:
     return (
-        "otlp/http spans into one daemon process:\n"
+        "otlp/http spans into the daemon:\n"
         f"  ingest, 512-span batches, 8 conns  {result['ingest_spans_per_s']:>12,.0f} spans/s"
         f"  (non-2xx {result['ingest_errors']})\n"
+        f"  the same, {WORKERS} ingest workers    {result['workers_ingest_spans_per_s']:>12,.0f}"
+        f" spans/s  (non-2xx {result['workers_ingest_errors']})\n"
         f"  steady {result['steady_spans_per_s']:,.0f} spans/s in batches of 100"
         f" (failures {result['steady_failures']}):\n"
         f"    cpu  {result['steady_cpu_percent']:6.1f}% of one core"
