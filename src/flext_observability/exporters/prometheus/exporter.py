@@ -120,10 +120,8 @@ class PrometheusExporter:
                 start = end
                 continue
             keys, numbers = series[start:end], values[start:end]
-            if kind == "counter":
-                dropped += store.add_all(family, keys, numbers, now)
-            elif kind == "gauge":
-                dropped += store.set_all(family, keys, numbers, now)
+            if kind in ("counter", "gauge"):
+                dropped += store.scalars(family, keys, numbers, now, add=kind == "counter")
             else:
                 bounds = bucket_bounds(run.buckets)
                 for key, value in zip(keys, numbers, strict=True):

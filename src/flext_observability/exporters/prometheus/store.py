@@ -213,57 +213,42 @@ class MetricStore:
 
     def add(self, family: Family, key: LabelKey, value: float, now: float) -> bool:
         """Counter increment; False when a limit keeps the series out."""
-        series = family.series.get(key)
-        if series is None:
-            if not self._new_series(family, key):
-                return False
-            family.series[key] = Scalar(value, now)
-        else:
-            series.value += value
-            series.updated = now
-        return True
-
-    def add_all(
-        self, family: Family, keys: Iterable[bytes], values: Iterable[float], now: float
-    ) -> int:
-        """`add` for digest series keys (`models.wire`); how many a limit kept out."""
-        series, label_keys = family.series, self._label_keys
-        dropped = 0
-        for key, value in zip(keys, values, strict=True):
-            found = series.get(label_keys.get(key) or self.label_key(key))
-            if found is None:
-                dropped += not self.add(family, self.label_key(key), value, now)
-            else:
-                found.value += value
-                found.updated = now
-        return dropped
-
-    def set_all(
-        self, family: Family, keys: Iterable[bytes], values: Iterable[float], now: float
-    ) -> int:
-        """`set` for digest series keys (`models.wire`); how many a limit kept out."""
-        series, label_keys = family.series, self._label_keys
-        dropped = 0
-        for key, value in zip(keys, values, strict=True):
-            found = series.get(label_keys.get(key) or self.label_key(key))
-            if found is None:
-                dropped += not self.set(family, self.label_key(key), value, now)
-            else:
-                found.value = value
-                found.updated = now
-        return dropped
+        return self._scalar(family, key, value, now, add=True)
 
     def set(self, family: Family, key: LabelKey, value: float, now: float) -> bool:
         """Gauge (or cumulative counter) value; False when a limit keeps the series out."""
+        return self._scalar(family, key, value, now, add=False)
+
+    def _scalar(
+        self, family: Family, key: LabelKey, value: float, now: float, *, add: bool
+    ) -> bool:
         series = family.series.get(key)
         if series is None:
             if not self._new_series(family, key):
                 return False
             family.series[key] = Scalar(value, now)
         else:
-            series.value = value
+            series.value = series.value + value if add else value
             series.updated = now
         return True
+
+    def scalars(
+        self, family: Family, keys: Iterable[bytes], values: Iterable[float], now: float,
+        *, add: bool,
+    ) -> int:
+        """`add` (`add=True`) or `set` for digest series keys (`models.wire`), the series
+        looked up inline; how many a limit kept out."""
+        series, label_keys = family.series, self._label_keys
+        dropped = 0
+        for key, value in zip(keys, values, strict=True):
+            label_key = label_keys.get(key) or self.label_key(key)
+            found = series.get(label_key)
+            if found is None:
+                dropped += not self._scalar(family, label_key, value, now, add=add)
+            else:
+                found.value = found.value + value if add else value
+                found.updated = now
+        return dropped
 
     def observe(
         self, family: Family, key: LabelKey, value: float, bounds: tuple[float, ...], now: float
