@@ -10,7 +10,6 @@ every service, its staleness and its alerts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from flext_observability.exporters.alertmanager.state import StateFile
 from flext_observability.health.alerts import DERIVED, firing_alert, resolved_alert
 from flext_observability.pipeline.queue import Record
+from flext_observability.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,7 @@ class HealthTracker:
             self._task = asyncio.create_task(self._check_loop(), name="health-check")
 
     async def shutdown(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
 
     async def _check_loop(self) -> None:

@@ -12,7 +12,6 @@ queue keeps everything a downstream has not accepted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import logging
 import random
@@ -27,6 +26,7 @@ from google.rpc.status_pb2 import Status
 
 from flext_observability.config import RetryConfig
 from flext_observability.pipeline.queue import Queue, QueueClosed, Record, Signal
+from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -327,13 +327,10 @@ class QueueExporter:
         self._running = False
         self._stop.set()
         self._queue.wake(self.name)
-        if self._reader is not None:
-            # The reader also stops by itself on `_stop`: Python 3.11's wait_for can
-            # swallow a cancellation that races with the event it waits for.
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        # The reader also stops by itself on `_stop`: Python 3.11's wait_for can swallow a
+        # cancellation that races with the event it waits for.
+        await cancel(self._reader)
+        self._reader = None
         if self._senders:
             _, late = await asyncio.wait(self._senders, timeout=max(0.0, deadline - self._clock()))
             for task in late:

@@ -20,7 +20,6 @@ readiness, /metrics and the docs are never refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import gc
 import logging
@@ -43,6 +42,7 @@ from flext_observability.receivers.otlp import (
     SIGNALS,
     UNAVAILABLE,
 )
+from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,7 @@ class MemoryLimiter:
 
     async def shutdown(self) -> None:
         """Stop sampling; safe twice and without start."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
         self._task = None
 
     def _usage(self) -> str:

@@ -10,7 +10,6 @@ answers; only then does the worker answer 202. Every other route (`/metrics`, `/
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import socket
@@ -31,6 +30,7 @@ from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver
 from flext_observability.receivers.otlp import OtlpIngest
 from flext_observability.server import GC_THRESHOLDS, Server
+from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
 from flext_observability.workers.ipc import QueueView, RemoteIntake
@@ -103,9 +103,7 @@ def create_edge_app(
         try:
             yield
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            await cancel(sender)
             counts.flush()
             await memory.shutdown()
             await client.aclose()

@@ -13,7 +13,6 @@ body as it is: a validated request's payload travels once, with no encoding arou
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import socket
@@ -28,6 +27,7 @@ from flext_observability.models.errors import ItemError
 from flext_observability.pipeline.intake import Inadmissible, Intake
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.limits import MEMORY_LIMIT, MemoryLimiter
+from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,7 @@ class RemoteIntake:
     async def shutdown(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader_task
+        await cancel(self._reader_task)
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         try:
