@@ -14,6 +14,7 @@ import time
 
 import httpx
 import orjson
+from tests.helpers.exposition import total
 
 from bench.common import collector, pushgateway, wrk_post
 
@@ -36,20 +37,13 @@ def pushgateway_body() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _counter(text: str, name: str, **labels: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def aggregation_lag(url: str, timeout: float = 60) -> float:
     """Seconds after the load stopped until every accepted sample was in /metrics."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         text = httpx.get(f"{url}/metrics", timeout=10).text
-        received = _counter(text, "flext_collector_received_items_total", signal="metrics")
-        exported = _counter(text, "flext_collector_exported_items_total", exporter="prometheus")
+        received = total(text, "flext_collector_received_items_total", signal="metrics")
+        exported = total(text, "flext_collector_exported_items_total", exporter="prometheus")
         if received and exported >= received:
             return time.monotonic() - start
         time.sleep(0.05)

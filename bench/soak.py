@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from tests.helpers.exposition import total
 from tests.helpers.otlp_sink import OtlpSink
 
 from bench.common import collector
@@ -40,6 +41,7 @@ SAMPLE_SECONDS = 5.0
 BATCH = 100
 TIMEOUT = 10.0
 DRAIN_SECONDS = 300.0
+QUEUED = "flext_collector_queue_items"
 
 
 def tree(pid: int) -> list[int]:
@@ -62,11 +64,6 @@ def rss_mib(pid: int) -> float:
 
 def open_fds(pid: int) -> int:
     return sum(len(os.listdir(f"/proc/{each}/fd")) for each in tree(pid))
-
-
-def counter_sum(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{"))
 
 
 @dataclass
@@ -140,11 +137,6 @@ def send_spans(url: str, counts: Counts, stop: threading.Event) -> None:
                 counts.refusal(f"spans {answer.status_code}")
 
 
-def queue_items(text: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("flext_collector_queue_items{"))
-
-
 def run() -> int:
     sink = OtlpSink(keep=False).start()
     sink_up = True
@@ -183,9 +175,9 @@ def run() -> int:
                     text = httpx.get(f"{url}/metrics", timeout=TIMEOUT).text
                     print(f"{(now - started) / 60:>5.1f} {rss_mib(pid):>8.1f} "
                           f"{open_fds(pid):>5} {counts.accepted_items:>10} "
-                          f"{counter_sum(text, 'soak_items_total'):>10.0f} "
+                          f"{total(text, 'soak_items_total'):>10.0f} "
                           f"{counts.accepted_spans:>10} {sink.span_count:>10} "
-                          f"{queue_items(text):>8.0f}  {'up' if sink_up else 'down'}",
+                          f"{total(text, QUEUED):>8.0f}  {'up' if sink_up else 'down'}",
                           flush=True)
                 time.sleep(min(SAMPLE_SECONDS, max(0.0, deadline - time.monotonic())))
             stop.set()
@@ -196,10 +188,10 @@ def run() -> int:
             drain_deadline = time.monotonic() + DRAIN_SECONDS
             while True:
                 text = httpx.get(f"{url}/metrics", timeout=TIMEOUT).text
-                if queue_items(text) == 0 or time.monotonic() > drain_deadline:
+                if total(text, QUEUED) == 0 or time.monotonic() > drain_deadline:
                     break
                 time.sleep(1)
-            delivered_items = counter_sum(text, "soak_items_total")
+            delivered_items = total(text, "soak_items_total")
             end_rss, end_fds = rss_mib(pid), open_fds(pid)
             max_rss = max(max_rss, end_rss)
     finally:

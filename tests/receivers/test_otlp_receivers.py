@@ -44,6 +44,7 @@ from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.trace import Status as SpanStatus
 
 from helpers.exposition import sample
+from helpers.otlp_json import otlp_json
 from helpers.procs import poll
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "otlp"
@@ -243,17 +244,6 @@ def traces_request(*trace_ids):
 
 
 GOOD = bytes(range(1, 17))
-
-
-def otlp_json(request):
-    """OTLP/JSON of a traces request: ids in hex, as the OTLP spec says (not base64)."""
-    document = json_format.MessageToDict(request)
-    for rs, rs_doc in zip(request.resource_spans, document["resourceSpans"], strict=True):
-        for ss, ss_doc in zip(rs.scope_spans, rs_doc["scopeSpans"], strict=True):
-            for span, span_doc in zip(ss.spans, ss_doc["spans"], strict=True):
-                span_doc["traceId"] = span.trace_id.hex()
-                span_doc["spanId"] = span.span_id.hex()
-    return orjson.dumps(document)
 
 
 def test_partial_success_counts_the_rejected(shared_daemon):

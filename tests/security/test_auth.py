@@ -15,7 +15,6 @@ import httpx
 import orjson
 import pytest
 import yaml
-from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -28,6 +27,7 @@ from flext_observability.pipeline.queue import MemoryQueue
 from flext_observability.receivers.auth import Authenticator, bearer_token
 from flext_observability.telemetry import SelfTelemetry
 from helpers.exposition import total
+from helpers.otlp_json import otlp_json
 from helpers.procs import DAEMON_COMMAND, REPO_ROOT, Daemon, poll
 
 integration = pytest.mark.integration
@@ -102,17 +102,6 @@ def traces_request(name, trace_byte, tenant_attribute=None):
     span.start_time_unix_nano = NOW
     span.end_time_unix_nano = NOW + 1000
     return request
-
-
-def otlp_json(request):
-    """OTLP/JSON with hex ids, as the specification writes them."""
-    document = json_format.MessageToDict(request)
-    for rs, rs_doc in zip(request.resource_spans, document["resourceSpans"], strict=True):
-        for ss, ss_doc in zip(rs.scope_spans, rs_doc["scopeSpans"], strict=True):
-            for span, span_doc in zip(ss.spans, ss_doc["spans"], strict=True):
-                span_doc["traceId"] = span.trace_id.hex()
-                span_doc["spanId"] = span.span_id.hex()
-    return orjson.dumps(document)
 
 
 def queued_span_tenants(daemon):
