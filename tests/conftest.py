@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def require_binary(name: str) -> None:
     if shutil.which(name) is None:
-        pytest.skip(f"`{name}` is not installed (Debian package {name!r}); needed by this test")
+        pytest.skip(reason=f"`{name}` is not installed (Debian package {name!r})")
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def tool(name: str) -> str:
     """Path of a binary: on PATH or next to this interpreter (the venv); skip if absent."""
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.skip(f"`{name}` is not installed; `make test` installs it (see the Makefile)")
+        pytest.skip(reason=f"`{name}` is not installed; `make test` installs it (see the Makefile)")
     return found
 
 
@@ -807,7 +807,7 @@ def test_bind_mounted_paths_exist(services: dict[str, dict[str, Any]]):
 @pytest.mark.parametrize("name", sorted(EXPECTED_CONTAINER_PORTS))
 def test_service_has_healthcheck(services: dict[str, dict[str, Any]], name: str):
     if name in NO_HEALTHCHECK:
-        pytest.skip(NO_HEALTHCHECK[name])
+        pytest.skip(reason=NO_HEALTHCHECK[name])
     check = services[name].get("healthcheck")
     assert check, f"{name} has no healthcheck"
     assert check["test"][0] in {"CMD", "CMD-SHELL"}

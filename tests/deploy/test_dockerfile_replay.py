@@ -377,7 +377,7 @@ def base_python(from_image: str) -> Path:
     assert match, f"FROM {from_image}: not an official python image"
     wanted = (int(match.group(1)), int(match.group(2)))
     if sys.version_info[:2] != wanted:
-        pytest.skip(f"{from_image} needs Python {wanted}, this is {sys.version_info[:2]}")
+        pytest.skip(reason=f"{from_image} needs Python {wanted}, this is {sys.version_info[:2]}")
     base = Path(getattr(sys, "_base_executable", sys.executable))
     assert base.exists(), base
     return base

@@ -25,7 +25,7 @@ def otlp_sink() -> Iterator[OtlpSink]:
 def second_alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
     """Another real Alertmanager, beside the ``alertmanager`` fixture's."""
     if shutil.which("prometheus-alertmanager") is None:
-        pytest.skip("`prometheus-alertmanager` is not installed (Debian package)")
+        pytest.skip(reason="`prometheus-alertmanager` is not installed (Debian package)")
     work_dir = tmp_path / "alertmanager2"
     work_dir.mkdir()
     process = start_alertmanager(work_dir)

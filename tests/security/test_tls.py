@@ -58,7 +58,7 @@ def issue(directory: Path, name: str, subject: str, extensions: str) -> None:
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory) -> Certs:
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed (Debian package openssl)")
+        pytest.skip(reason="the openssl command is not installed (Debian package openssl)")
     directory = tmp_path_factory.mktemp("certs")
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
             "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
