@@ -1,7 +1,9 @@
-"""FlextObservabilityConfig: FLEXT_OBS_* fields, defaults, and the daemon's variables ignored."""
+"""FlextObservabilityConfig: FLEXT_OBS_* fields, defaults, the daemon's variables ignored, the
+OpenTelemetry fallbacks, and a bad variable skipped while the good ones are kept."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import pytest
@@ -15,6 +17,8 @@ from flext_observability.sdk.config import config_from_env, default_service_name
 def clean_env(monkeypatch):
     for name in ("ENDPOINT", "TOKEN", "SERVICE_NAME", "BATCH_SIZE", "INSTANCE"):
         monkeypatch.delenv(f"FLEXT_OBS_{name}", raising=False)
+    for name in ("OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_defaults():
@@ -49,7 +53,8 @@ def test_the_daemons_variables_are_ignored(monkeypatch):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("endpoint", "collector:4318"), ("batch_size", 0), ("buffer_limit", -1),
+    [("endpoint", "ftp://collector:4318"), ("endpoint", "http://"),
+     ("endpoint", "http://a b"), ("batch_size", 0), ("buffer_limit", -1),
      ("flush_interval", 0), ("service_name", ""), ("exit_flush_deadline", -1)],
 )
 def test_invalid_values_are_refused(field, value):
@@ -62,6 +67,89 @@ def test_invalid_environment_falls_back_to_defaults(monkeypatch, caplog):
     config = config_from_env()
     assert config.batch_size == 512
     assert "FLEXT_OBS_" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("given", "endpoint"),
+    [("collector:4318", "http://collector:4318"), ("localhost:4318", "http://localhost:4318"),
+     (" 10.0.0.7:4318/ ", "http://10.0.0.7:4318/"), ("https://c:443", "https://c:443"),
+     ("HTTP://c:4318", "HTTP://c:4318")],
+)
+def test_an_endpoint_without_a_scheme_gets_http(given, endpoint):
+    assert FlextObservabilityConfig(endpoint=given).endpoint == endpoint
+
+
+def test_one_bad_variable_keeps_every_good_one_and_warns_once_naming_it(monkeypatch, caplog):
+    monkeypatch.setenv("FLEXT_OBS_ENDPOINT", "ftp://collector:4318")
+    monkeypatch.setenv("FLEXT_OBS_SERVICE_NAME", "billing")
+    monkeypatch.setenv("FLEXT_OBS_TOKEN", "s3cret")
+    monkeypatch.setenv("FLEXT_OBS_BATCH_SIZE", "64")
+    with caplog.at_level(logging.WARNING, "flext_observability.sdk"):
+        config = config_from_env()
+    assert config.endpoint == "http://127.0.0.1:4318"
+    assert (config.service_name, config.batch_size) == ("billing", 64)
+    assert config.token.get_secret_value() == "s3cret"
+    (record,) = caplog.records
+    assert "FLEXT_OBS_ENDPOINT" in record.getMessage()
+    assert "endpoint: must be an http:// or https:// URL" in record.getMessage()
+    assert "s3cret" not in caplog.text
+
+
+def test_every_bad_variable_is_named_in_the_one_warning(monkeypatch, caplog):
+    monkeypatch.setenv("FLEXT_OBS_BATCH_SIZE", "many")
+    monkeypatch.setenv("FLEXT_OBS_TOKEN", "s3cret")
+    monkeypatch.setenv("FLEXT_OBS_FLUSH_INTERVAL", "-1")
+    monkeypatch.setenv("FLEXT_OBS_SERVICE_NAME", "billing")
+    with caplog.at_level(logging.WARNING, "flext_observability.sdk"):
+        config = config_from_env()
+    assert (config.batch_size, config.flush_interval, config.service_name) == (
+        512, 1.0, "billing")
+    (record,) = caplog.records
+    assert "FLEXT_OBS_BATCH_SIZE" in record.getMessage()
+    assert "FLEXT_OBS_FLUSH_INTERVAL" in record.getMessage()
+    assert "FLEXT_OBS_SERVICE_NAME" not in record.getMessage()
+
+
+def test_opentelemetry_variables_where_no_flext_obs_one_is_set(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318")
+    config = config_from_env()
+    assert (config.service_name, config.endpoint) == ("checkout", "http://otel-collector:4318")
+    monkeypatch.setenv("FLEXT_OBS_SERVICE_NAME", "billing")
+    monkeypatch.setenv("FLEXT_OBS_ENDPOINT", "http://flext:4318")
+    config = config_from_env()
+    assert (config.service_name, config.endpoint) == ("billing", "http://flext:4318")
+
+
+def test_empty_opentelemetry_variables_are_unset(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", " ")
+    config = config_from_env()
+    assert (config.service_name, config.endpoint) == (
+        default_service_name(), "http://127.0.0.1:4318")
+
+
+def test_an_opentelemetry_endpoint_without_a_scheme_gets_http(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "otel-collector:4318")
+    assert config_from_env().endpoint == "http://otel-collector:4318"
+
+
+def test_a_bad_flext_obs_endpoint_falls_back_to_the_opentelemetry_one(monkeypatch, caplog):
+    monkeypatch.setenv("FLEXT_OBS_ENDPOINT", "ftp://x")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318")
+    with caplog.at_level(logging.WARNING, "flext_observability.sdk"):
+        assert config_from_env().endpoint == "http://otel-collector:4318"
+    assert "FLEXT_OBS_ENDPOINT is invalid" in caplog.text
+    assert "using OTEL_EXPORTER_OTLP_ENDPOINT instead" in caplog.text
+
+
+def test_a_bad_opentelemetry_variable_is_named_too(monkeypatch, caplog):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "grpc://otel-collector:4317")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
+    with caplog.at_level(logging.WARNING, "flext_observability.sdk"):
+        config = config_from_env()
+    assert (config.endpoint, config.service_name) == ("http://127.0.0.1:4318", "checkout")
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT is invalid" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -201,6 +201,8 @@ class FlextObservabilityClient:
         self._closed = False
         self._deadline = math.inf
         self._thread: threading.Thread | None = None
+        self._close_hooks: list[Callable[[], None]] = []
+        self._exit_registered = False
         self._init_sync()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork_in_child)
@@ -314,6 +316,18 @@ class FlextObservabilityClient:
         with self._lock:
             return self._failed + self._dropped
 
+    def start(self) -> None:
+        """Start the worker now (it also starts with the first item); no-op once closed."""
+        if self._thread is None:
+            self._start()
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once when the client closes (also at interpreter exit), before the last
+        send, so that it can still `send()` what it holds."""
+        with self._lock:
+            self._close_hooks.append(hook)
+        self._register_exit()
+
     def close(self, timeout: float | None = None) -> bool:
         """Stop the worker after one last attempt to send what is buffered, within `timeout`
         seconds (default `config.exit_flush_deadline`). Safe twice and without any item.
@@ -322,6 +336,13 @@ class FlextObservabilityClient:
         given to the client after `close()` are counted as dropped.
         """
         deadline = self.config.exit_flush_deadline if timeout is None else timeout
+        with self._lock:
+            hooks, self._close_hooks = self._close_hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("flext-observability client: a close hook failed")
         with self._lock:
             thread = self._thread
             if self._closed:
@@ -347,6 +368,13 @@ class FlextObservabilityClient:
                 target=self._run, name="flext-observability-client", daemon=True
             )
             self._thread.start()
+        self._register_exit()
+
+    def _register_exit(self) -> None:
+        with self._lock:
+            if self._exit_registered:
+                return
+            self._exit_registered = True
         atexit.register(self.close)
 
     def _http_client(self) -> httpx.Client:
@@ -500,7 +528,7 @@ class FlextObservabilityClient:
         cap = self.config.max_retry_delay
         if retry_after is not None:
             return min(retry_after, cap)
-        backoff = min(INITIAL_BACKOFF * 2**attempt, cap)
+        backoff = min(INITIAL_BACKOFF * 2.0**attempt, cap)
         return min(backoff * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * self._random()), cap)
 
     def _drop_leftovers(self) -> None:

@@ -7,10 +7,11 @@ receivers. Build them with the `flext_create_*` factories, which return a `Flext
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from flext_observability.models.native import (
     HEX_SPAN_ID,
@@ -33,7 +34,10 @@ class _Sendable:
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON object of the native API."""
-        return self.model_dump(mode="json", exclude_none=True)  # type: ignore[attr-defined]
+        payload: dict[str, Any] = self.model_dump(  # type: ignore[attr-defined]
+            mode="json", exclude_none=True
+        )
+        return payload
 
 
 class FlextMetric(Metric, _Sendable):
@@ -42,22 +46,49 @@ class FlextMetric(Metric, _Sendable):
     signal: ClassVar[str] = "metrics"
 
 
+OPERATION_ATTRIBUTE = "flext.operation"
+
+
 class FlextTrace(Span, _Sendable):
-    """One finished span."""
+    """One span: sent as it is (`record`), or started and completed by the tracing service."""
 
     signal: ClassVar[str] = "spans"
 
+    @property
+    def operation(self) -> str | None:
+        """The `operation` given to `flext_create_trace` (the `flext.operation` attribute)."""
+        value = self.attributes.get(OPERATION_ATTRIBUTE)
+        return value if isinstance(value, str) else None
+
 
 class FlextAlert(Alert, _Sendable):
-    """An alert, firing or resolved; identity is (name, service, severity, labels)."""
+    """An alert, firing or resolved; identity is (name, service, instance, severity, labels)."""
 
     signal: ClassVar[str] = "alerts"
 
+    @property
+    def alert_id(self) -> str:
+        """16 hex digits identifying the alert: the hash of the label set Alertmanager gets
+        (alertname, severity, service, instance, labels), the same for a repeat or the
+        resolve of this alert."""
+        labels = {"alertname": self.name, "severity": self.severity.value,
+                  "service": self.service, **self.labels}
+        if self.instance:
+            labels["instance"] = self.instance
+        canonical = "\x1f".join(f"{k}\x1e{v}" for k, v in sorted(labels.items()))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
 
 class FlextHealthCheck(HealthReport, _Sendable):
-    """A service's health report, with its named checks."""
+    """A service's health report, with its named checks.
+
+    Made with `flext_create_health_check(name=...)` it is one named check (`name`, not sent
+    as such): `FlextHealthService` adds it to the checks it reports for the service.
+    """
 
     signal: ClassVar[str] = "health"
+
+    name: NonEmpty | None = Field(default=None, exclude=True)
 
 
 class LogLevel(StrEnum):

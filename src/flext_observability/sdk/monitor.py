@@ -13,7 +13,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
 
 from flext_observability.sdk.client import CounterKey, HistogramKey
@@ -166,7 +166,7 @@ def _instrument(
     probe = _Probe(name or func.__qualname__, func.__module__, factory)
 
     if inspect.iscoroutinefunction(func):
-        async_func = cast(Callable[P, Coroutine[Any, Any, Any]], func)
+        async_func = func
 
         @functools.wraps(func)
         async def monitored_async(*args: P.args, **kwargs: P.kwargs) -> Any:

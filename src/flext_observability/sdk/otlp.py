@@ -7,7 +7,7 @@ on first use, so importing the SDK stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flext_observability.sdk.client import HistogramKey, HistogramSums
@@ -22,8 +22,8 @@ def otlp_histograms(series: dict[HistogramKey, HistogramSums], since: int, now: 
     from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
     request = ExportMetricsServiceRequest()
-    scopes = {}
-    metrics = {}
+    scopes: dict[tuple[str, str], Any] = {}
+    metrics: dict[tuple[tuple[str, str], str], Any] = {}
     for key, sums in series.items():
         origin = (key.service, key.instance)
         scope = scopes.get(origin)
@@ -48,4 +48,5 @@ def otlp_histograms(series: dict[HistogramKey, HistogramSums], since: int, now: 
         )
         for name, value in key.labels:
             point.attributes.add(key=name).value.string_value = value
-    return request.SerializeToString()
+    data: bytes = request.SerializeToString()
+    return data

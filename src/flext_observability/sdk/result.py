@@ -1,7 +1,10 @@
 """`FlextResult[T]`: a small railway result, a value or an error message, never both.
 
 Operations that can fail on bad input return one instead of raising, so that a caller
-can chain them (`map`, `flat_map`) and look at the outcome once, at the end.
+can chain them (`map`, `flat_map`) and look at the outcome once, at the end. The API is
+flext-core's: `FlextResult[T].ok(value)` / `.fail(error)` (on the class or the subscripted
+class), `is_success`, `is_failure`, `value`, `error`, `unwrap`, `unwrap_or`, `map`,
+`flat_map` (also `bind`), `map_error` (also `alt`) and `tap`.
 """
 
 from __future__ import annotations
@@ -78,3 +81,19 @@ class FlextResult(Generic[T]):
         if self._error is not None:
             return FlextResult(None, self._error)
         return func(self._value)  # type: ignore[arg-type]
+
+    bind = flat_map
+
+    def map_error(self, func: Callable[[str], str]) -> FlextResult[T]:
+        """A failure with `func(error)` as its error; a success unchanged."""
+        if self._error is None:
+            return self
+        return FlextResult(None, str(func(self._error)))
+
+    alt = map_error
+
+    def tap(self, func: Callable[[T], object]) -> FlextResult[T]:
+        """Call `func(value)` for a success (for its side effect); returns this result."""
+        if self._error is None:
+            func(self._value)  # type: ignore[arg-type]
+        return self
