@@ -1,8 +1,8 @@
 """flext-observability: a telemetry collector daemon and the Python SDK that talks to it.
 
-`from flext_observability import ...` gives the SDK (CONTRACT §7). Names are imported on
-first use, so importing this package loads neither the SDK's dependencies nor the daemon
-(FastAPI, uvicorn, gRPC).
+`from flext_observability import ...` gives the SDK (CONTRACT §7, the seed's public API).
+Names are imported on first use, so importing this package loads neither the SDK's
+dependencies nor the daemon (FastAPI, uvicorn, gRPC).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flext_observability.sdk.client import FlextObservabilityClient
     from flext_observability.sdk.config import FlextObservabilityConfig
+    from flext_observability.sdk.constants import FlextObservabilityConstants
     from flext_observability.sdk.entities import (
         FlextAlert,
         FlextHealthCheck,
@@ -31,14 +32,17 @@ if TYPE_CHECKING:
         FlextObservabilityMasterFactory,
         get_global_factory,
     )
-    from flext_observability.sdk.monitor import flext_monitor_function
+    from flext_observability.sdk.monitor import FlextObservabilityMonitor, flext_monitor_function
+    from flext_observability.sdk.protocols import FlextObservabilityProtocols
     from flext_observability.sdk.result import FlextResult
     from flext_observability.sdk.services import (
         FlextAlertService,
         FlextHealthService,
         FlextMetricsService,
+        FlextObservabilityServices,
         FlextTracingService,
     )
+    from flext_observability.sdk.types import FlextObservabilityTypes
 
 _MODULES = {
     "FlextResult": "result",
@@ -56,10 +60,15 @@ _MODULES = {
     "FlextTracingService": "services",
     "FlextAlertService": "services",
     "FlextHealthService": "services",
+    "FlextObservabilityServices": "services",
     "FlextObservabilityMasterFactory": "factory",
     "get_global_factory": "factory",
     "FlextObservabilityConfig": "config",
     "flext_monitor_function": "monitor",
+    "FlextObservabilityMonitor": "monitor",
+    "FlextObservabilityConstants": "constants",
+    "FlextObservabilityTypes": "types",
+    "FlextObservabilityProtocols": "protocols",
     "FlextObservabilityClient": "client",
 }
 
@@ -73,7 +82,12 @@ __all__ = [
     "FlextMetricsService",
     "FlextObservabilityClient",
     "FlextObservabilityConfig",
+    "FlextObservabilityConstants",
     "FlextObservabilityMasterFactory",
+    "FlextObservabilityMonitor",
+    "FlextObservabilityProtocols",
+    "FlextObservabilityServices",
+    "FlextObservabilityTypes",
     "FlextResult",
     "FlextTrace",
     "FlextTracingService",

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import httpx
 from pydantic_core import to_json
@@ -52,6 +52,7 @@ BACKOFF_JITTER = 0.5  # each backoff is scaled by a random factor in [1 - j, 1 +
 USER_AGENT = "flext-observability-sdk/0.1.0"
 
 
+@runtime_checkable
 class Payload(Protocol):
     """What the client buffers: an item of a signal that renders its native JSON object."""
 
@@ -274,6 +275,12 @@ class FlextObservabilityClient:
             self._dropped += 1
         buffer.append(item)
         return len(buffer) >= self._batch_size
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called: what is given to the client is dropped."""
+        with self._lock:
+            return self._closed
 
     @property
     def stats(self) -> ClientStats:

@@ -1,4 +1,5 @@
-"""`@flext_monitor_function`: a calls counter, a duration histogram and a span per call.
+"""`@flext_monitor_function`: a calls counter, a duration histogram and a span per call;
+`FlextObservabilityMonitor`: start, flush and stop of the process's monitoring.
 
 Per call the caller pays for two clock reads, a span id, making the span current in the
 OpenTelemetry context, one counter increment and one histogram observation kept in the
@@ -14,10 +15,12 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast, overload
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
-from flext_observability.sdk.client import CounterKey, HistogramKey
+from flext_observability.sdk.client import ClientStats, CounterKey, HistogramKey
 from flext_observability.sdk.factory import get_global_factory
+from flext_observability.sdk.result import FlextResult
 from flext_observability.sdk.tracecontext import (
     deactivate,
     enter_span,
@@ -230,3 +233,78 @@ def flext_monitor_function(
         return _instrument(func, name, factory)
 
     return decorator
+
+
+class FlextObservabilityMonitor:
+    """The monitoring of this process: its client (the process-wide one unless a `factory`
+    is given), when it starts, flushes and stops, and the factory its decorator reports to.
+
+        monitor = FlextObservabilityMonitor()
+        monitor.start()
+
+        @monitor.function("orders.checkout")
+        def checkout(cart): ...
+
+        monitor.stop()  # sends what is left; the client is closed for good
+
+    Also a context manager (start on enter, stop on exit). Every method returns a
+    `FlextResult` and never raises; the client's counts (`ClientStats`) are the value.
+    """
+
+    def __init__(self, factory: FlextObservabilityMasterFactory | None = None) -> None:
+        self._factory = factory
+
+    @property
+    def factory(self) -> FlextObservabilityMasterFactory:
+        """The factory it runs: the one given, else `get_global_factory()`."""
+        if self._factory is None:
+            self._factory = get_global_factory()
+        return self._factory
+
+    @property
+    def is_running(self) -> bool:
+        """True until `stop()` (or the client's `close()`)."""
+        return not self.factory.client.closed
+
+    @property
+    def stats(self) -> ClientStats:
+        return self.factory.client.stats
+
+    def start(self) -> FlextResult[FlextObservabilityMonitor]:
+        """Start the client's background sender now (it also starts with the first item)."""
+        client = self.factory.client
+        if client.closed:
+            return FlextResult.fail("monitor: its client is closed (stopped); make a new "
+                                    "FlextObservabilityMasterFactory to monitor again")
+        client.start()
+        return FlextResult.ok(self)
+
+    def flush(self, timeout: float | None = None) -> FlextResult[ClientStats]:
+        """Send what is buffered now, waiting at most `timeout` seconds (None: no limit);
+        a failure when something was not accepted in time."""
+        if self.factory.flush(timeout):
+            return FlextResult.ok(self.stats)
+        return FlextResult.fail(f"flush: not everything was accepted in time: {self.stats}")
+
+    def stop(self, timeout: float | None = None) -> FlextResult[ClientStats]:
+        """Send what is left (within `timeout`, default `exit_flush_deadline`) and close the
+        client; a failure when something was lost. Safe twice."""
+        if self.factory.close(timeout):
+            return FlextResult.ok(self.stats)
+        return FlextResult.fail(f"stop: not everything was sent before closing: {self.stats}")
+
+    def function(self, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """`flext_monitor_function(name)` reporting to this monitor's factory."""
+        return flext_monitor_function(name, factory=self.factory)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
