@@ -90,6 +90,40 @@ BAD = [
     (flext_create_health_check, {"checks": ["db"]}, "checks:"),
     (flext_create_health_check, {"ttl_seconds": 0}, "ttl_seconds:"),
     (flext_create_health_check, {"ttl_seconds": math.inf}, "ttl_seconds:"),
+    # the seed's forms
+    (flext_create_metric, {"name": "x", "value": 1, "unit": 5}, "unit:"),
+    (flext_create_metric, {"name": "x", "value": 1, "unit": "u" * 65}, "unit:"),
+    (flext_create_trace, {"name": "t", "operation": ""}, "operation: must be a non-empty"),
+    (flext_create_trace, {"name": "t", "operation": 5}, "operation: must be a non-empty"),
+    (flext_create_trace, {"name": "t", "context": ["a"]}, "context: must be a mapping"),
+    (flext_create_trace, {"name": "t", "context": {"a": {"n": 1}}}, "context.a:"),
+    (flext_create_trace, {"name": "t", "context": {"a": math.nan}}, "context.a:"),
+    (flext_create_trace, {"name": "t", "context": {"a": Unencodable()}}, "context.a:"),
+    (flext_create_trace, {"name": "t", "context": {"traceparent": "bogus"}},
+     "context.traceparent: must be a W3C traceparent"),
+    (flext_create_trace, {"name": "t", "context": {"traceparent": f"00-{'0' * 32}-{SPAN}-01"}},
+     "context.traceparent:"),
+    (flext_create_trace, {"name": "t", "context": {"traceparent": f"ff-{TRACE}-{SPAN}-01"}},
+     "context.traceparent:"),
+    (flext_create_trace, {"name": "t", "attributes": ["a"]}, "attributes: must be a mapping"),
+    (flext_create_alert, {"name": "", "severity": "warning", "message": "m"}, "name:"),
+    (flext_create_alert, {"name": "A", "severity": "urgent", "message": "m"}, "severity:"),
+    (flext_create_alert, {"name": "A", "message": 5}, "message: must be a string"),
+    (flext_create_alert, {"name": "A", "message": "m", "summary": "s"}, "message:"),
+    (flext_create_alert, {"name": "A", "message": "m" * 9000}, "summary:"),
+    (flext_create_alert, {"name": "A", "source": ""}, "source: must be a non-empty string"),
+    (flext_create_alert, {"name": "A", "source": 3}, "source: must be a non-empty string"),
+    (flext_create_alert, {"name": "A", "source": "s", "labels": {"source": "t"}}, "source:"),
+    (flext_create_alert, {"name": "A", "source": "s", "labels": ["x"]}, "labels:"),
+    (flext_create_health_check, {"name": "db"}, "status: is required for a named check"),
+    (flext_create_health_check, {"name": "db", "status": "fine"}, "status: must be one of"),
+    (flext_create_health_check, {"name": "", "status": "healthy"}, "name:"),
+    (flext_create_health_check, {"name": 5, "status": "healthy"}, "name:"),
+    (flext_create_health_check, {"details": {"a": 1}}, "details: describe a named check"),
+    (flext_create_health_check, {"name": "db", "status": "healthy", "details": "x"},
+     "details: must be a mapping"),
+    (flext_create_health_check, {"name": "db", "status": "healthy", "checks": {"db": "healthy"}},
+     "name: 'db' is also a key of checks"),
     (flext_create_log_entry, {"message": None}, "message: is required"),
     (flext_create_log_entry, {"message": "m", "level": "loud"}, "level:"),
     (flext_create_log_entry, {"message": "m", "span_id": SPAN}, "span_id: needs a trace_id"),
@@ -202,3 +236,88 @@ def test_log_entry():
     assert isinstance(entry, FlextLogEntry)
     assert entry.trace_id is None
     assert entry.level.value == "warning"
+
+
+# -- the seed's positional and keyword forms, and what each argument becomes on the wire --
+
+
+def test_metric_positional_name_value_unit():
+    metric = flext_create_metric("cpu_usage", 85.2, "percent").unwrap()
+    assert (metric.name, metric.value, metric.unit) == ("cpu_usage", 85.2, "percent")
+    payload = metric.to_payload()
+    assert (payload["type"], payload["unit"]) == ("gauge", "percent")
+
+
+def test_trace_positional_operation_is_an_attribute():
+    trace = flext_create_trace("user_login", "auth-service").unwrap()
+    assert trace.operation == "auth-service"
+    assert trace.to_payload()["attributes"] == {"flext.operation": "auth-service"}
+    assert trace.service == default_config().service_name
+
+
+def test_trace_context_traceparent_joins_the_remote_trace_and_entries_become_attributes():
+    trace = flext_create_trace(
+        name="checkout",
+        operation="shop.checkout",
+        context={"traceparent": f"00-{TRACE}-{SPAN}-01", "tracestate": "a=b", "tenant": "eu",
+                 "retries": 2},
+    ).unwrap()
+    assert (trace.trace_id, trace.parent_span_id) == (TRACE, SPAN)
+    assert trace.span_id != SPAN
+    assert trace.attributes == {"tenant": "eu", "retries": 2, "flext.operation": "shop.checkout"}
+
+
+def test_trace_operation_and_attributes_win_over_context_entries():
+    trace = flext_create_trace("t", "op", context={"flext.operation": "ctx", "a": 1, "b": 1},
+                               attributes={"a": 2}).unwrap()
+    assert trace.attributes == {"flext.operation": "op", "a": 2, "b": 1}
+
+
+def test_trace_context_without_traceparent_joins_the_current_span():
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("outer") as outer:
+        trace = flext_create_trace("inner", context={"k": "v"}).unwrap()
+    assert trace.trace_id == format(outer.get_span_context().trace_id, "032x")
+
+
+def test_alert_positional_name_severity_message_and_source():
+    alert = flext_create_alert("high_cpu", "warning", "CPU usage > 80%").unwrap()
+    assert (alert.name, alert.severity, alert.summary) == ("high_cpu", "warning",
+                                                           "CPU usage > 80%")
+    sourced = flext_create_alert(name="high_cpu", severity="critical", message="hot",
+                                 source="node-1", labels={"rack": "r1"}).unwrap()
+    assert sourced.labels == {"rack": "r1", "source": "node-1"}
+    assert sourced.to_payload()["summary"] == "hot"
+
+
+def test_alert_id_follows_the_alertmanager_identity():
+    def alert_id(**kwargs):
+        fields = {"name": "A", "service": "s", **kwargs}
+        return flext_create_alert(**fields).unwrap().alert_id
+
+    assert len(alert_id()) == 16
+    assert alert_id() == alert_id(status="resolved", message="other text")
+    assert alert_id() != alert_id(severity="critical")
+    assert alert_id() != alert_id(labels={"queue": "q"})
+    assert alert_id() != alert_id(instance="host-1")
+    assert alert_id(labels={"a": "1", "b": "2"}) == alert_id(labels={"b": "2", "a": "1"})
+
+
+def test_health_check_named_with_details():
+    check = flext_create_health_check(
+        name="database", status="degraded", details={"checked_at": "now", "component": "db"}
+    ).unwrap()
+    assert check.name == "database"
+    assert check.status == "degraded"
+    assert check.checks["database"].message == "checked_at=now, component=db"
+    payload = check.to_payload()
+    assert "name" not in payload
+    assert HealthReport.model_validate_json(json.dumps(payload)).checks["database"].status \
+        == "degraded"
+
+
+def test_health_check_named_beside_other_checks_takes_the_worst():
+    check = flext_create_health_check(name="db", status="healthy",
+                                      checks={"disk": "unhealthy"}).unwrap()
+    assert set(check.checks) == {"db", "disk"}
+    assert check.status == "unhealthy"

@@ -1,9 +1,11 @@
-"""`import flext_observability` is light and exports exactly the SDK names of CONTRACT §7."""
+"""`import flext_observability` is light, exports exactly the SDK names of CONTRACT §7 (the
+seed's public API), and ships `py.typed`."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import flext_observability
 
@@ -13,7 +15,9 @@ CONTRACT_NAMES = {
     "flext_create_health_check", "flext_create_log_entry", "FlextMetricsService",
     "FlextTracingService", "FlextAlertService", "FlextHealthService",
     "FlextObservabilityMasterFactory", "get_global_factory", "FlextObservabilityConfig",
-    "flext_monitor_function", "FlextObservabilityClient",
+    "flext_monitor_function", "FlextObservabilityClient", "FlextObservabilityServices",
+    "FlextObservabilityMonitor", "FlextObservabilityConstants", "FlextObservabilityTypes",
+    "FlextObservabilityProtocols",
 }
 HEAVY = "{'fastapi', 'uvicorn', 'grpc', 'starlette'}"
 DAEMON = (
@@ -50,3 +54,16 @@ def test_using_the_whole_sdk_loads_no_server_modules():
         f"daemon = [m for m in sys.modules if any(m.startswith(d) for d in {DAEMON})]\n"
         "assert not heavy and not daemon, (heavy, daemon)\n"
     )
+
+
+def test_py_typed_is_built_into_the_package(tmp_path):
+    """setuptools' build_py (what a wheel holds) copies py.typed beside the modules."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+         "--build-lib", str(tmp_path)],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "flext_observability" / "py.typed").is_file()
+    assert (tmp_path / "flext_observability" / "sdk" / "services.py").is_file()

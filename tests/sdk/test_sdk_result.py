@@ -97,3 +97,36 @@ def test_frozen_and_slotted():
 
 def test_generic_subscription():
     assert FlextResult[int].ok(1).unwrap() == 1
+
+
+def test_ok_and_fail_on_the_subscripted_class_as_the_seed_writes_them():
+    assert FlextResult[list[int]].ok([1]).value == [1]
+    failed = FlextResult[dict[str, object]].fail("Invalid metrics collection configuration")
+    assert failed.is_failure
+    assert failed.error == "Invalid metrics collection configuration"
+    assert isinstance(failed, FlextResult)
+
+
+@pytest.mark.parametrize("result", RESULTS)
+def test_bind_is_flat_map(result):
+    assert result.bind(half) == result.flat_map(half)
+
+
+def test_map_error_and_alt_change_only_a_failure():
+    failed: FlextResult[int] = FlextResult.fail("value: must be a finite number")
+    assert failed.map_error(lambda e: f"metric: {e}").error == (
+        "metric: value: must be a finite number"
+    )
+    assert failed.alt(str.upper).error == "VALUE: MUST BE A FINITE NUMBER"
+    success = FlextResult.ok(3)
+    assert success.map_error(lambda e: "never") is success
+    assert success.alt(lambda e: "never") is success
+
+
+def test_tap_sees_a_success_only_and_returns_the_same_result():
+    seen = []
+    success = FlextResult.ok(3)
+    assert success.tap(seen.append) is success
+    failed: FlextResult[int] = FlextResult.fail("nope")
+    assert failed.tap(seen.append) is failed
+    assert seen == [3]

@@ -35,7 +35,7 @@ class _Sendable:
     def to_payload(self) -> dict[str, Any]:
         """The JSON object of the native API."""
         payload: dict[str, Any] = self.model_dump(  # type: ignore[attr-defined]
-            mode="json", exclude_none=True
+            mode="json", exclude_none=True, warnings=False
         )
         return payload
 

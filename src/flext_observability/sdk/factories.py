@@ -264,6 +264,8 @@ def flext_create_alert(
     `starts_at`/`ends_at` the collector uses the time it receives the alert.
     """
     if message is not None:
+        if not isinstance(message, str):
+            return FlextResult.fail(f"message: must be a string, not {type(message).__qualname__}")
         if summary:
             return FlextResult.fail("message: is the summary; give message or summary, not both")
         summary = message
@@ -341,6 +343,8 @@ def flext_create_health_check(
     if name is not None:
         if status is None:
             return FlextResult.fail("status: is required for a named check")
+        if status not in _HEALTH_ORDER:
+            return FlextResult.fail(f"status: must be one of {', '.join(_HEALTH_ORDER)}")
         if details is not None and not isinstance(details, Mapping):
             return FlextResult.fail("details: must be a mapping")
         if checks is not None and not isinstance(checks, Mapping):
