@@ -345,6 +345,31 @@ def test_changed_alert_and_health_check_are_validated_again(factory):
     assert factory.client.stats.enqueued == 0
 
 
+def test_after_close_every_method_fails_instead_of_dropping(factory, stub_collector):
+    trace = factory.tracing.start_trace_sync("open").unwrap()
+    assert factory.close(5)
+    sent = len(stub_collector.items("spans"))  # the open trace, sent as unfinished
+    calls = [
+        factory.metrics.record_metric_sync("x", 1.0),
+        factory.metrics.record_metric_sync(flext_create_metric("x", 1.0).unwrap()),
+        factory.metrics.collect_metrics_sync("svc", {"x": 1}),
+        factory.metrics.record_gauge("x", 1),
+        factory.tracing.start_trace_sync("t"),
+        factory.tracing.complete_trace_sync(trace),
+        factory.tracing.record(flext_create_trace("t").unwrap()),
+        factory.alerts.process_alert_sync(flext_create_alert("A").unwrap()),
+        factory.alerts.escalate_alert_sync(flext_create_alert("A").unwrap(), {"level": 2}),
+        factory.alerts.fire("A"),
+        factory.health.execute_health_check_sync(flext_create_health_check().unwrap()),
+        factory.health.report("healthy"),
+    ]
+    for result in calls:
+        assert result.is_failure
+        assert result.error.startswith("client: closed")
+    assert factory.client.stats.dropped == 0
+    assert len(stub_collector.items("spans")) == sent
+
+
 # -- no-argument services, nested names --------------------------------------------------
 
 

@@ -52,6 +52,7 @@ M = TypeVar("M", FlextMetric, FlextTrace, FlextAlert, FlextHealthCheck)
 ESCALATION_LABEL = "escalation_level"
 ESCALATION_KEYS = ("level", "severity")
 UNFINISHED_ATTRIBUTE = "flext.span.unfinished"
+CLOSED = "client: closed (FlextObservabilityMonitor.stop or close() was called); nothing is sent"
 MAX_CHECKS = 1000  # named checks kept per (service, instance)
 METRIC_CONFIG_KEYS = ("value", "unit", "type", "labels", "description")
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
@@ -130,9 +131,12 @@ class _Service:
         self._service = client.config.service_name
         self._instance = client.config.instance
 
-    def _queue(self, item: E) -> E:
+    def _send(self, item: E) -> FlextResult[E]:
+        """Give `item` to the client; a failure once the client is closed (it would drop it)."""
+        if self._client.closed:
+            return FlextResult.fail(CLOSED)
         self._client.send(item)
-        return item
+        return FlextResult.ok(item)
 
 
 class FlextMetricsService(_Service):
@@ -169,10 +173,10 @@ class FlextMetricsService(_Service):
             return build(FlextMetric, metric_fields(
                 metric, value, unit, type=type, service=self._service,
                 instance=self._instance, labels=labels, description=description,
-            )).map(self._queue)
+            )).flat_map(self._send)
         if value is not None or unit:
             return FlextResult.fail("value: give a FlextMetric or (name, value, unit), not both")
-        return _checked(FlextMetric, metric, "metric").map(self._queue)
+        return _checked(FlextMetric, metric, "metric").flat_map(self._send)
 
     record = record_metric_sync
 
@@ -226,7 +230,11 @@ class FlextMetricsService(_Service):
                 metrics.append(built.unwrap())
         if errors:
             return FlextResult.fail("; ".join(errors))
-        return FlextResult.ok([self._queue(metric) for metric in metrics])
+        if self._client.closed:
+            return FlextResult.fail(CLOSED)
+        for metric in metrics:
+            self._client.send(metric)
+        return FlextResult.ok(metrics)
 
     def record_counter(
         self,
@@ -277,7 +285,7 @@ class FlextMetricsService(_Service):
         return flext_create_metric(
             name, value, unit, type=kind, service=self._service, instance=self._instance,
             labels=labels, description=description, buckets=buckets,
-        ).map(self._queue)
+        ).flat_map(self._send)
 
 
 class ActiveSpan:
@@ -364,6 +372,8 @@ class FlextTracingService(_Service):
         return made.flat_map(self._open)
 
     def _open(self, trace: FlextTrace) -> FlextResult[FlextTrace]:
+        if self._client.closed:
+            return FlextResult.fail(CLOSED)
         now = time.time_ns()
         started = trace.model_copy(update={"start_time": now, "end_time": now})
         with self._state.lock:
@@ -375,6 +385,8 @@ class FlextTracingService(_Service):
                     "buffer_limit); complete_trace or error_trace them"
                 )
             self._state.open_traces[trace.span_id] = started
+        # The worker runs from now on, so that sending this trace at exit needs no new thread.
+        self._client.start()
         return FlextResult.ok(started)
 
     async def complete_trace(self, trace: FlextTrace) -> FlextResult[FlextTrace]:
@@ -403,6 +415,8 @@ class FlextTracingService(_Service):
         return self._end(trace, {"code": "error", "message": message[:MAX_TEXT]})
 
     def _end(self, trace: FlextTrace, status: dict[str, str]) -> FlextResult[FlextTrace]:
+        if self._client.closed:  # the traces open at close were sent then
+            return FlextResult.fail(CLOSED)
         with self._state.lock:
             started = self._state.open_traces.get(trace.span_id)
         if started is None:
@@ -414,12 +428,12 @@ class FlextTracingService(_Service):
         payload.update(start_time=started.start_time,
                        end_time=max(time.time_ns(), started.start_time), status=status)
         ended = build(FlextTrace, payload)
-        if ended.is_success:
-            with self._state.lock:
-                if self._state.open_traces.pop(trace.span_id, None) is None:
-                    return FlextResult.fail(f"trace: span {trace.span_id} is already ended")
-            self._queue(ended.unwrap())
-        return ended
+        if ended.is_failure:
+            return ended
+        with self._state.lock:
+            if self._state.open_traces.pop(trace.span_id, None) is None:
+                return FlextResult.fail(f"trace: span {trace.span_id} is already ended")
+        return ended.flat_map(self._send)
 
     def start_span(
         self,
@@ -439,12 +453,12 @@ class FlextTracingService(_Service):
         """End the span now (recording `error` if given) and queue it."""
         if error is not None:
             span.record_exception(error)
-        span.result = self._build(span, time.time_ns()).map(self._queue)
+        span.result = self._build(span, time.time_ns()).flat_map(self._send)
         return span.result
 
     def record(self, trace: FlextTrace) -> FlextResult[FlextTrace]:
         """Send a finished `FlextTrace` as it is."""
-        return _checked(FlextTrace, trace, "trace").map(self._queue)
+        return _checked(FlextTrace, trace, "trace").flat_map(self._send)
 
     @contextmanager
     def span(
@@ -537,7 +551,7 @@ class FlextAlertService(_Service):
     def process_alert_sync(self, alert: FlextAlert) -> FlextResult[FlextAlert]:
         """Send a `FlextAlert` (firing or resolved) to the collector, which passes it on to
         every Alertmanager."""
-        return _checked(FlextAlert, alert, "alert").map(self._queue)
+        return _checked(FlextAlert, alert, "alert").flat_map(self._send)
 
     send = process_alert_sync
 
@@ -574,8 +588,10 @@ class FlextAlertService(_Service):
             resolved = original.to_payload()
             resolved["status"] = "resolved"
             resolved.pop("ends_at", None)
-            build(FlextAlert, resolved).map(self._queue)
-        return escalated.map(self._queue)
+            sent = build(FlextAlert, resolved).flat_map(self._send)
+            if sent.is_failure:
+                return sent
+        return escalated.flat_map(self._send)
 
     def fire(
         self,
@@ -592,7 +608,7 @@ class FlextAlertService(_Service):
             name, severity, status="firing", service=self._service,
             instance=self._instance, summary=summary, description=description, labels=labels,
             annotations=annotations, generator_url=generator_url,
-        ).map(self._queue)
+        ).flat_map(self._send)
 
     def resolve(
         self,
@@ -608,7 +624,7 @@ class FlextAlertService(_Service):
             name, severity, status="resolved", service=self._service,
             instance=self._instance, summary=summary, description=description, labels=labels,
             annotations=annotations,
-        ).map(self._queue)
+        ).flat_map(self._send)
 
 
 class FlextHealthService(_Service):
@@ -651,10 +667,9 @@ class FlextHealthService(_Service):
             payload["checks"] = checks
             if check.name is not None:
                 payload["status"] = worst_status(checks)
-            report = build(FlextHealthCheck, payload)
+            report = build(FlextHealthCheck, payload).flat_map(self._send)
             if report.is_success:
                 self._state.checks[key] = checks
-                self._queue(report.unwrap())
         return report.map(lambda _: check)
 
     send = execute_health_check_sync
