@@ -76,6 +76,7 @@ class _ClientState:
         if not traces or client is None:
             return
         now = time.time_ns()
+        invalid = []
         for trace in traces:
             payload = trace.to_payload()
             payload["end_time"] = max(now, trace.start_time)
@@ -83,9 +84,12 @@ class _ClientState:
             ended = build(FlextTrace, payload)
             if ended.is_success:
                 client.send(ended.unwrap())
+            else:
+                invalid.append(f"{trace.name!r}: {ended.error}")
         log.warning("flext-observability: %d trace(s) started with start_trace were never "
-                    "completed; sent at close, ended then and marked %s",
-                    len(traces), UNFINISHED_ATTRIBUTE)
+                    "completed; sent at close, ended then and marked %s%s",
+                    len(traces) - len(invalid), UNFINISHED_ATTRIBUTE,
+                    f"; not sent, invalid: {'; '.join(invalid)}" if invalid else "")
 
 
 _states: weakref.WeakKeyDictionary[FlextObservabilityClient, _ClientState] = (
@@ -97,13 +101,10 @@ _states_lock = threading.Lock()
 def _state(client: FlextObservabilityClient) -> _ClientState:
     with _states_lock:
         state = _states.get(client)
-        if state is None:
-            state = _states[client] = _ClientState(weakref.ref(client))
-            created = True
-        else:
-            created = False
-    if created:
-        client.on_close(state.end_open_traces)
+        if state is not None:
+            return state
+        state = _states[client] = _ClientState(weakref.ref(client))
+    client.on_close(state.end_open_traces)
     return state
 
 
