@@ -74,15 +74,16 @@ def mapped(code: str) -> str:
 def _mapped(code: str) -> str:
     lines = []
     for line in code.splitlines():
-        found = re.match(r"\s*from (flext_core|flext_cli|typing) import (.*)$", line)
+        found = re.match(r"(\s*)from (flext_core|flext_cli|typing) import (.*)$", line)
         if found is None:
             lines.append(line)
             continue
-        module, names = found[1], [n.strip() for n in found[2].split(",")]
+        indent, module, names = found[1], found[2], [n.strip() for n in found[3].split(",")]
         if module == "flext_core":
             assert set(names) <= MAPPED | OUT_OF_SCOPE, f"unmapped flext_core name in {line!r}"
         elif module == "typing":
-            lines.append(f"from typing import {', '.join(n for n in names if n != 'object')}")
+            kept = ", ".join(n for n in names if n != "object")
+            lines.append(f"{indent}from typing import {kept}")
     return "\n".join(lines) + "\n"
 
 
