@@ -54,7 +54,8 @@ def test_the_daemons_variables_are_ignored(monkeypatch):
 @pytest.mark.parametrize(
     ("field", "value"),
     [("endpoint", "ftp://collector:4318"), ("endpoint", "http://"),
-     ("endpoint", "http://a b"), ("batch_size", 0), ("buffer_limit", -1),
+     ("endpoint", "http://a b"), ("endpoint", "http://host:port"), ("endpoint", "http://:80"),
+     ("endpoint", "http://host:99999"), ("batch_size", 0), ("buffer_limit", -1),
      ("flush_interval", 0), ("service_name", ""), ("exit_flush_deadline", -1)],
 )
 def test_invalid_values_are_refused(field, value):
@@ -160,3 +161,10 @@ def test_a_bad_opentelemetry_variable_is_named_too(monkeypatch, caplog):
 def test_service_name_from_argv(monkeypatch, argv0, name):
     monkeypatch.setattr(sys, "argv", [argv0])
     assert default_service_name() == name
+
+
+def test_the_otlp_grpc_port_gets_a_hint(monkeypatch, caplog):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4317")
+    with caplog.at_level(logging.WARNING, "flext_observability.sdk"):
+        assert config_from_env().endpoint == "http://localhost:4317"
+    assert "port 4317, OTLP/gRPC's; the SDK posts HTTP" in caplog.text

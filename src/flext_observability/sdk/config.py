@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, StringConstraints, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -25,6 +26,7 @@ log = logging.getLogger("flext_observability.sdk")
 ENV_PREFIX = "FLEXT_OBS_"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 DEFAULT_SERVICE_NAME = "python-service"
+OTLP_GRPC_PORT = 4317
 # The OpenTelemetry variables a field falls back to when its FLEXT_OBS_* one is not set.
 OTEL_VARIABLES = {
     "endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -102,8 +104,13 @@ class FlextObservabilityConfig(BaseSettings):
         value = value.strip()
         if "://" not in value:
             value = f"http://{value}"
-        scheme, _, rest = value.partition("://")
-        if scheme.lower() not in ("http", "https") or not rest or any(c.isspace() for c in rest):
+        try:
+            parts = urlsplit(value)
+            valid = (parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+                     and not any(c.isspace() for c in value) and (parts.port or 1) > 0)
+        except ValueError:  # a port that is not a number in 0-65535
+            valid = False
+        if not valid:
             raise ValueError("must be an http:// or https:// URL (e.g. http://127.0.0.1:4318)")
         return value
 
@@ -175,6 +182,10 @@ def config_from_env() -> FlextObservabilityConfig:
                 return FlextObservabilityConfig.model_construct()
     if warnings:
         log.warning("flext-observability: %s; the other settings are kept", "; ".join(warnings))
+    if urlsplit(config.endpoint).port == OTLP_GRPC_PORT:
+        log.warning("flext-observability: the endpoint %s is on port %d, OTLP/gRPC's; the SDK "
+                    "posts HTTP, to the collector's HTTP port (4318 unless "
+                    "server.http_port says otherwise)", config.endpoint, OTLP_GRPC_PORT)
     return config
 
 
