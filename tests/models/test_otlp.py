@@ -33,9 +33,9 @@ from flext_observability.models.otlp import (
     parse_metrics,
     parse_traces,
 )
+from helpers.fixtures import OTLP_FIXTURES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "otlp"
+FIXTURES = OTLP_FIXTURES
 JSON_FIXTURES = sorted(FIXTURES.glob("*.json"))
 PB_FIXTURES = sorted((FIXTURES / "pb").glob("*.pb"))
 

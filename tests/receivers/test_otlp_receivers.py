@@ -2,7 +2,6 @@
 
 import gzip
 import sqlite3
-from pathlib import Path
 
 import grpc
 import httpx
@@ -44,10 +43,11 @@ from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.trace import Status as SpanStatus
 
 from helpers.exposition import sample
+from helpers.fixtures import OTLP_FIXTURES
 from helpers.otlp_json import otlp_json
 from helpers.procs import poll
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "otlp"
+FIXTURES = OTLP_FIXTURES
 RESOURCE = Resource.create({"service.name": "shop", "service.instance.id": "i-1",
                             "deployment.environment": "test"})
 PROTOBUF = {"Content-Type": "application/x-protobuf"}

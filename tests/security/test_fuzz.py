@@ -1,7 +1,7 @@
 """Fuzzing the daemon: no input makes it answer 5xx, crash, hang or grow.
 
 1. schemathesis against the daemon's own OpenAPI (the native routes), through its CLI.
-2. hypothesis: OTLP bodies mutated from the shared fixtures and built from the protobuf
+2. hypothesis: OTLP bodies mutated from tests/fixtures/otlp and built from the protobuf
    messages (byte flips, truncation, random fields, wrong JSON types, huge and negative
    numbers, deep nesting, random content encodings), over OTLP/HTTP (protobuf and JSON)
    and OTLP/gRPC. Every request has a timeout; the daemon must stay alive and its RSS
@@ -34,9 +34,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from helpers.fixtures import OTLP_FIXTURES
 from helpers.procs import Daemon
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "otlp"
+FIXTURES = OTLP_FIXTURES
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 FLAT_RSS_MIB = 100
 MAX_BODY = 4 * 1024 * 1024
