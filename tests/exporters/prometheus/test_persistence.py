@@ -179,9 +179,9 @@ def test_a_series_idle_past_the_expiration_while_down_is_not_revived(daemon_fact
 
 def test_a_series_within_the_expiration_keeps_its_remaining_time(daemon_factory):
     daemon = daemon_factory({"exporters": {"prometheus": {"metric_expiration": "6s"}}})
+    posted = time.monotonic()
     native(daemon, [{"name": "p_kept", "type": "gauge", "value": 4, "service": "a"}])
     poll(lambda: ours_text(daemon), lambda t: "p_kept{" in t, 10, 0.05, "series present")
-    posted = time.monotonic()
     daemon.stop()
     daemon.start()
     if time.monotonic() - posted < 5:
