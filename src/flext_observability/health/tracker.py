@@ -129,7 +129,7 @@ class HealthTracker:
         for raw_key, raw_value in rows:
             health = ServiceHealth(**orjson.loads(raw_value))
             health.received = now - max(0.0, wall - health.received)
-            self.services[tuple(orjson.loads(raw_key))] = health  # type: ignore[index]
+            self.services[tuple(orjson.loads(raw_key))] = health
         if rows:
             log.info("restored the health of %d services", len(rows))
 
