@@ -1,4 +1,5 @@
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -174,3 +175,30 @@ async def test_the_memory_queue_keeps_no_state():
     assert queue.depth(Signal.METRICS) == 0
     assert await queue.load_state("prom") == []
     await queue.shutdown()
+
+
+async def test_a_failed_checkpoint_goes_whole_with_the_next_commit(tmp_path):
+    """Even when the next commit is a put: its cursors, state and releases stay together."""
+    queue = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    await queue.put(Signal.METRICS, "native-json", b"m1", 1)
+    blocker = sqlite3.connect(queue.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    with pytest.raises(QueueClosed):
+        await queue.checkpoint({"prom": 1}, {"prom": {b"a": b"1"}})
+    assert not queue.writable()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await queue.put(Signal.METRICS, "native-json", b"m2", 1)
+    assert queue.writable()
+    await queue.shutdown()
+
+    reopened = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    reopened.register("prom", [Signal.METRICS])
+    await reopened.start()
+    assert await reopened.load_state("prom") == [(b"a", b"1")]
+    assert reopened.cursor("prom") == 1
+    left = await reopened.read("prom", reopened.cursor("prom"), 100)
+    assert [r.payload for r in left] == [b"m2"]
+    await reopened.shutdown()

@@ -44,8 +44,6 @@ class Checkpoints:
         self._sinks: dict[str, StatefulSink] = {}
         self._applied: dict[str, int] = {}
         self._saved: dict[str, int] = {}
-        # Changes of a failed checkpoint, under the newer ones of the next attempt.
-        self._unsaved: dict[str, StateChanges] = {}
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failing = False
@@ -87,25 +85,20 @@ class Checkpoints:
             await self.checkpoint()
 
     async def checkpoint(self) -> bool:
-        """Write what changed and the cursors it reflects; False (counted, kept for the next
-        attempt) when the queue could not. The changes are taken at one instant on the loop,
-        with the cursors they match."""
+        """Write what changed and the cursors it reflects; False (counted; the queue keeps
+        the changes for its next commit) when the queue could not. The changes are taken
+        at one instant on the loop, with the cursors they match."""
         changes: dict[str, StateChanges] = {}
         for name, sink in self._sinks.items():
             taken = sink.changes()
-            kept = self._unsaved.pop(name, None)
-            if kept:
-                kept.update(taken)
-                taken = kept
             if taken:
                 changes[name] = taken
         cursors = dict(self._applied)
-        if not changes and cursors == self._saved:
+        if not changes and cursors == self._saved and not self.failing:
             return True
         try:
             await self._queue.checkpoint(cursors, changes)
         except QueueClosed as exc:
-            self._unsaved = changes
             self._telemetry.state_write_failures.inc()
             if not self.failing:
                 log.error("cannot write the held state (retried every %.1fs): %s",

@@ -346,9 +346,15 @@ class _Pending:
     state: dict[str, StateChanges] = field(default_factory=dict)
     done: list[asyncio.Future[None]] = field(default_factory=list)
 
-    def keep_release(self, release: dict[Signal, int]) -> None:
-        for signal, floor in release.items():
+    def keep(self, failed: _Pending) -> None:
+        """What a failed commit acknowledged, released and changed, under what came since:
+        the next commit writes it (the cursors, state and releases stay together)."""
+        for consumer, seq in failed.cursors.items():
+            self.cursors[consumer] = max(seq, self.cursors.get(consumer, 0))
+        for signal, floor in failed.release.items():
             self.release[signal] = max(floor, self.release.get(signal, 0))
+        for consumer, rows in failed.state.items():
+            self.state[consumer] = {**rows, **self.state.get(consumer, {})}
 
 
 class SqliteQueue(Queue):
@@ -450,7 +456,8 @@ class SqliteQueue(Queue):
         pending = self._pending
         for consumer, seq in cursors.items():
             pending.cursors[consumer] = max(seq, pending.cursors.get(consumer, 0))
-        pending.keep_release(release)
+        for signal, floor in release.items():
+            pending.release[signal] = max(floor, pending.release.get(signal, 0))
         for consumer, rows in changes.items():
             pending.state.setdefault(consumer, {}).update(rows)
         await self._submit()
@@ -477,8 +484,7 @@ class SqliteQueue(Queue):
                     await loop.run_in_executor(self._writer_pool, self._commit, batch)
                 except (sqlite3.Error, OSError) as exc:
                     self._failed = exc
-                    # Rows acknowledged in memory are deleted by the next commit.
-                    self._pending.keep_release(batch.release)
+                    self._pending.keep(batch)
                     for future in batch.done:
                         future.set_exception(QueueClosed(f"queue storage failed: {exc}"))
                 else:

@@ -4,7 +4,7 @@ Series are kept in plain dicts keyed by the sorted label tuple; the prometheus_c
 families are built only at scrape time. Counters add increments, gauges take the last
 value, histograms observe into buckets. Series not updated for `expiration` seconds
 disappear at the next scrape. Every change is remembered (`Family.dirty`, `removed`) until
-`exporters.prometheus.state` takes it to persist it.
+`exporters.prometheus.persist` takes it to persist it.
 """
 
 from __future__ import annotations
