@@ -1,7 +1,7 @@
 """`create_app(config)`: builds the collector's parts and the HTTP app; nothing at import time.
 
-Start order is downstream first (queue, then consumers and exporters, then receivers);
-shutdown is upstream first, so that every stage can drain.
+Start order is downstream first (queue, held state, then consumers and exporters, then
+receivers); shutdown is upstream first, so that every stage can drain.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from prometheus_client.exposition import choose_encoder
 from flext_observability.config import Config
 from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
 from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
-from flext_observability.exporters.alertmanager.state import AlertState, StateFile
+from flext_observability.exporters.alertmanager.state import AlertState
 from flext_observability.exporters.jaeger.exporter import NAME as JAEGER
 from flext_observability.exporters.jaeger.exporter import JaegerExporter
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
+from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
-from flext_observability.pipeline.consumer import LocalConsumer
+from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake
 from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
@@ -56,11 +57,6 @@ def build_queue(config: Config) -> Queue:
     )
 
 
-def _state_file(config: Config, name: str) -> StateFile:
-    """Held state (alerts, health) beside a disk queue; none with a memory queue."""
-    return StateFile(config.queue.path / name if config.queue.kind == "disk" else None)
-
-
 class Collector:
     """Every part of the running daemon, wired from the config."""
 
@@ -76,22 +72,25 @@ class Collector:
         )
         self.registry.register(self.store)
         self.prometheus = PrometheusExporter(self.store, self.telemetry)
-        self.alerts = AlertState(_state_file(config, "alerts.json"))
-        self.health = HealthTracker(
-            config.health.default_ttl_seconds, self.alerts.publish,
-            _state_file(config, "health.json"),
-        )
+        self.alerts = AlertState()
+        self.health = HealthTracker(config.health.default_ttl_seconds, self.alerts.publish)
         self.registry.register(self.health)
+        # The held state (series, alerts, health) and the cursors it reflects, written
+        # together (kept in memory only with a memory queue).
+        self.checkpoints = Checkpoints(self.queue, self.telemetry)
+        self.checkpoints.add("health", self.health)
+        self.checkpoints.add("alerts", self.alerts)
         self.consumers = [
             LocalConsumer(self.queue, "health", [Signal.HEALTH], self.health.handle,
-                          self.telemetry),
+                          self.telemetry, checkpoints=self.checkpoints),
             LocalConsumer(self.queue, "alerts", [Signal.ALERTS], self.alerts.handle,
-                          self.telemetry),
+                          self.telemetry, checkpoints=self.checkpoints),
         ]
         if prom.enabled:
+            self.checkpoints.add("prometheus", StoreState(self.store))
             self.consumers.append(
                 LocalConsumer(self.queue, "prometheus", [Signal.METRICS], self.prometheus.handle,
-                              self.telemetry)
+                              self.telemetry, checkpoints=self.checkpoints)
             )
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
@@ -136,7 +135,7 @@ class Collector:
         """Downstream first: queue, held state, consumers and exporters, then receivers."""
         await self.memory.start()
         await self.queue.start()
-        self.alerts.load()
+        await self.checkpoints.start()
         await self.health.start()
         for consumer in self.consumers:
             await consumer.start()
@@ -154,16 +153,18 @@ class Collector:
         for consumer in self.consumers:
             await consumer.shutdown()
         await self.health.shutdown()
+        await self.checkpoints.shutdown()
         deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
         await asyncio.gather(*(e.shutdown(deadline) for e in self.exporters.values()))
         await self.queue.shutdown()
         await self.memory.shutdown()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready while the queue is writable and the memory limiter lets data in."""
+        """Ready while the queue is writable, the held state is written and the memory
+        limiter lets data in."""
         writable = self.queue.writable()
-        ready = writable and not self.memory.limited
-        exporters: dict[str, Any] = {c.name: "running" for c in self.consumers}
+        ready = writable and not self.checkpoints.failing and not self.memory.limited
+        exporters: dict[str, Any] = {c.name: c.state() for c in self.consumers}
         exporters.update({name: e.state() for name, e in self.exporters.items()})
         return ready, {
             "ready": ready,

@@ -93,6 +93,12 @@ class SelfTelemetry:
             ["exporter", "reason"],
             registry=registry,
         )
+        self.state_write_failures = Counter(
+            "flext_collector_state_write_failures",
+            "Checkpoints of the held state (metric series, alerts, health) that could not be "
+            "written; retried, the queue keeps their records meanwhile",
+            registry=registry,
+        )
         self.exporter_up = Gauge(
             "flext_collector_exporter_up",
             "1 when the exporter's last attempt succeeded (or it has nothing to send)",

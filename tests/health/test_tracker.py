@@ -5,7 +5,7 @@ import itertools
 import orjson
 import pytest
 
-from flext_observability.exporters.alertmanager.state import AlertState, StateFile
+from flext_observability.exporters.alertmanager.state import AlertState
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import HealthReport
 from flext_observability.pipeline.queue import Record, Signal
@@ -35,11 +35,10 @@ def report(status, **extra):
             **extra}
 
 
-def make(tmp_path, clocks):
-    alerts = AlertState(StateFile(tmp_path / "alerts.json"), wall_clock=lambda: clocks.wall)
+def make(clocks):
+    alerts = AlertState(wall_clock=lambda: clocks.wall)
     tracker = HealthTracker(
-        60, alerts.publish, StateFile(tmp_path / "health.json"),
-        clock=lambda: clocks.monotonic, wall_clock=lambda: clocks.wall,
+        60, alerts.publish, clock=lambda: clocks.monotonic, wall_clock=lambda: clocks.wall,
     )
     return tracker, alerts
 
@@ -53,8 +52,8 @@ def clocks():
     return Clocks()
 
 
-def test_derived_alerts_follow_the_current_status(tmp_path, clocks):
-    tracker, alerts = make(tmp_path, clocks)
+def test_derived_alerts_follow_the_current_status(clocks):
+    tracker, alerts = make(clocks)
     tracker.handle([record(report("unhealthy", checks={
         "db": {"status": "unhealthy", "message": "connection refused"},
         "cache": {"status": "healthy", "message": "ok"},
@@ -76,8 +75,8 @@ def test_derived_alerts_follow_the_current_status(tmp_path, clocks):
     assert tracker.snapshot()[0]["status"] == "healthy"
 
 
-def test_no_report_within_the_ttl_fires_stale_until_the_service_reports(tmp_path, clocks):
-    tracker, alerts = make(tmp_path, clocks)
+def test_no_report_within_the_ttl_fires_stale_until_the_service_reports(clocks):
+    tracker, alerts = make(clocks)
     tracker.handle([record(report("healthy"))])
     clocks.advance(9)
     tracker.check()
@@ -94,8 +93,8 @@ def test_no_report_within_the_ttl_fires_stale_until_the_service_reports(tmp_path
     assert tracker.snapshot()[0]["stale"] is False
 
 
-def test_a_repeated_report_changes_nothing_an_alertmanager_would_see(tmp_path, clocks):
-    tracker, alerts = make(tmp_path, clocks)
+def test_a_repeated_report_changes_nothing_an_alertmanager_would_see(clocks):
+    tracker, alerts = make(clocks)
     tracker.handle([record(report("unhealthy"))])
     version = alerts.version
     clocks.advance(1)
@@ -104,14 +103,17 @@ def test_a_repeated_report_changes_nothing_an_alertmanager_would_see(tmp_path, c
     assert alerts.version == version
 
 
-def test_the_tracker_and_its_alerts_survive_a_restart(tmp_path, clocks):
-    tracker, _ = make(tmp_path, clocks)
+def test_the_tracker_and_its_alerts_survive_a_restart(clocks):
+    tracker, alerts = make(clocks)
     tracker.handle([record(report("unhealthy"))])
+    health_rows, alert_rows = list(tracker.changes().items()), list(alerts.changes().items())
+    assert tracker.changes() == {}
+    clocks.monotonic -= 500  # a new process: another monotonic origin; the wall clock goes on
     clocks.advance(4)
 
-    restarted, restarted_alerts = make(tmp_path, clocks)
-    restarted.load()
-    restarted_alerts.load()
+    restarted, restarted_alerts = make(clocks)
+    restarted.restore(health_rows)
+    restarted_alerts.restore(alert_rows)
     assert set(firing(restarted_alerts)) == {"ServiceUnhealthy"}
     assert restarted.snapshot()[0]["status"] == "unhealthy"
     clocks.advance(7)  # 11 s after the report: past its 10 s ttl

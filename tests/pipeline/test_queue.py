@@ -1,4 +1,5 @@
 import asyncio
+import sqlite3
 
 import pytest
 
@@ -141,3 +142,63 @@ async def test_one_signal_cannot_take_the_room_of_the_others(make_queue):
     assert "signal_share" in refused.value.limit
     await queue.put(Signal.METRICS, "native-json", b"m", 50)
     await queue.shutdown()
+
+
+async def test_a_checkpoint_writes_state_and_cursors_together_and_reopens(tmp_path):
+    queue = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    for payload in (b"m1", b"m2", b"m3"):
+        await queue.put(Signal.METRICS, "native-json", payload, 1)
+    await queue.checkpoint({"prom": 2}, {"prom": {b"a": b"1", b"b": b"2"}})
+    await queue.checkpoint({"prom": 2}, {"prom": {b"a": None, b"c": b"3"}})
+    assert queue.depth(Signal.METRICS) == 1
+    await queue.shutdown()
+
+    reopened = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    reopened.register("prom", [Signal.METRICS])
+    await reopened.start()
+    assert sorted(await reopened.load_state("prom")) == [(b"b", b"2"), (b"c", b"3")]
+    assert await reopened.load_state("other") == []
+    assert reopened.cursor("prom") == 2
+    left = await reopened.read("prom", reopened.cursor("prom"), 100)
+    assert [r.payload for r in left] == [b"m3"]
+    await reopened.shutdown()
+
+
+async def test_the_memory_queue_keeps_no_state():
+    queue = MemoryQueue(1000, 1_000_000, 3)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    await queue.put(Signal.METRICS, "native-json", b"m1", 1)
+    await queue.checkpoint({"prom": 1}, {"prom": {b"a": b"1"}})
+    assert queue.depth(Signal.METRICS) == 0
+    assert await queue.load_state("prom") == []
+    await queue.shutdown()
+
+
+async def test_a_failed_checkpoint_goes_whole_with_the_next_commit(tmp_path):
+    """Even when the next commit is a put: its cursors, state and releases stay together."""
+    queue = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    await queue.put(Signal.METRICS, "native-json", b"m1", 1)
+    blocker = sqlite3.connect(queue.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    with pytest.raises(QueueClosed):
+        await queue.checkpoint({"prom": 1}, {"prom": {b"a": b"1"}})
+    assert not queue.writable()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await queue.put(Signal.METRICS, "native-json", b"m2", 1)
+    assert queue.writable()
+    await queue.shutdown()
+
+    reopened = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    reopened.register("prom", [Signal.METRICS])
+    await reopened.start()
+    assert await reopened.load_state("prom") == [(b"a", b"1")]
+    assert reopened.cursor("prom") == 1
+    left = await reopened.read("prom", reopened.cursor("prom"), 100)
+    assert [r.payload for r in left] == [b"m2"]
+    await reopened.shutdown()

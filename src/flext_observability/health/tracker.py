@@ -3,8 +3,9 @@
 Every change of a service's current status (healthy, degraded, unhealthy, stale) fires
 the derived alert of the new status and resolves the one of the old (`publish`, to the
 AlertState). Staleness needs no report, so a periodic `check()` finds it. The tracker is
-written to a snapshot in the data dir before `handle()` returns, so that a restart knows
-every service, its staleness and its alerts.
+a `StatefulSink` (one row per service, keyed by its identity), written with the queue
+cursors at each checkpoint, so that a restart knows every service, its staleness and its
+alerts.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from typing import Any
 import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from flext_observability.exporters.alertmanager.state import StateFile
 from flext_observability.health.alerts import DERIVED, firing_alert, resolved_alert
-from flext_observability.pipeline.queue import Record
+from flext_observability.pipeline.queue import Record, StateChanges
 from flext_observability.tasks import cancel
 
 log = logging.getLogger(__name__)
@@ -51,22 +51,21 @@ class HealthTracker:
         self,
         default_ttl: float,
         publish: Publish,
-        snapshot_file: StateFile | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         check_interval: float = CHECK_INTERVAL,
     ) -> None:
         self._default_ttl = default_ttl
         self._publish = publish
-        self._file = snapshot_file or StateFile(None)
         self._clock = clock
         self._wall = wall_clock
         self._check_interval = check_interval
         self._task: asyncio.Task[None] | None = None
         self.services: dict[tuple[str, str], ServiceHealth] = {}
+        self._dirty: set[tuple[str, str]] = set()
 
     def handle(self, records: list[Record]) -> None:
-        """Queue consumer: apply health reports; durable before it returns."""
+        """Queue consumer: apply health reports."""
         received = self._clock()
         updated = {}
         for record in records:
@@ -84,15 +83,15 @@ class HealthTracker:
                     ttl=report.get("ttl_seconds") or self._default_ttl,
                     alerted=previous.alerted if previous else "healthy",
                 )
+        self._dirty.update(updated)
         self._publish(self._derive(updated.values()))
-        self.save()
 
     def check(self) -> None:
         """Fire and resolve the alerts of services whose status changed with time (stale)."""
-        changed = [h for h in self.services.values() if self.status(h) != h.alerted]
+        changed = {k: h for k, h in self.services.items() if self.status(h) != h.alerted}
         if changed:
-            self._publish(self._derive(changed))
-            self.save()
+            self._dirty.update(changed)
+            self._publish(self._derive(changed.values()))
 
     def _derive(self, healths: Iterable[ServiceHealth]) -> list[dict[str, Any]]:
         alerts = []
@@ -110,27 +109,33 @@ class HealthTracker:
             return "stale"
         return health.status
 
-    def save(self) -> None:
-        now, wall = self._clock(), self._wall()
-        self._file.save([
-            {**asdict(h), "received": wall - (now - h.received)} for h in self.services.values()
-        ])
+    def changes(self) -> StateChanges:
+        """`StatefulSink`: the services changed since the last call, one row each, with the
+        receive time as a Unix time."""
+        offset = self._wall() - self._clock()
+        rows: StateChanges = {}
+        for key in self._dirty:
+            health = self.services[key]
+            rows[orjson.dumps(key)] = orjson.dumps(
+                {**asdict(health), "received": health.received + offset}
+            )
+        self._dirty.clear()
+        return rows
 
-    def load(self) -> None:
-        """Restore the last snapshot; receive times were stored as Unix times."""
+    def restore(self, rows: list[tuple[bytes, bytes]]) -> None:
+        """`StatefulSink`: the services from their rows (at start); the time the collector
+        was down counts towards staleness."""
         now, wall = self._clock(), self._wall()
-        for item in self._file.load() or ():
-            health = ServiceHealth(**item)
+        for raw_key, raw_value in rows:
+            health = ServiceHealth(**orjson.loads(raw_value))
             health.received = now - max(0.0, wall - health.received)
-            self.services[(health.service, health.instance)] = health
-        if self.services:
-            log.info("restored the health of %d services from %s",
-                     len(self.services), self._file.path)
+            self.services[tuple(orjson.loads(raw_key))] = health
+        if rows:
+            log.info("restored the health of %d services", len(rows))
 
     async def start(self) -> None:
-        """Load the snapshot and start the staleness check."""
+        """Start the staleness check (after `restore()`)."""
         if self._task is None:
-            self.load()
             self._task = asyncio.create_task(self._check_loop(), name="health-check")
 
     async def shutdown(self) -> None:
@@ -140,10 +145,7 @@ class HealthTracker:
     async def _check_loop(self) -> None:
         while True:
             await asyncio.sleep(self._check_interval)
-            try:
-                self.check()
-            except OSError:
-                log.exception("health check could not write its snapshot")
+            self.check()
 
     def snapshot(self) -> list[dict[str, Any]]:
         """What `GET /api/v1/health` shows."""

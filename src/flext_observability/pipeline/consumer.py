@@ -1,4 +1,11 @@
-"""Drives an in-process sink from the queue: read after the cursor, handle, acknowledge."""
+"""Drives an in-process sink from the queue: read after the cursor, handle, acknowledge.
+
+A sink whose state exists nowhere else (`StatefulSink`) is not acknowledged per batch:
+`Checkpoints` writes, every `CHECKPOINT_INTERVAL` seconds and at shutdown, the state
+its sinks changed and the cursors of their consumers in one queue transaction. Between
+checkpoints the applied rows stay in the queue; after a crash they are applied again to
+the state of the last checkpoint, so each is counted exactly once.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,110 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from flext_observability.pipeline.queue import Queue, Record, Signal
+from flext_observability.pipeline.queue import Queue, QueueClosed, Record, Signal, StateChanges
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_INTERVAL = 1.0
+
+
+class StatefulSink(Protocol):
+    """State kept as opaque rows: `restore()` once before the first record, `changes()`
+    (the rows changed since the last call, None for a deleted one) at each checkpoint."""
+
+    def restore(self, rows: list[tuple[bytes, bytes]]) -> None: ...
+
+    def changes(self) -> StateChanges: ...
+
+
+class Checkpoints:
+    """The state of some sinks and the cursors of some consumers, written together."""
+
+    def __init__(
+        self, queue: Queue, telemetry: SelfTelemetry, interval: float = CHECKPOINT_INTERVAL
+    ) -> None:
+        self._queue = queue
+        self._telemetry = telemetry
+        self._interval = interval
+        self._sinks: dict[str, StatefulSink] = {}
+        self._applied: dict[str, int] = {}
+        self._saved: dict[str, int] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.failing = False
+
+    def add(self, name: str, sink: StatefulSink) -> None:
+        """A sink whose rows are stored under `name` (before `start()`)."""
+        self._sinks[name] = sink
+
+    def follow(self, consumer: str) -> None:
+        """A consumer acknowledged by the checkpoints; from its stored cursor on."""
+        self._applied[consumer] = self._saved[consumer] = self._queue.cursor(consumer)
+
+    def applied(self, consumer: str, seq: int) -> None:
+        """The consumer's records up to seq are in its sinks' state."""
+        self._applied[consumer] = seq
+
+    async def start(self) -> None:
+        """Restore every sink from its stored rows (after the queue started, before the
+        consumers), then checkpoint periodically."""
+        for name, sink in self._sinks.items():
+            rows = await self._queue.load_state(name)
+            sink.restore(rows)
+            if rows:
+                log.info("restored %d state rows of %s", len(rows), name)
+        self._task = asyncio.create_task(self._loop(), name="checkpoints")
+
+    async def shutdown(self) -> None:
+        """A last checkpoint (after the consumers stopped), then stop."""
+        if self._task is None:
+            return
+        self._stop.set()
+        await self._task
+        self._task = None
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._interval)
+            await self.checkpoint()
+
+    async def checkpoint(self) -> bool:
+        """Write what changed and the cursors it reflects; False (counted; the queue keeps
+        the changes for its next commit) when the queue could not. The changes are taken
+        at one instant on the loop, with the cursors they match."""
+        changes: dict[str, StateChanges] = {}
+        for name, sink in self._sinks.items():
+            taken = sink.changes()
+            if taken:
+                changes[name] = taken
+        cursors = dict(self._applied)
+        if not changes and cursors == self._saved and not self.failing:
+            return True
+        try:
+            await self._queue.checkpoint(cursors, changes)
+        except QueueClosed as exc:
+            self._telemetry.state_write_failures.inc()
+            if not self.failing:
+                log.error("cannot write the held state (retried every %.1fs): %s",
+                          self._interval, exc)
+            self.failing = True
+            return False
+        self._saved = cursors
+        if self.failing:
+            log.info("the held state is written again")
+        self.failing = False
+        return True
+
 
 class LocalConsumer:
-    """For sinks that handle records synchronously in memory (the Prometheus store, health)."""
+    """For sinks that handle records synchronously in memory (the Prometheus store, health).
+
+    With `checkpoints`, handled records are acknowledged by the next checkpoint instead of
+    at once."""
 
     def __init__(
         self,
@@ -25,6 +127,7 @@ class LocalConsumer:
         telemetry: SelfTelemetry,
         batch_items: int = 50_000,
         idle_wait: float = 1.0,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.name = name
         self._queue = queue
@@ -32,11 +135,14 @@ class LocalConsumer:
         self._telemetry = telemetry
         self._batch_items = batch_items
         self._idle_wait = idle_wait
+        self._checkpoints = checkpoints
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         queue.register(name, signals)
 
     async def start(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.follow(self.name)
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
     async def shutdown(self) -> None:
@@ -48,6 +154,12 @@ class LocalConsumer:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+
+    def state(self) -> str:
+        """What /readyz shows for this consumer."""
+        if self._checkpoints is not None and self._checkpoints.failing:
+            return "state_write_failing"
+        return "running"
 
     async def _run(self) -> None:
         cursor = self._queue.cursor(self.name)
@@ -68,4 +180,8 @@ class LocalConsumer:
                     self.name, records[0].seq, records[-1].seq, lost,
                 )
             cursor = records[-1].seq
-            await self._queue.ack(self.name, cursor)
+            if self._checkpoints is None:
+                await self._queue.ack(self.name, cursor)
+            else:
+                self._checkpoints.applied(self.name, cursor)
+                await asyncio.sleep(0)  # nothing else awaited: let the checkpoints run

@@ -6,6 +6,15 @@ transaction (group commit). Each consumer reads the rows of its signals after it
 cursor and `ack()`s what it has handled; rows every interested consumer has acknowledged
 are deleted. Limits are checked against what is stored: over them, `put()` raises
 `QueueFull` and nothing is kept.
+
+A consumer whose handling builds state that exists nowhere else (the Prometheus store's
+totals, the held alerts and health) acknowledges through `checkpoint()` instead: the changed
+state rows (`StateChanges`, opaque bytes keyed by bytes, per consumer) and the cursors they
+reflect are written in one transaction, and `load_state()` gives them back at start. Rows
+after a stored cursor are handed out again after a restart, so each is applied exactly once
+to the state that is restored. The memory queue keeps no state (it is memory-only by
+choice); a log-based queue (Kafka) stores its partition offsets as the cursors beside the
+same state rows.
 """
 
 from __future__ import annotations
@@ -43,6 +52,10 @@ class Record:
     payload: bytes
     items: int
     decoded: Any = field(default=None, compare=False, repr=False)
+
+
+# A consumer's state changes: the new value of each changed key, None for a deleted key.
+StateChanges = dict[bytes, bytes | None]
 
 
 class QueueFull(Exception):
@@ -181,7 +194,21 @@ class Queue(ABC):
         if seq <= state.cursor:
             return
         state.cursor = seq
-        await self._save_cursor(consumer, seq, self._releasable())
+        await self._save(self._releasable(), {consumer: seq}, {})
+
+    async def checkpoint(
+        self, cursors: dict[str, int], changes: dict[str, StateChanges]
+    ) -> None:
+        """Acknowledge up to each consumer's seq and write the consumers' state changes, all
+        in one transaction: durable on return. Raises QueueClosed when storage failed."""
+        for consumer, seq in cursors.items():
+            state = self._consumers[consumer]
+            state.cursor = max(state.cursor, seq)
+        await self._save(self._releasable(), cursors, changes)
+
+    async def load_state(self, consumer: str) -> list[tuple[bytes, bytes]]:
+        """The consumer's state rows as of its stored cursor (after `start()`)."""
+        return []
 
     def _releasable(self) -> dict[Signal, int]:
         """Per signal, the highest seq that every interested consumer has acknowledged."""
@@ -229,12 +256,17 @@ class Queue(ABC):
         ...
 
     @abstractmethod
-    async def _save_cursor(self, consumer: str, seq: int, release: dict[Signal, int]) -> None:
-        ...
+    async def _save(
+        self,
+        release: dict[Signal, int],
+        cursors: dict[str, int],
+        changes: dict[str, StateChanges],
+    ) -> None: ...
 
 
 class MemoryQueue(Queue):
-    """The same contract without durability: for tests and for users who opt out."""
+    """The same contract without durability: for tests and for users who opt out. State
+    changes given to `checkpoint()` are not kept: the state lives only in its consumer."""
 
     def __init__(
         self, max_items: int, max_bytes: int, retry_after: int, signal_share: float = 1.0
@@ -265,7 +297,12 @@ class MemoryQueue(Queue):
                     break
         return batch
 
-    async def _save_cursor(self, consumer: str, seq: int, release: dict[Signal, int]) -> None:
+    async def _save(
+        self,
+        release: dict[Signal, int],
+        cursors: dict[str, int],
+        changes: dict[str, StateChanges],
+    ) -> None:
         if release:
             self._records = deque(
                 r for r in self._records if r.seq > release.get(r.signal, 0)
@@ -292,6 +329,12 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_by_signal ON records (signal, seq);
 CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (
+    consumer TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (consumer, key)
+) WITHOUT ROWID;
 """
 
 
@@ -300,7 +343,18 @@ class _Pending:
     records: list[Record] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
     release: dict[Signal, int] = field(default_factory=dict)
+    state: dict[str, StateChanges] = field(default_factory=dict)
     done: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def keep(self, failed: _Pending) -> None:
+        """What a failed commit acknowledged, released and changed, under what came since:
+        the next commit writes it (the cursors, state and releases stay together)."""
+        for consumer, seq in failed.cursors.items():
+            self.cursors[consumer] = max(seq, self.cursors.get(consumer, 0))
+        for signal, floor in failed.release.items():
+            self.release[signal] = max(floor, self.release.get(signal, 0))
+        for consumer, rows in failed.state.items():
+            self.state[consumer] = {**rows, **self.state.get(consumer, {})}
 
 
 class SqliteQueue(Queue):
@@ -393,11 +447,31 @@ class SqliteQueue(Queue):
         self._pending.records.append(record)
         await self._submit()
 
-    async def _save_cursor(self, consumer: str, seq: int, release: dict[Signal, int]) -> None:
-        self._pending.cursors[consumer] = seq
+    async def _save(
+        self,
+        release: dict[Signal, int],
+        cursors: dict[str, int],
+        changes: dict[str, StateChanges],
+    ) -> None:
+        pending = self._pending
+        for consumer, seq in cursors.items():
+            pending.cursors[consumer] = max(seq, pending.cursors.get(consumer, 0))
         for signal, floor in release.items():
-            self._pending.release[signal] = max(floor, self._pending.release.get(signal, 0))
+            pending.release[signal] = max(floor, pending.release.get(signal, 0))
+        for consumer, rows in changes.items():
+            pending.state.setdefault(consumer, {}).update(rows)
         await self._submit()
+
+    async def load_state(self, consumer: str) -> list[tuple[bytes, bytes]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, self._select_state, consumer)
+
+    def _select_state(self, consumer: str) -> list[tuple[bytes, bytes]]:
+        conn = self._read_conn
+        assert conn is not None
+        return conn.execute(
+            "SELECT key, value FROM state WHERE consumer = ?", (consumer,)
+        ).fetchall()
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -410,6 +484,7 @@ class SqliteQueue(Queue):
                     await loop.run_in_executor(self._writer_pool, self._commit, batch)
                 except (sqlite3.Error, OSError) as exc:
                     self._failed = exc
+                    self._pending.keep(batch)
                     for future in batch.done:
                         future.set_exception(QueueClosed(f"queue storage failed: {exc}"))
                 else:
@@ -452,6 +527,16 @@ class SqliteQueue(Queue):
             for signal, floor in batch.release.items():
                 conn.execute(
                     "DELETE FROM records WHERE signal = ? AND seq <= ?", (signal.value, floor)
+                )
+            for consumer, rows in batch.state.items():
+                conn.executemany(
+                    "INSERT INTO state VALUES (?, ?, ?) "
+                    "ON CONFLICT (consumer, key) DO UPDATE SET value = excluded.value",
+                    [(consumer, k, v) for k, v in rows.items() if v is not None],
+                )
+                conn.executemany(
+                    "DELETE FROM state WHERE consumer = ? AND key = ?",
+                    [(consumer, k) for k, v in rows.items() if v is None],
                 )
             conn.execute("COMMIT")
         except BaseException:

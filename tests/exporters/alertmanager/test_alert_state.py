@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from flext_observability.exporters.alertmanager.exporter import invalid_reason, to_api
-from flext_observability.exporters.alertmanager.state import AlertState, HeldAlert, StateFile
+from flext_observability.exporters.alertmanager.state import AlertState, HeldAlert
 from flext_observability.models.native import Alert
 
 T0 = 1_700_000_000.0
@@ -65,21 +65,33 @@ def test_resolved_alerts_are_forgotten_after_the_retention():
     assert state.resolved == {}
 
 
-def test_the_snapshot_is_written_on_change_and_loaded_at_start(tmp_path):
+def rows(changes):
+    return [(key, value) for key, value in changes.items() if value is not None]
+
+
+def test_the_changed_alerts_are_state_rows_that_restore_the_state():
     wall = Wall()
-    state = AlertState(StateFile(tmp_path / "alerts.json"), wall_clock=wall)
+    state = AlertState(wall_clock=wall)
     notified = []
     state.subscribe(lambda: notified.append(state.version))
     state.publish([alert(generator_url="http://rules/1"), alert(name="Other")])
     state.publish([alert("resolved", name="Other")])
     assert notified == [2, 3]
+    saved = state.changes()
+    assert len(saved) == 2
+    assert state.changes() == {}
 
-    loaded = AlertState(StateFile(tmp_path / "alerts.json"), wall_clock=wall)
-    loaded.load()
+    loaded = AlertState(wall_clock=wall)
+    loaded.restore(rows(saved))
     assert loaded.version == 3
     assert [h.labels["alertname"] for h in loaded.firing.values()] == ["DiskFull"]
     assert [h.labels["alertname"] for h in loaded.resolved.values()] == ["Other"]
     assert next(iter(loaded.firing.values())).generator_url == "http://rules/1"
+
+    wall.now += 901
+    loaded.publish([alert(name="Third")])
+    gone = loaded.changes()
+    assert sorted(v is None for v in gone.values()) == [False, True]  # Other expired
 
 
 def held(**changes):

@@ -1,25 +1,23 @@
 """The alerts the collector holds: firing ones by identity, recently resolved ones.
 
 The state is what the Alertmanager exporter sends (and re-sends), so it must survive a
-crash once its queue records are acknowledged: every change is written to a snapshot in
-the data dir (`StateFile`) before `handle()` / `publish()` return, and the snapshot is
-loaded at start. Each change gets a new `version`, so that every Alertmanager can be
-sent what changed since its last successful delivery.
+crash once its queue records are acknowledged: it is a `StatefulSink` (one row per alert,
+keyed by its label set), written with the queue cursors at each checkpoint and restored at
+start. Each change gets a new `version`, so that every Alertmanager can be sent what
+changed since its last successful delivery.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from flext_observability.pipeline.queue import Record
+from flext_observability.pipeline.queue import Record, StateChanges
 
 log = logging.getLogger(__name__)
 
@@ -27,43 +25,6 @@ LabelSet = tuple[tuple[str, str], ...]
 
 # As Prometheus' notifier: resolved alerts are re-sent for 15 minutes, then forgotten.
 RESOLVED_RETENTION = 15 * 60.0
-
-
-class StateFile:
-    """A JSON snapshot in the data dir, replaced atomically (write, fsync, rename).
-
-    With no path (a memory queue: the user opted out of durability) nothing is written.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-
-    def load(self) -> Any:
-        if self.path is None:
-            return None
-        try:
-            return orjson.loads(self.path.read_bytes())
-        except FileNotFoundError:
-            return None
-        except (OSError, orjson.JSONDecodeError) as exc:
-            log.error("cannot read %s (%s); starting from an empty state", self.path, exc)
-            return None
-
-    def save(self, data: Any) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("wb") as out:
-            out.write(orjson.dumps(data))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 @dataclass(slots=True)
@@ -108,17 +69,16 @@ class AlertState:
 
     def __init__(
         self,
-        snapshot_file: StateFile | None = None,
         wall_clock: Callable[[], float] = time.time,
         resolved_retention: float = RESOLVED_RETENTION,
     ) -> None:
-        self._file = snapshot_file or StateFile(None)
         self._wall = wall_clock
         self._retention = resolved_retention
         self._listeners: list[Callable[[], None]] = []
         self.firing: dict[LabelSet, HeldAlert] = {}
         self.resolved: dict[LabelSet, HeldAlert] = {}
         self.version = 0
+        self._dirty: set[LabelSet] = set()
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """`listener()` is called after every change (once per handled batch)."""
@@ -166,6 +126,7 @@ class AlertState:
         new: HeldAlert,
     ) -> bool:
         current = into.get(key)
+        self._dirty.add(key)
         if current == new:
             current.updated = new.updated
             return False
@@ -176,17 +137,16 @@ class AlertState:
         return True
 
     def handle(self, records: list[Record]) -> None:
-        """Queue consumer: apply native alert records; durable before it returns."""
+        """Queue consumer: apply native alert records."""
         self.publish([alert for record in records for alert in orjson.loads(record.payload)])
 
     def publish(self, alerts: list[dict[str, Any]]) -> None:
-        """Apply alerts (native or derived); snapshot and notify when something changed."""
+        """Apply alerts (native or derived); notify when something changed."""
         changed = False
         for alert in alerts:
             changed = self.apply(alert) or changed
         if changed:
             self.expire()
-            self.save()
             for listener in self._listeners:
                 listener()
 
@@ -195,27 +155,34 @@ class AlertState:
         horizon = self._wall() - self._retention
         for key in [k for k, held in self.resolved.items() if held.updated < horizon]:
             del self.resolved[key]
+            self._dirty.add(key)
 
-    def save(self) -> None:
-        self._file.save({
-            "version": self.version,
-            "firing": [asdict(held) for held in self.firing.values()],
-            "resolved": [asdict(held) for held in self.resolved.values()],
-        })
+    def changes(self) -> StateChanges:
+        """`StatefulSink`: the alerts changed since the last call, one row each."""
+        rows: StateChanges = {}
+        for key in self._dirty:
+            held, status = self.firing.get(key), "firing"
+            if held is None:
+                held, status = self.resolved.get(key), "resolved"
+            rows[orjson.dumps(key)] = (
+                None if held is None else orjson.dumps({"status": status, **asdict(held)})
+            )
+        self._dirty.clear()
+        return rows
 
-    def load(self) -> None:
-        """Restore the last snapshot (at start, before the queue consumer runs)."""
-        data = self._file.load()
-        if not data:
-            return
-        self.version = data["version"]
-        for name, into in (("firing", self.firing), ("resolved", self.resolved)):
-            for item in data[name]:
-                held = HeldAlert(**item)
-                into[tuple(sorted(held.labels.items()))] = held
+    def restore(self, rows: list[tuple[bytes, bytes]]) -> None:
+        """`StatefulSink`: the held alerts from their rows (at start, before the queue
+        consumer runs); versions go on from the highest."""
+        for raw_key, raw_value in rows:
+            item = orjson.loads(raw_value)
+            into = self.firing if item.pop("status") == "firing" else self.resolved
+            held = HeldAlert(**item)
+            into[tuple((name, value) for name, value in orjson.loads(raw_key))] = held
+            self.version = max(self.version, held.version)
         self.expire()
-        log.info("restored %d firing and %d resolved alerts from %s",
-                 len(self.firing), len(self.resolved), self._file.path)
+        if rows:
+            log.info("restored %d firing and %d resolved alerts",
+                     len(self.firing), len(self.resolved))
 
     def snapshot(self) -> list[dict[str, Any]]:
         """What `GET /api/v1/alerts` shows: the firing alerts."""

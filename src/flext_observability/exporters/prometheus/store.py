@@ -3,7 +3,8 @@
 Series are kept in plain dicts keyed by the sorted label tuple; the prometheus_client
 families are built only at scrape time. Counters add increments, gauges take the last
 value, histograms observe into buckets. Series not updated for `expiration` seconds
-disappear at the next scrape.
+disappear at the next scrape. Every change is remembered (`Family.dirty`, `removed`) until
+`exporters.prometheus.persist` takes it to persist it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Family:
     help: str
     unit: str = ""
     series: dict[LabelKey, Scalar | Histogram | Summary] = field(default_factory=dict)
+    # Series changed (or expired) since the state was last persisted.
+    dirty: set[LabelKey] = field(default_factory=set)
 
 
 class MetricStore:
@@ -100,6 +103,8 @@ class MetricStore:
         self._service_series: dict[str, int] = {}
         self._names: dict[tuple[str, str], str] = {}
         self._label_keys: dict[bytes, LabelKey] = {}
+        # Expired series of families that are gone, not yet persisted as deleted.
+        self.removed: set[tuple[str, LabelKey]] = set()
 
     @property
     def series_count(self) -> int:
@@ -141,6 +146,7 @@ class MetricStore:
             )
         elif help_text and not found.help:
             found.help = help_text
+            found.dirty.update(found.series)
         return found
 
     def check_new_series(self, wanted: dict[str, set[LabelKey]]) -> None:
@@ -230,6 +236,7 @@ class MetricStore:
         else:
             series.value = series.value + value if add else value
             series.updated = now
+        family.dirty.add(key)
         return True
 
     def scalars(
@@ -238,7 +245,7 @@ class MetricStore:
     ) -> int:
         """`add` (`add=True`) or `set` for digest series keys (`models.wire`), the series
         looked up inline; how many a limit kept out."""
-        series, label_keys = family.series, self._label_keys
+        series, label_keys, dirty = family.series, self._label_keys, family.dirty
         dropped = 0
         for key, value in zip(keys, values, strict=True):
             label_key = label_keys.get(key) or self.label_key(key)
@@ -248,6 +255,7 @@ class MetricStore:
             else:
                 found.value = found.value + value if add else value
                 found.updated = now
+                dirty.add(label_key)
         return dropped
 
     def observe(
@@ -260,6 +268,7 @@ class MetricStore:
             series = family.series[key] = Histogram(bounds, [0.0] * (len(bounds) + 1))
         series.observe(value)
         series.updated = now
+        family.dirty.add(key)
         return True
 
     def set_histogram(
@@ -281,6 +290,7 @@ class MetricStore:
         else:
             series.bounds, series.counts = bounds, counts
             series.sum, series.count, series.updated = total, count, now
+        family.dirty.add(key)
         return True
 
     def set_summary(
@@ -297,10 +307,20 @@ class MetricStore:
         if series is None and not self._new_series(family, key):
             return False
         family.series[key] = Summary(quantiles, total, count, now)
+        family.dirty.add(key)
         return True
 
     def now(self) -> float:
         return self._clock()
+
+    def restore(self, family: Family, key: LabelKey, series: Scalar | Histogram | Summary) -> None:
+        """Put back a persisted series, counted in the limits' bookkeeping but not refused
+        by them (it was accepted before the restart)."""
+        if key not in family.series:
+            service = job_of(key)
+            self._service_series[service] = self._service_series.get(service, 0) + 1
+            self._series_count += 1
+        family.series[key] = series
 
     def expire(self) -> None:
         deadline = self._clock() - self.expiration
@@ -309,6 +329,7 @@ class MetricStore:
             stale = [key for key, s in family.series.items() if s.updated < deadline]
             for key in stale:
                 del family.series[key]
+                family.dirty.add(key)
                 service = job_of(key)
                 held = self._service_series[service] - 1
                 if held:
@@ -317,6 +338,7 @@ class MetricStore:
                     del self._service_series[service]
             self._series_count -= len(stale)
             if not family.series:
+                self.removed.update((name, key) for key in family.dirty)
                 del self.families[name]
 
     def collect(self) -> Iterator[Metric]:
