@@ -201,11 +201,6 @@ class MetricStore:
         """(reason, message) when a client's family `name` of `kind` may not be exposed: it
         is another kind, it would expose a reserved name, or a name another family exposes
         (a counter `x` exposes `x_total`, a histogram `h` exposes `h_bucket`, ...)."""
-        known = self.kind_of(name, local)
-        if known is not None:
-            if known == kind:
-                return None
-            return "type_conflict", f"metric '{name}' is a {known}, not a {kind}"
         exposed = (name, *(name + suffix for suffix in SUFFIXES[kind]))
         for sample in exposed:
             if sample in RESERVED_NAMES or sample.startswith(RESERVED_PREFIXES):
@@ -213,6 +208,11 @@ class MetricStore:
                     "reserved_name",
                     f"metric '{name}' would expose '{sample}', a name the collector reserves",
                 )
+        known = self.kind_of(name, local)
+        if known is not None:
+            if known == kind:
+                return None
+            return "type_conflict", f"metric '{name}' is a {known}, not a {kind}"
         for sample in exposed:
             other = self._exposer(sample, name, local)
             if other is not None:
