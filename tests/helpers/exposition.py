@@ -39,7 +39,7 @@ def exposition_problems(text: str) -> list[str]:
         if "error" in line.lower()
     ]
     seen: set[str] = set()
-    for line in text.splitlines():
+    for line in text.split("\n"):  # only "\n" ends a line (not what splitlines() splits on)
         if line and not line.startswith("#"):
             series = line.rsplit(" ", 1)[0]
             if series in seen:

@@ -559,9 +559,13 @@ def _histogram_problem(point: HistogramDataPoint) -> str | None:
 def _summary_problem(point: SummaryDataPoint) -> str | None:
     if not math.isfinite(point.sum):
         return "sum: must be a finite number"
+    seen = set()
     for k, quantile in enumerate(point.quantile_values):
         if not (0.0 <= quantile.quantile <= 1.0 and math.isfinite(quantile.value)):
             return f"quantileValues[{k}]: quantile must be in [0, 1] and value finite"
+        if quantile.quantile in seen:  # one sample per quantile label
+            return f"quantileValues[{k}]: quantile {quantile.quantile} is given twice"
+        seen.add(quantile.quantile)
     return None
 
 

@@ -58,7 +58,7 @@ class PrometheusExporter:
                 reason, message = problem
                 where = "name" if reason == "reserved_name" else "type"
                 errors.extend(ItemError(i, where, message) for i in range(index, index + run.count))
-            elif name not in store.families:
+            else:
                 kinds[name] = kind
             index += run.count
         if errors:
@@ -145,8 +145,9 @@ class PrometheusExporter:
                     bounds = bucket_bounds(run.buckets)
                     for key, value in zip(keys, numbers, strict=True):
                         store.observe(family, label_key(key), value, bounds, now)
-            except SeriesRejected:
+            except SeriesRejected as exc:
                 dropped["type_conflict"] = dropped.get("type_conflict", 0) + run.count
+                log.warning("native metric not applied: %s", exc.message)
             except Exception:
                 dropped["apply_error"] = dropped.get("apply_error", 0) + run.count
                 log.exception("applying native metric %r failed", run.name)

@@ -185,6 +185,8 @@ def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
                     continue
                 data, name, kind = found
                 points = getattr(metric, data).data_points
+                if not points:  # kept in a body that had nothing to reject; never applied
+                    continue
                 where = f"resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]"
                 problem = store.name_problem(name, kind, reservation.kinds)
                 if problem is not None:
@@ -192,8 +194,7 @@ def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
                     refusals.add(len(points), reason, f"{where}: {message}")
                     dropped.append(mi)
                     continue
-                if name not in store.families:
-                    reservation.kinds[name] = kind
+                reservation.kinds[name] = kind
                 total += len(points)
                 upper[name] = upper.get(name, 0) + len(points)
                 admitted.append((name, points, labels, where))
@@ -204,8 +205,7 @@ def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
                 removals.append((scope_metrics.metrics, dropped))
     if infos:
         upper[TARGET_INFO] = len(infos)
-        if TARGET_INFO not in store.families:
-            reservation.kinds[TARGET_INFO] = "gauge"
+        reservation.kinds[TARGET_INFO] = "gauge"
     if store.far_from_limits(upper):
         reservation.upper = upper
     else:
@@ -272,14 +272,17 @@ def _apply_metric(
     if found is None:
         return
     data, name, kind = found
+    if not getattr(metric, data).data_points:
+        return
     if data == "exponential_histogram":
         outcome.drop("exponential_histogram", len(metric.exponential_histogram.data_points))
         return
     body = getattr(metric, data)
     try:
         family = store.family(name, kind, metric.description)
-    except SeriesRejected:
+    except SeriesRejected as exc:
         outcome.drop("type_conflict", len(body.data_points))
+        log.warning("OTLP metric not applied: %s", exc.message)
         return
     delta = getattr(body, "aggregation_temporality", 0) == DELTA
     for point in body.data_points:

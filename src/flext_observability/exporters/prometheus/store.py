@@ -55,9 +55,10 @@ class SeriesRejected(Exception):
 
 @dataclass(slots=True)
 class Reservation:
-    """What one admitted request may add before it is applied: the families it creates
-    (name -> kind), and its new series, by key (`series`, with their count per service and
-    in all) or, far from every limit, as an upper bound per family (`upper`)."""
+    """What one admitted request may add before it is applied: the families it uses
+    (name -> kind: held even if a family expires meanwhile), and its new series, by key
+    (`series`, with their count per service and in all) or, far from every limit, as an
+    upper bound per family (`upper`)."""
 
     kinds: dict[str, str] = field(default_factory=dict)
     series: dict[str, set[LabelKey]] = field(default_factory=dict)
@@ -351,7 +352,7 @@ class MetricStore:
             if left:
                 self._held_upper[name] = left
             else:
-                del self._held_upper[name]
+                self._held_upper.pop(name, None)
             self._held_upper_total += sign * count
 
     def _new_series(self, key: LabelKey) -> None:
