@@ -681,9 +681,9 @@ class _MetricCheck:
         for pi, point in enumerate(points):
             attributes = point.attributes
             if pi not in bad and (values or len(attributes) > limits.max_attributes):
-                problem = _attributes_problem(attributes, limits, values)
-                if problem is not None:
-                    bad[pi] = (f"attributes{problem}", limits.reason)
+                found = _attributes_problem(attributes, limits, values)
+                if found is not None:
+                    bad[pi] = (f"attributes{found}", limits.reason)
         return [(pi, *bad[pi]) for pi in sorted(bad)]
 
 

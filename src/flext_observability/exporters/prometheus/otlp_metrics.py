@@ -16,7 +16,9 @@ names, series limits); `apply_otlp` applies what was admitted, one metric at a t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -57,12 +59,12 @@ class Outcome:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
 
-def _labels(attributes: list[KeyValue] | object) -> dict[str, str]:
+def _labels(attributes: Iterable[KeyValue]) -> dict[str, str]:
     """Attributes as labels; keys that sanitize to one name are joined, as the spec says:
     values with `;`, in the order of the original keys."""
     labels: dict[str, str] = {}
     merged = False
-    for kv in attributes:  # type: ignore[attr-defined]
+    for kv in attributes:
         name = label_name(kv.key)
         if name in labels:
             merged = True
@@ -71,14 +73,14 @@ def _labels(attributes: list[KeyValue] | object) -> dict[str, str]:
     if not merged:
         return labels
     labels = {}
-    for kv in sorted(attributes, key=lambda kv: kv.key):  # type: ignore[call-overload]
+    for kv in sorted(attributes, key=lambda kv: kv.key):
         name = label_name(kv.key)
         text = any_value_text(kv.value)
         labels[name] = f"{labels[name]};{text}" if name in labels else text
     return labels
 
 
-def _key(base: dict[str, str], attributes: object) -> LabelKey:
+def _key(base: dict[str, str], attributes: Iterable[KeyValue]) -> LabelKey:
     labels = _labels(attributes)
     labels.update(base)
     return tuple(sorted(labels.items()))
@@ -169,7 +171,7 @@ def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
     refusals = _Refusals()
     removals: list[tuple[object, list[int]]] = []
     # (metric name, points, scope labels, where) of the admitted metrics, for the limits
-    admitted: list[tuple[str, object, dict[str, str], str]] = []
+    admitted: list[tuple[str, Any, dict[str, str], str]] = []
     infos: list[LabelKey] = []
     upper: dict[str, int] = {}
     total = 0
@@ -224,7 +226,7 @@ def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
 
 def _admit_series(
     store: MetricStore,
-    admitted: list[tuple[str, object, dict[str, str], str]],
+    admitted: list[tuple[str, Any, dict[str, str], str]],
     reservation: Reservation,
     refusals: _Refusals,
 ) -> list[tuple[object, list[int]]]:
@@ -232,7 +234,7 @@ def _admit_series(
     removals = []
     for name, points, labels, where in admitted:
         refused = []
-        for pi, point in enumerate(points):  # type: ignore[call-overload]
+        for pi, point in enumerate(points):
             problem = store.admit_series(name, _key(labels, point.attributes), reservation)
             if problem is not None:
                 refusals.add(1, "series_limit", f"{where}.dataPoints[{pi}]: {problem[1]}")
