@@ -439,15 +439,17 @@ def _attributes_problem(attributes: Any, limits: AttributeLimits, values: bool) 
         )
     if values:
         limit = limits.max_value_length
+        # An attribute no larger than this, encoded, is within every limit.
+        small = min(limit // _TEXT_GROWTH, MAX_LABEL_NAME_LENGTH) if limits.as_text else limit
         for i, attribute in enumerate(attributes):
+            if attribute.ByteSize() <= small:
+                continue
             if limits.as_text:
                 if len(attribute.key) > MAX_LABEL_NAME_LENGTH:
                     return f"[{i}].key: is longer than {MAX_LABEL_NAME_LENGTH} characters"
-                too_long = attribute.ByteSize() * _TEXT_GROWTH > limit and (
-                    len(any_value_text(attribute.value)) > limit
-                )
+                too_long = len(any_value_text(attribute.value)) > limit
             else:
-                too_long = attribute.ByteSize() > limit and _too_long(attribute.value, limit)
+                too_long = _too_long(attribute.value, limit)
             if too_long:
                 return (
                     f"[{i}].value: the value of {attribute.key!r} is longer than "

@@ -46,10 +46,8 @@ _ALL_SUFFIXES = ("_total", "_bucket", "_sum", "_count")
 class SeriesRejected(Exception):
     """A family the store will not take at apply time: another kind holds the name."""
 
-    def __init__(self, metric: str, reason: str, message: str) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.metric = metric
-        self.reason = reason
         self.message = message
 
 
@@ -176,9 +174,7 @@ class MetricStore:
         if found is None:
             found = self.families[name] = Family(name, kind, help_text, unit)
         elif found.kind != kind:
-            raise SeriesRejected(
-                name, "type_conflict", f"metric '{name}' is a {found.kind}, not a {kind}"
-            )
+            raise SeriesRejected(f"metric '{name}' is a {found.kind}, not a {kind}")
         elif help_text and not found.help:
             found.help = help_text
         return found
