@@ -103,7 +103,7 @@ class Collector:
             self.exporters[ALERTMANAGER] = AlertmanagerExporter(
                 config.exporters.alertmanager, self.alerts, self.telemetry
             )
-        self.intake = Intake(self.queue, self.prometheus.admit)
+        self.intake = Intake(self.queue, self.prometheus if prom.enabled else None)
         self.native = NativeReceiver(
             self.intake.put,
             self.telemetry,

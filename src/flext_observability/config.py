@@ -335,6 +335,8 @@ class LimitsConfig(_Section):
     # The Metric model caps label values at 2048 characters; this can only lower it.
     max_label_value_length: int = Field(default=2048, gt=0, le=2048)
     max_attributes_per_item: int = Field(default=128, gt=0)
+    # Bounds of one histogram (native `buckets`, OTLP `explicitBounds`; +Inf not counted).
+    max_buckets_per_histogram: int = Field(default=160, gt=0)
     max_attribute_value_length: int = Field(default=1024 * 1024, gt=0)
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from flext_observability.models.otlp import (
     AttributeLimits,
     OtlpDecodeError,
     OtlpParsed,
+    any_value_text,
     encode_response,
     encode_status,
     parse_logs,
@@ -516,3 +517,89 @@ def test_an_invalid_point_past_a_limit_counts_once_as_invalid():
     parsed = parse_metrics(metrics_body(metric), json=False, limits=LABEL_LIMITS)
     assert (parsed.accepted, parsed.rejected, parsed.limited) == (0, 1, 0)
     assert "finite" in parsed.message
+
+
+# --- rules for what becomes a Prometheus name or label ---------------------------------------
+
+
+def _metrics_request(name="m", points=1):
+    request = ExportMetricsServiceRequest()
+    resource = request.resource_metrics.add()
+    resource.resource.attributes.add(key="service.name").value.string_value = "s"
+    metric = resource.scope_metrics.add().metrics.add(name=name)
+    for i in range(points):
+        metric.gauge.data_points.add(as_double=i)
+    return request, resource, metric
+
+
+LABELS = AttributeLimits(4, 16, "limits.max_labels_per_metric",
+                         "limits.max_label_value_length", as_text=True, reason="label_limit")
+
+
+def _parse(request, max_buckets=10):
+    return parse_metrics(request.SerializeToString(), json=False, limits=LABELS,
+                         max_buckets=max_buckets)
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("!!!", "no ASCII letter or digit"), ("日本語", "no ASCII letter or digit"),
+    ("x" * 256, "longer than 255"),
+])
+def test_metric_names_without_a_prometheus_form_are_rejected(name, words):
+    request, _, _ = _metrics_request(name, points=2)
+    parsed = _parse(request)
+    assert (parsed.accepted, parsed.rejected, parsed.limited) == (0, 2, 0)
+    assert words in parsed.message
+
+
+def test_array_values_are_held_to_the_label_length_as_their_json():
+    request, _, metric = _metrics_request(points=2)
+    short = metric.gauge.data_points[0].attributes.add(key="tags")
+    short.value.array_value.values.add().string_value = "ab"
+    long = metric.gauge.data_points[1].attributes.add(key="tags")
+    for _ in range(4):
+        long.value.array_value.values.add().string_value = "abc"  # ["abc",...] is 25 long
+    parsed = _parse(request)
+    assert (parsed.accepted, parsed.rejected, parsed.limits) == (1, 1, {"label_limit": 1})
+    assert "dataPoints[1].attributes[0].value" in parsed.message
+    assert any_value_text(short.value) == '["ab"]'
+
+
+def test_resource_attributes_are_target_info_labels_within_the_limits():
+    request, resource, _ = _metrics_request(points=3)
+    for i in range(5):
+        resource.resource.attributes.add(key=f"a{i}").value.string_value = "x"
+    parsed = _parse(request)
+    assert (parsed.accepted, parsed.rejected, parsed.limits) == (0, 3, {"label_limit": 3})
+    assert "labels of target_info" in parsed.message
+
+
+def test_scope_names_are_label_values_within_the_limit():
+    request, resource, _ = _metrics_request()
+    resource.scope_metrics[0].scope.name = "n" * 17
+    parsed = _parse(request)
+    assert parsed.rejected == 1
+    assert "scopeMetrics[0].scope.name" in parsed.message
+
+
+def test_negative_delta_counter_points_le_attributes_and_wide_histograms_are_rejected():
+    request, resource, _ = _metrics_request()
+    metrics = resource.scope_metrics[0].metrics
+    delta = metrics.add(name="d").sum
+    delta.is_monotonic, delta.aggregation_temporality = True, 1  # DELTA
+    delta.data_points.add(as_double=-1)
+    delta.data_points.add(as_int=2)
+    histogram = metrics.add(name="h").histogram
+    histogram.data_points.add(count=1, bucket_counts=[1, 0], explicit_bounds=[1]
+                              ).attributes.add(key="le").value.string_value = "1"
+    histogram.data_points.add(count=0, explicit_bounds=list(range(11)))
+    summary = metrics.add(name="q").summary
+    point = summary.data_points.add(count=1)
+    point.quantile_values.add(quantile=0.5)
+    point.quantile_values.add(quantile=0.5)
+    parsed = _parse(request)
+    assert (parsed.accepted, parsed.rejected) == (2, 4)
+    assert parsed.limits == {"bucket_limit": 1}
+    for words in ("must not be negative", "'le'", "max_buckets_per_histogram=10",
+                  "given twice"):
+        assert words in parsed.message

@@ -68,6 +68,10 @@ BAD = [
     {"name": "ok", "type": "counter", "value": 1, "service": "s", "labels": {"__x": "1"}},
     {"name": "ok", "type": "counter", "value": 1, "service": "s", "labels": {"job": "1"}},
     {"name": "ok", "type": "counter", "value": 1, "service": "s", "labels": {"a-b": "1"}},
+    {"name": "ok", "type": "counter", "value": 1, "service": "s",
+     "labels": {"x.y": "1", "x_y": "2"}},
+    {"name": "ok", "type": "counter", "value": 1, "service": "s",
+     "labels": {"a.b": "1", "a_b": "2", "c": "3"}},
     {"name": "ok", "type": "gauge", "value": 1, "service": "s", "buckets": [1]},
     {"name": "ok", "type": "histogram", "value": 1, "service": "s", "buckets": [2, 1]},
     {"name": "ok", "type": "summary", "value": 1, "service": "s"},
@@ -129,7 +133,8 @@ def mostly(valid: list[Any], invalid: st.SearchStrategy[Any]) -> st.SearchStrate
 
 names = mostly(["a", "a.b", "a:b", "_x", "Z9_:"],
                st.one_of(st.sampled_from(["1a", "a-b", "", "x" * 201, "é"]), st.text(max_size=8)))
-label_names = mostly(["l", "l.m", "_", "_1", "L_2"],
+# "l.m" and "l_m", "a.b_c" and "a_b.c" are one Prometheus label each: refused together.
+label_names = mostly(["l", "l.m", "l_m", "_", "_1", "L_2", "a.b_c", "a_b.c"],
                      st.sampled_from(["__l", "job", "le", "instance", "a-b", "", "é", "1"]))
 numbers = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-(2**70), 2**70))
 values = st.integers(0, 3).flatmap(

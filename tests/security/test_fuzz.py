@@ -34,6 +34,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from helpers.exposition import exposition_problems, total
 from helpers.fixtures import OTLP_FIXTURES
 from helpers.procs import Daemon
 
@@ -178,7 +179,16 @@ any_values = st.recursive(
     ),
     max_leaves=8,
 )
-attributes = st.lists(st.builds(KeyValue, key=text, value=any_values), max_size=4)
+# Names that collide once made Prometheus names, or that the collector reserves.
+COLLIDING_NAMES = ["clash", "clash_total", "clash.total", "hist", "hist_bucket", "hist_count",
+                   "hist.sum", "target_info", "target.info", "flext_collector_x",
+                   "flext_service_health_status", "!!!", "日本語", "_", "x" * 300]
+COLLIDING_KEYS = ["x.y", "x_y", "x-y", "le", "quantile", "service.name", "job", "k" * 201]
+attribute_keys = st.sampled_from(COLLIDING_KEYS) | text
+string_arrays = st.lists(st.text(max_size=40), max_size=40).map(
+    lambda vs: AnyValue(array_value={"values": [AnyValue(string_value=v) for v in vs]}))
+attributes = st.lists(st.builds(KeyValue, key=attribute_keys, value=any_values | string_arrays),
+                      max_size=4)
 ids = st.one_of(st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8),
                 st.binary(max_size=20))
 nanos = st.integers(*UINT64)
@@ -219,6 +229,12 @@ def _points(draw, data, kind: str) -> None:
             else:
                 point.as_int = draw(st.integers(*INT64))
         elif kind == "histogram":
+            if draw(st.integers(0, 3)) == 0:  # valid, and maybe past the bucket limit
+                bounds = draw(st.integers(0, 300))
+                point.explicit_bounds.extend(float(b) for b in range(bounds))
+                point.bucket_counts.extend([1] * (bounds + 1))
+                point.count = bounds + 1
+                continue
             point.count = draw(st.integers(*UINT64))
             point.sum = draw(st.floats())
             point.bucket_counts.extend(draw(st.lists(st.integers(*UINT64), max_size=5)))
@@ -244,8 +260,10 @@ def built_metrics(draw) -> ExportMetricsServiceRequest:
     resource.resource.attributes.extend(draw(attributes))
     scope = resource.scope_metrics.add()
     for _ in range(draw(st.integers(0, 4))):
-        metric = scope.metrics.add(name=draw(st.sampled_from(["fuzz_metric", "fuzz.dotted", ""])
-                                             | text), unit=draw(text))
+        metric = scope.metrics.add(
+            name=draw(st.sampled_from(["fuzz_metric", "fuzz.dotted", "", *COLLIDING_NAMES])
+                      | text),
+            unit=draw(st.sampled_from(["", "s", "By", "1", "{packets}"]) | text))
         kind = draw(st.sampled_from(["gauge", "sum", "histogram", "exponential_histogram",
                                      "summary"]))
         data = getattr(metric, kind)
@@ -472,3 +490,56 @@ def test_deeply_nested_json_is_refused_or_ignored(daemon, depth, opening, closin
                             headers={"Content-Type": JSON}, timeout=TIMEOUT)
         assert answer.status_code in (200, 400), (depth, answer.status_code, answer.text[:300])
     assert_serving(daemon)
+
+
+# --- 3. names, types and labels that could break /metrics -----------------------------------
+
+
+native_names = st.sampled_from(["clash", "clash_total", "hist", "hist_bucket", "hist_sum",
+                                "target_info", "target.info", "flext_collector_x",
+                                "flext_service_health", "x.y", "x_y", "a:b"])
+native_label_names = st.sampled_from(["x.y", "x_y", "a.b.c", "a_b_c", "le", "ok", "k.", "k_"])
+native_items = st.lists(st.fixed_dictionaries(
+    {"name": native_names, "type": st.sampled_from(["counter", "gauge", "histogram"]),
+     "value": st.integers(0, 5), "service": st.sampled_from(["a", "b"])},
+    optional={"labels": st.dictionaries(native_label_names, st.text(max_size=5), max_size=3),
+              "buckets": st.integers(0, 300).map(lambda n: list(range(1, n + 1)))},
+), min_size=1, max_size=4)
+EXPOSITION_ANSWERS = {200, 202, 400, 413, 422, 429, 503}
+
+
+def exposition_is_valid(client: httpx.Client, daemon: Daemon) -> None:
+    answer = client.get(f"{daemon.url}/metrics")
+    assert answer.status_code == 200, answer.text[:2000]
+    assert exposition_problems(answer.text) == []
+    for reason in ("apply_error", "type_conflict", "series_limit"):
+        assert total(answer.text, "flext_collector_dropped_items_total", reason=reason) == 0
+
+
+def test_colliding_and_reserved_names_never_break_the_exposition(daemon):
+    """Native batches and OTLP requests built from names and labels that collide once
+    exposed, reserved names, arrays and wide histograms: never a 5xx, and /metrics stays
+    promtool-valid with no series twice and nothing dropped after an answer."""
+    seen: dict[int, int] = {}
+    examples = max(50, FUZZ_EXAMPLES // 4)
+    with httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+
+        @settings(max_examples=examples, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(st.one_of(native_items, built_metrics()))
+        def fuzz(body) -> None:
+            if isinstance(body, list):
+                answer = client.post(f"{daemon.url}/api/v1/metrics", json=body)
+            else:
+                answer = client.post(f"{daemon.url}/v1/metrics", content=body.SerializeToString(),
+                                     headers={"Content-Type": PROTOBUF})
+            assert answer.status_code in EXPOSITION_ANSWERS, (answer.status_code, answer.text)
+            seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
+            if sum(seen.values()) % 100 == 0:
+                exposition_is_valid(client, daemon)
+
+        fuzz()
+        exposition_is_valid(client, daemon)
+    print(f"\ncolliding names: {sum(seen.values())} requests, answers {dict(sorted(seen.items()))}")
+    assert_serving(daemon)
+    assert {200, 202, 422} <= set(seen), seen

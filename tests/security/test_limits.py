@@ -32,7 +32,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from prometheus_client import CollectorRegistry
 
 from flext_observability.config import ConfigError, load_config
-from flext_observability.exporters.prometheus.store import MetricStore, native_labels
+from flext_observability.exporters.prometheus.store import (
+    MetricStore,
+    Reservation,
+    native_labels,
+)
 from flext_observability.models.otlp import AttributeLimits, parse_logs, parse_traces
 from flext_observability.pipeline.queue import MemoryQueue, Signal
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter, Throttled
@@ -286,20 +290,30 @@ def test_log_records_past_attribute_limits_are_rejected():
 # --- series per service, in process ---------------------------------------------------------
 
 
-def test_store_holds_at_most_max_series_per_service_and_expiry_frees_room():
+def test_store_admits_at_most_max_series_per_service_and_expiry_frees_room():
     clock = Clock()
     store = MetricStore(100, 100, 60, clock, max_series_per_service=2)
-    family = store.family("requests", "counter")
     keys = [native_labels("a", "", {"n": str(i)}) for i in range(3)]
-    assert store.add(family, keys[0], 1, clock.now)
-    assert store.add(family, keys[1], 1, clock.now)
-    assert not store.add(family, keys[2], 1, clock.now)
-    assert store.add(family, native_labels("b", "", None), 1, clock.now)
+    reservation = Reservation()
+    assert store.admit_series("requests", keys[0], reservation) is None
+    assert store.admit_series("requests", keys[1], reservation) is None
+    field, message = store.admit_series("requests", keys[2], reservation)
+    assert field == "service"
+    assert "exporters.prometheus.max_series_per_service=2" in message
+    assert store.admit_series("requests", native_labels("b", "", None), reservation) is None
+    store.hold(1, reservation)
+    # Held, not yet applied: another request is judged with it.
+    assert store.admit_series("requests", keys[2], Reservation()) is not None
+    family = store.family("requests", "counter")
+    for key in (keys[0], keys[1], native_labels("b", "", None)):
+        store.add(family, key, 1, clock.now)
+    store.release(1)
     assert (store.service_series("a"), store.service_series("b")) == (2, 1)
+    assert store.admit_series("requests", keys[2], Reservation()) is not None
     clock.now += 61
     store.expire()
     assert (store.service_series("a"), store.series_count) == (0, 0)
-    assert store.add(family, keys[2], 1, clock.now)
+    assert store.admit_series("requests", keys[2], Reservation()) is None
 
 
 # --- against the daemon ---------------------------------------------------------------------

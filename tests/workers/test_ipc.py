@@ -43,7 +43,7 @@ class Pair:
         self.telemetry = SelfTelemetry(CollectorRegistry(), self.queue)
         self.store = MetricStore(1000, max_series_per_metric, 300, max_series_per_service=1000)
         exporter = PrometheusExporter(self.store, self.telemetry)
-        self.server = IntakeServer(Intake(self.queue, exporter.admit), self.telemetry,
+        self.server = IntakeServer(Intake(self.queue, exporter), self.telemetry,
                                    memory or MemoryLimiter(0, 0, 1), retry_after=3)
         self.lost = asyncio.Event()
         ours, theirs = socket.socketpair()

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from flext_observability.exporters.prometheus.naming import label_name
+
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
 # A Prometheus label name (dots accepted and translated) that does not start with `__`.
 LABEL_NAME_PATTERN = r"^(?:[a-zA-Z][a-zA-Z0-9_.]*|_[a-zA-Z0-9.][a-zA-Z0-9_.]*|_)$"
@@ -72,6 +74,26 @@ def _check_labels(labels: dict[str, str], where: str) -> None:
     for key in labels:
         if key in RESERVED_LABELS:
             raise FieldError(f"{where}.{key}", f"'{key}' is reserved; use the model's own field")
+    problem = label_collision(labels)
+    if problem is not None:
+        raise FieldError(f"{where}.{problem[0]}", problem[1])
+
+
+def exposed_label(key: str) -> str:
+    """The Prometheus label name of a valid label name: dots become underscores."""
+    return label_name(key) if "." in key else key
+
+
+def label_collision(labels: dict[str, str]) -> tuple[str, str] | None:
+    """(key, message) when two label names are one Prometheus label once dots are
+    translated (`x.y` and `x_y`): the series would carry the label twice."""
+    seen: dict[str, str] = {}
+    for key in labels:
+        name = exposed_label(key)
+        other = seen.setdefault(name, key)
+        if other != key:
+            return key, f"'{other}' and '{key}' are both the label '{name}'"
+    return None
 
 
 class MetricType(StrEnum):

@@ -40,6 +40,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from flext_observability.models.native import TENANT_ATTRIBUTE
+
 Signal = Literal["traces", "metrics", "logs"]
 
 _MAX_REASONS = 5
@@ -64,7 +66,8 @@ class OtlpParsed:
     accepted: int
     rejected: int
     message: str
-    limited: int = 0  # of the rejected, those refused for an attribute limit
+    limited: int = 0  # of the rejected, those refused for a limit
+    limits: dict[str, int] = field(default_factory=dict)  # limit reason -> rejected items
 
 
 _ATTRIBUTES_KEY = "limits.max_attributes_per_item"
@@ -76,15 +79,56 @@ class AttributeLimits:
     """Per span, log record or metric data point: attributes at most, and characters (bytes
     for a bytes value) of one attribute value at most, inside arrays and maps too; the keys
     name the settings in messages. Counting costs little; a value's length is looked at only
-    in requests longer than the limit."""
+    in requests longer than the limit. `as_text`: the length is that of the value as a
+    label value (`any_value_text`: an array is its JSON), for attributes that become labels."""
 
     max_attributes: int
     max_value_length: int
     attributes_key: str = _ATTRIBUTES_KEY
     value_length_key: str = _VALUE_LENGTH_KEY
+    as_text: bool = False
+    reason: str = "attribute_limit"  # what a refusal for these limits is counted as
 
 
 NO_ATTRIBUTE_LIMITS = AttributeLimits(sys.maxsize, sys.maxsize)
+# OpenTelemetry's own bound on an instrument name; the native API's on a label name.
+MAX_METRIC_NAME_LENGTH = 255
+MAX_LABEL_NAME_LENGTH = 200
+_ALNUM = re.compile(r"[a-zA-Z0-9]")
+# Resource attributes that become `job` and `instance`, not `target_info` labels.
+SERVICE_ATTRIBUTES = frozenset({"service.name", "service.namespace", "service.instance.id"})
+DELTA = 1  # AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+
+
+def any_value_text(value: AnyValue) -> str:
+    """An attribute value as a Prometheus label value, per OpenTelemetry's representation
+    of AnyValue for non-OTLP protocols: strings as they are, bytes in base64, arrays and
+    maps as JSON."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None:
+        return ""
+    if kind in ("array_value", "kvlist_value"):
+        return orjson.dumps(_any_value_json(value)).decode()
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return str(getattr(value, kind))
+
+
+def _any_value_json(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_any_value_json(member) for member in value.array_value.values]
+    if kind == "kvlist_value":
+        return {pair.key: _any_value_json(pair.value) for pair in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "double_value" and not math.isfinite(value.double_value):
+        return str(value.double_value)
+    return None if kind is None else getattr(value, kind)
 
 
 # Where OTLP/JSON carries hex trace/span ids: (id keys, ((key, nested spec), ...)), every
@@ -167,16 +211,19 @@ class _Findings:
     total: int = 0
     rejected: int = 0
     limited: int = 0
+    limits: dict[str, int] = field(default_factory=dict)
     problems: int = 0
     reasons: list[str] = field(default_factory=list)
     # (repeated field, ascending indices to delete), children before their parents
     removals: list[tuple[Any, list[int]]] = field(default_factory=list)
 
-    def reject(self, items: int, reason: str, *, limit: bool = False) -> None:
-        """`limit`: refused for an attribute limit rather than as invalid."""
+    def reject(self, items: int, reason: str, *, limit: str | None = None) -> None:
+        """`limit`: refused for that limit (the reason it is counted as) rather than as
+        invalid."""
         self.rejected += items
-        if limit:
+        if limit is not None:
             self.limited += items
+            self.limits[limit] = self.limits.get(limit, 0) + items
         self.problems += 1
         if len(self.reasons) < _MAX_REASONS:
             self.reasons.append(reason)
@@ -195,11 +242,18 @@ def parse_traces(
 
 
 def parse_metrics(
-    body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
+    body: bytes,
+    *,
+    json: bool,
+    limits: AttributeLimits = NO_ATTRIBUTE_LIMITS,
+    max_buckets: int = sys.maxsize,
 ) -> OtlpParsed:
     """Decode an ExportMetricsServiceRequest and keep its valid data points. A data point's
-    attributes become Prometheus labels: `limits` are the label limits."""
-    return _parse(body, _LAYOUTS["metrics"], json, _MetricCheck(limits, len(body)))
+    attributes, the resource's attributes and the scope's name and version become
+    Prometheus labels: `limits` are the label limits; `max_buckets` bounds a histogram's
+    explicit bounds."""
+    check = _MetricCheck(limits, len(body), max_buckets)
+    return _parse(body, _LAYOUTS["metrics"], json, check)
 
 
 def parse_logs(
@@ -247,11 +301,11 @@ def _parse(
         return OtlpParsed(body, accepted, 0, "")
     if findings.removals:
         for items, indices in findings.removals:
-            _delete(items, indices)
-        _drop_empty(resources, layout.fields)
+            delete_entries(items, indices)
+        drop_empty(resources, layout.fields)
     return OtlpParsed(
         request.SerializeToString(), accepted, findings.rejected, findings.message(),
-        findings.limited,
+        findings.limited, findings.limits,
     )
 
 
@@ -385,8 +439,18 @@ def _attributes_problem(attributes: Any, limits: AttributeLimits, values: bool) 
         )
     if values:
         limit = limits.max_value_length
+        # An attribute no larger than this, encoded, is within every limit.
+        small = min(limit // _TEXT_GROWTH, MAX_LABEL_NAME_LENGTH) if limits.as_text else limit
         for i, attribute in enumerate(attributes):
-            if attribute.ByteSize() > limit and _too_long(attribute.value, limit):
+            if attribute.ByteSize() <= small:
+                continue
+            if limits.as_text:
+                if len(attribute.key) > MAX_LABEL_NAME_LENGTH:
+                    return f"[{i}].key: is longer than {MAX_LABEL_NAME_LENGTH} characters"
+                too_long = len(any_value_text(attribute.value)) > limit
+            else:
+                too_long = _too_long(attribute.value, limit)
+            if too_long:
                 return (
                     f"[{i}].value: the value of {attribute.key!r} is longer than "
                     f"{limits.value_length_key}={limit}"
@@ -497,9 +561,13 @@ def _histogram_problem(point: HistogramDataPoint) -> str | None:
 def _summary_problem(point: SummaryDataPoint) -> str | None:
     if not math.isfinite(point.sum):
         return "sum: must be a finite number"
+    seen = set()
     for k, quantile in enumerate(point.quantile_values):
         if not (0.0 <= quantile.quantile <= 1.0 and math.isfinite(quantile.value)):
             return f"quantileValues[{k}]: quantile must be in [0, 1] and value finite"
+        if quantile.quantile in seen:  # one sample per quantile label
+            return f"quantileValues[{k}]: quantile {quantile.quantile} is given twice"
+        seen.add(quantile.quantile)
     return None
 
 
@@ -534,7 +602,9 @@ class _ItemCheck:
                 bad = self.problems(items, self.limits, values)
                 for i, problem, limit in bad:
                     where = f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}]"
-                    findings.reject(1, f"{where}.{problem}", limit=limit)
+                    findings.reject(
+                        1, f"{where}.{problem}", limit=self.limits.reason if limit else None
+                    )
                 if bad:
                     findings.removals.append((items, [i for i, _, _ in bad]))
 
@@ -542,58 +612,193 @@ class _ItemCheck:
 @dataclass(frozen=True, slots=True)
 class _MetricCheck:
     """The walk over the data points of a request of `body_length` bytes; a metric without
-    data has none and is left out silently."""
+    data has none and is left out silently. What becomes a label is held to the label
+    limits: a point's attributes, the resource's attributes (`job`, `instance` and the
+    `target_info` labels) and the scope's name and version; a resource or scope past them
+    takes its points with it."""
 
     limits: AttributeLimits
     body_length: int
+    max_buckets: int
 
     def __call__(self, resources: Any, findings: _Findings) -> None:
-        values = self.body_length > self.limits.max_value_length
+        limits = self.limits
+        # No value can be longer than the body (as a label, a few times its encoding).
+        values = self.body_length * _TEXT_GROWTH > limits.max_value_length
         for ri, resource in enumerate(resources):
+            where = f"resourceMetrics[{ri}]"
+            resource_problem = _resource_problem(resource.resource.attributes, limits, values)
             for si, scope in enumerate(resource.scope_metrics):
                 metrics = scope.metrics
-                dropped = []
-                for mi, metric in enumerate(metrics):
-                    kind = metric.WhichOneof("data")
-                    points = getattr(metric, kind).data_points if kind else ()
-                    if not points:
-                        dropped.append(mi)
-                        continue
-                    findings.total += len(points)
-                    where = f"resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]"
-                    if not metric.name:
-                        findings.reject(len(points), f"{where}.name: must not be empty")
-                        dropped.append(mi)
-                        continue
-                    json_kind, problems = _POINT_PROBLEMS[kind]
-                    bad = self._problems(points, problems, values)
-                    for pi, problem, limit in bad:
-                        findings.reject(
-                            1, f"{where}.{json_kind}.dataPoints[{pi}].{problem}", limit=limit
-                        )
-                    if len(bad) == len(points):
-                        dropped.append(mi)
-                    elif bad:
-                        findings.removals.append((points, [pi for pi, _, _ in bad]))
-                if dropped:
-                    findings.removals.append((metrics, dropped))
+                problem = (
+                    f"{where}.resource.{resource_problem}" if resource_problem is not None
+                    else _scope_problem(scope.scope, limits, f"{where}.scopeMetrics[{si}]")
+                )
+                if problem is not None:
+                    points = sum(map(_point_count, metrics))
+                    if points:
+                        findings.total += points
+                        findings.reject(points, problem, limit=limits.reason)
+                    findings.removals.append((metrics, list(range(len(metrics)))))
+                    continue
+                self._metrics(metrics, f"{where}.scopeMetrics[{si}]", values, findings)
+
+    def _metrics(self, metrics: Any, where: str, values: bool, findings: _Findings) -> None:
+        dropped = []
+        for mi, metric in enumerate(metrics):
+            points = _point_count(metric)
+            if not points:
+                dropped.append(mi)
+                continue
+            findings.total += points
+            at = f"{where}.metrics[{mi}]"
+            problem = _name_problem(metric.name)
+            if problem is not None:
+                findings.reject(points, f"{at}.name: {problem}")
+                dropped.append(mi)
+                continue
+            kind = metric.WhichOneof("data")
+            json_kind, problems = _POINT_PROBLEMS[kind]
+            data = getattr(metric, kind)
+            bad = self._problems(metric, data.data_points, problems, values)
+            for pi, problem, limit in bad:
+                findings.reject(1, f"{at}.{json_kind}.dataPoints[{pi}].{problem}", limit=limit)
+            if len(bad) == points:
+                dropped.append(mi)
+            elif bad:
+                findings.removals.append((data.data_points, [pi for pi, _, _ in bad]))
+        if dropped:
+            findings.removals.append((metrics, dropped))
 
     def _problems(
-        self, points: Any, problems: _Problems, values: bool
-    ) -> list[tuple[int, str, bool]]:
-        """(index, problem, passes a limit) of the bad points, in order."""
-        bad = {pi: (problem, False) for pi, problem in problems(points)}
+        self, metric: Any, points: Any, problems: _Problems, values: bool
+    ) -> list[tuple[int, str, str | None]]:
+        """(index, problem, the limit it passes or None) of the bad points, in order."""
+        bad: dict[int, tuple[str, str | None]] = {
+            pi: (problem, None) for pi, problem in problems(points)
+        }
+        for pi, problem in _metric_point_problems(metric, points, self.max_buckets):
+            bad.setdefault(pi, problem)
         limits = self.limits
         for pi, point in enumerate(points):
             attributes = point.attributes
             if pi not in bad and (values or len(attributes) > limits.max_attributes):
-                problem = _attributes_problem(attributes, limits, values)
-                if problem is not None:
-                    bad[pi] = (f"attributes{problem}", True)
+                found = _attributes_problem(attributes, limits, values)
+                if found is not None:
+                    bad[pi] = (f"attributes{found}", limits.reason)
         return [(pi, *bad[pi]) for pi in sorted(bad)]
 
 
-def _delete(items: Any, indices: list[int]) -> None:
+# A label value's text (`any_value_text`) is at most this many times its encoded size.
+_TEXT_GROWTH = 3
+_BUCKET_LIMIT_KEY = "limits.max_buckets_per_histogram"
+# The label a point's own attribute may not take: the exposition sets it per sample.
+_SAMPLE_LABEL = {"histogram": "le", "summary": "quantile"}
+
+
+def _point_count(metric: Any) -> int:
+    kind = metric.WhichOneof("data")
+    return len(getattr(metric, kind).data_points) if kind else 0
+
+
+def _name_problem(name: str) -> str | None:
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_METRIC_NAME_LENGTH:
+        return f"is longer than {MAX_METRIC_NAME_LENGTH} characters"
+    if _ALNUM.search(name) is None:
+        return "has no ASCII letter or digit to make a Prometheus name of"
+    return None
+
+
+def _metric_point_problems(
+    metric: Any, points: Any, max_buckets: int
+) -> list[tuple[int, tuple[str, str | None]]]:
+    """The rules of a point that depend on its metric: a monotonic delta sum's points are
+    not negative; a histogram's bounds are within the limit; a histogram's points have no
+    `le` attribute and a summary's none named `quantile`."""
+    kind = metric.WhichOneof("data")
+    found: list[tuple[int, tuple[str, str | None]]] = []
+    if kind == "sum" and metric.sum.is_monotonic and (
+        metric.sum.aggregation_temporality == DELTA
+    ):
+        for pi, point in enumerate(points):
+            field_name = point.WhichOneof("value") or "as_double"
+            if getattr(point, field_name) < 0:
+                json_name = "asInt" if field_name == "as_int" else "asDouble"
+                found.append((pi, (
+                    f"{json_name}: a point of a monotonic delta sum must not be negative",
+                    None,
+                )))
+    if kind == "histogram":
+        for pi, point in enumerate(points):
+            bounds = len(point.explicit_bounds)
+            if bounds > max_buckets:
+                found.append((pi, (
+                    f"explicitBounds: {bounds} bounds are more than "
+                    f"{_BUCKET_LIMIT_KEY}={max_buckets}",
+                    "bucket_limit",
+                )))
+    label = _SAMPLE_LABEL.get(kind or "")
+    if label is not None:
+        for pi, point in enumerate(points):
+            for ai, attribute in enumerate(point.attributes):
+                if attribute.key == label:
+                    found.append((pi, (
+                        f"attributes[{ai}].key: '{label}' is the label the {kind}'s samples "
+                        "set; rename the attribute",
+                        None,
+                    )))
+                    break
+    return found
+
+
+def _resource_problem(attributes: Any, limits: AttributeLimits, values: bool) -> str | None:
+    """`attributes...: <what>` when the labels a resource becomes pass a limit: `job` and
+    `instance` from the service attributes, `target_info`'s labels from the others."""
+    others = 0
+    texts: dict[str, str] = {}
+    limit = limits.max_value_length
+    for ai, attribute in enumerate(attributes):
+        key = attribute.key
+        if len(key) > MAX_LABEL_NAME_LENGTH:
+            return f"attributes[{ai}].key: is longer than {MAX_LABEL_NAME_LENGTH} characters"
+        if key in SERVICE_ATTRIBUTES:
+            texts[key] = any_value_text(attribute.value)
+        elif key != TENANT_ATTRIBUTE:
+            others += 1
+        if values and attribute.ByteSize() * _TEXT_GROWTH > limit and (
+            len(any_value_text(attribute.value)) > limit
+        ):
+            return (
+                f"attributes[{ai}].value: the value of {key!r} is longer than "
+                f"{limits.value_length_key}={limit}"
+            )
+    if others > limits.max_attributes:
+        return (
+            f"attributes: {others} attributes (labels of target_info) are more than "
+            f"{limits.attributes_key}={limits.max_attributes}"
+        )
+    name, namespace = texts.get("service.name", ""), texts.get("service.namespace", "")
+    if name and namespace and len(name) + 1 + len(namespace) > limit:
+        return (
+            f"attributes: service.namespace/service.name (the job label) is longer than "
+            f"{limits.value_length_key}={limit}"
+        )
+    return None
+
+
+def _scope_problem(scope: Any, limits: AttributeLimits, where: str) -> str | None:
+    limit = limits.max_value_length
+    for field_name in ("name", "version"):
+        if len(getattr(scope, field_name)) > limit:
+            return (
+                f"{where}.scope.{field_name}: is longer than {limits.value_length_key}={limit}"
+            )
+    return None
+
+
+def delete_entries(items: Any, indices: list[int]) -> None:
     """Delete the entries at the ascending `indices` of a repeated field."""
     if len(indices) == len(items):
         del items[:]
@@ -607,7 +812,7 @@ def _delete(items: Any, indices: list[int]) -> None:
         items.extend(kept)
 
 
-def _drop_empty(resources: Any, fields: tuple[str, str, str]) -> None:
+def drop_empty(resources: Any, fields: tuple[str, str, str]) -> None:
     """Drop scope entries left without items and resource entries left without scopes."""
     _, scope_field, item_field = fields
     for ri in reversed(range(len(resources))):

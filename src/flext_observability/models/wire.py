@@ -24,6 +24,7 @@ from flext_observability.models.native import (
     METRIC_NAME_PATTERN,
     RESERVED_LABELS,
     Metric,
+    label_collision,
 )
 
 METRICS = TypeAdapter(list[Metric])
@@ -54,7 +55,8 @@ _NAMES_HELD = 100_000
 _metric_name = re.compile(METRIC_NAME_PATTERN).fullmatch
 _label_name = re.compile(LABEL_NAME_PATTERN).fullmatch
 _good_names: set[str] = set()
-_good_label_names: set[str] = set()
+_good_label_names: set[str] = set()  # without a dot
+_good_dotted_names: set[str] = set()  # with dots, which may collide once translated
 
 
 def _name_ok(name: str) -> bool:
@@ -71,15 +73,16 @@ def _label_name_ok(key: str) -> bool:
     """Checks a label name not seen valid before, and remembers it when valid."""
     if key in RESERVED_LABELS or _label_name(key) is None:
         return False
-    if len(_good_label_names) >= _NAMES_HELD:
-        _good_label_names.clear()
-    _good_label_names.add(key)
+    held = _good_dotted_names if "." in key else _good_label_names
+    if len(held) >= _NAMES_HELD:
+        held.clear()
+    held.add(key)
     return True
 
 
 def _rules_ok(items: list[WireMetric]) -> bool:
     """Every check of the model that msgspec did not make, for every item."""
-    good_names, good_label_names = _good_names, _good_label_names
+    good_names, good_label_names, good_dotted = _good_names, _good_label_names, _good_dotted_names
     for m in items:
         value = m.value
         if value - value != 0:  # inf or nan
@@ -96,9 +99,14 @@ def _rules_ok(items: list[WireMetric]) -> bool:
             return False
         if m.name not in good_names and not _name_ok(m.name):
             return False
+        dotted = False
         for key in m.labels:
-            if key not in good_label_names and not _label_name_ok(key):
-                return False
+            if key not in good_label_names:
+                if key not in good_dotted and not _label_name_ok(key):
+                    return False
+                dotted = True
+        if dotted and label_collision(m.labels) is not None:
+            return False
     return True
 
 

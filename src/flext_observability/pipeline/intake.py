@@ -1,13 +1,16 @@
 """Where accepted requests enter the queue: admission to the metric store, then the put.
 
 Receivers in this process call `Intake.put`; with ingest workers (`server.workers`), the
-workers' requests arrive here through `workers.ipc` and take the same path.
+workers' requests arrive here through `workers.ipc` and take the same path. Admission
+decides names, types and series limits before the request is answered; what it lets in is
+reserved in the store until the request is applied, so that concurrent requests are
+judged together and nothing answered 2xx is refused later.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from flext_observability.models.errors import ItemError
 from flext_observability.models.wire import MetricsDigest, unpack_digest
@@ -17,34 +20,86 @@ NATIVE_JSON = "native-json"
 METRICS_DIGEST = "metrics-digest"
 OTLP_PROTOBUF = "otlp-pb"
 
-Admit = Callable[[MetricsDigest], list[ItemError]]
-
 
 class Inadmissible(Exception):
-    """Native metrics the Prometheus exporter could not hold (type conflict, series limit);
-    nothing was queued."""
+    """Native metrics the Prometheus exporter could not hold (`reason`: type_conflict,
+    reserved_name, series_limit); nothing was queued."""
 
-    def __init__(self, errors: list[ItemError]) -> None:
+    def __init__(self, errors: list[ItemError], reason: str = "series_limit") -> None:
         super().__init__("; ".join(f"{e.index}: {e.message}" for e in errors))
         self.errors = errors
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Data points of an OTLP metrics request that admission refused (not queued): how
+    many, why (for the partial success) and how many for each reason."""
+
+    points: int = 0
+    message: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+NOTHING_REJECTED = Rejected()
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An OTLP metrics request after admission: the payload holding the admitted points."""
+
+    payload: bytes
+    items: int
+    rejected: Rejected
+    reservation: Any
+
+
+class Admission(Protocol):
+    """The Prometheus exporter's side of admission."""
+
+    def admit(self, metrics: MetricsDigest) -> Any:
+        """The reservation of admitted native metrics; raises Inadmissible."""
+
+    def admit_otlp(self, payload: bytes) -> Admitted: ...
+
+    def hold(self, seq: int, reservation: Any) -> None: ...
+
+    def release(self, seq: int) -> None: ...
 
 
 class Intake:
-    """`put()` as the queue's, with native metrics admitted first. Raises Inadmissible,
-    QueueFull or QueueClosed; returns once the request is durable."""
+    """`put()` as the queue's, with metrics admitted first. Raises Inadmissible, QueueFull
+    or QueueClosed; returns once the request is durable, with the OTLP points refused."""
 
-    def __init__(self, queue: Queue, admit_metrics: Admit) -> None:
+    def __init__(self, queue: Queue, admission: Admission | None) -> None:
         self.queue = queue
-        self._admit_metrics = admit_metrics
+        self._admission = admission
 
     async def put(
         self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None
-    ) -> int:
+    ) -> Rejected:
         """`decoded`: native metrics' digest, unpacked from the payload when not given."""
+        admission = self._admission
+        if admission is None or signal is not Signal.METRICS:
+            await self.queue.put(signal, encoding, payload, items, decoded)
+            return NOTHING_REJECTED
+        rejected = NOTHING_REJECTED
         if encoding == METRICS_DIGEST:
             if decoded is None:
                 decoded = unpack_digest(payload)
-            errors = self._admit_metrics(decoded)
-            if errors:
-                raise Inadmissible(errors)
-        return await self.queue.put(signal, encoding, payload, items, decoded)
+            reservation = admission.admit(decoded)
+        else:
+            admitted = admission.admit_otlp(payload)
+            rejected = admitted.rejected
+            if not admitted.items:
+                return rejected
+            payload, items, reservation = admitted.payload, admitted.items, admitted.reservation
+        # Nothing awaits between here and the queue numbering the request.
+        seq = self.queue.next_seq
+        admission.hold(seq, reservation)
+        try:
+            await self.queue.put(signal, encoding, payload, items, decoded)
+        except BaseException:
+            admission.release(seq)
+            raise
+        return rejected

@@ -137,6 +137,11 @@ class Queue(ABC):
     def accepting(self) -> bool:
         return not self._closed
 
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next stored request gets."""
+        return self._next_seq
+
     def cursor(self, consumer: str) -> int:
         return self._consumers[consumer].cursor
 

@@ -268,6 +268,9 @@ class NativeReceiver:
             errors = self._label_limit_errors(items, tenant is not None)
             if errors:
                 raise Refusal(422, "label_limit", errors, items=len(items))
+            errors = self._bucket_limit_errors(items)
+            if errors:
+                raise Refusal(422, "bucket_limit", errors, items=len(items))
             decoded = digest(items)
             encoding, payload = METRICS_DIGEST, pack_digest(decoded)
         elif route.signal is Signal.SPANS:
@@ -294,7 +297,7 @@ class NativeReceiver:
         except (QueueFull, QueueClosed) as exc:
             raise queue_refusal(exc, len(items)) from None
         except Inadmissible as exc:
-            raise Refusal(422, "series_limit", exc.errors, items=len(items)) from None
+            raise Refusal(422, exc.reason, exc.errors, items=len(items)) from None
         self._telemetry.received.labels(route.signal.value, RECEIVER).inc(len(items))
         return len(items)
 
@@ -322,6 +325,19 @@ class NativeReceiver:
                 if problem is not None:
                     errors.append(problem.at(index))
         return errors
+
+    def _bucket_limit_errors(self, items: list[WireMetric]) -> list[ItemError]:
+        """Histograms with more bounds than limits.max_buckets_per_histogram."""
+        limit = self._limits.max_buckets_per_histogram
+        return [
+            ItemError(
+                index, "buckets",
+                f"{len(item.buckets)} bounds are more than "
+                f"limits.max_buckets_per_histogram={limit}",
+            )
+            for index, item in enumerate(items)
+            if item.buckets is not None and len(item.buckets) > limit
+        ]
 
     def _attribute_errors(self, spans: list[Span]) -> list[ItemError]:
         """Spans past limits.max_attributes_per_item or max_attribute_value_length."""

@@ -24,7 +24,7 @@ from flext_observability.models.otlp import (
     parse_metrics,
     parse_traces,
 )
-from flext_observability.pipeline.intake import OTLP_PROTOBUF
+from flext_observability.pipeline.intake import OTLP_PROTOBUF, Rejected
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.auth import request_tenant, tag_otlp
 from flext_observability.receivers.body import media_type
@@ -80,7 +80,7 @@ class OtlpIngest:
 
     def __init__(
         self,
-        queue_put: Callable[[Signal, str, bytes, int], Awaitable[int]],
+        queue_put: Callable[[Signal, str, bytes, int], Awaitable[Rejected]],
         telemetry: SelfTelemetry,
         accepts_logs: bool,
         *,
@@ -95,10 +95,13 @@ class OtlpIngest:
         labels = AttributeLimits(
             limits.max_labels_per_metric, limits.max_label_value_length,
             "limits.max_labels_per_metric", "limits.max_label_value_length",
+            as_text=True, reason="label_limit",
         )
         self._parsers: dict[str, Callable[..., OtlpParsed]] = {
             "traces": partial(parse_traces, limits=attributes),
-            "metrics": partial(parse_metrics, limits=labels),
+            "metrics": partial(
+                parse_metrics, limits=labels, max_buckets=limits.max_buckets_per_histogram
+            ),
             "logs": partial(parse_logs, limits=attributes),
         }
 
@@ -119,9 +122,8 @@ class OtlpIngest:
             raise
         if parsed.rejected > parsed.limited:
             self._telemetry.refused.labels(signal, "invalid").inc(parsed.rejected - parsed.limited)
-        if parsed.limited:
-            reason = "label_limit" if otlp.signal is Signal.METRICS else "attribute_limit"
-            self._telemetry.refused.labels(signal, reason).inc(parsed.limited)
+        for reason, count in parsed.limits.items():
+            self._telemetry.refused.labels(signal, reason).inc(count)
         if otlp.signal is Signal.LOGS and not self._accepts_logs and parsed.accepted:
             self._telemetry.refused.labels(signal, "no_exporter").inc(parsed.accepted)
             return Accepted(
@@ -129,18 +131,24 @@ class OtlpIngest:
                 parsed.accepted + parsed.rejected,
                 "log records are not accepted: no logs exporter is configured",
             )
-        if parsed.accepted:
-            payload = parsed.payload
-            if tenant is not None:
-                payload = tag_otlp(otlp.signal, payload, tenant)
-            try:
-                await self._put(otlp.signal, OTLP_PROTOBUF, payload, parsed.accepted)
-            except (QueueFull, QueueClosed) as exc:
-                reason = "queue_full" if isinstance(exc, QueueFull) else exc.reason
-                self._telemetry.refused.labels(signal, reason).inc(parsed.accepted)
-                raise OtlpThrottled(exc) from None
-            self._telemetry.received.labels(signal, receiver).inc(parsed.accepted)
-        return Accepted(parsed.accepted, parsed.rejected, parsed.message)
+        if not parsed.accepted:
+            return Accepted(0, parsed.rejected, parsed.message)
+        payload = parsed.payload
+        if tenant is not None:
+            payload = tag_otlp(otlp.signal, payload, tenant)
+        try:
+            admission = await self._put(otlp.signal, OTLP_PROTOBUF, payload, parsed.accepted)
+        except (QueueFull, QueueClosed) as exc:
+            reason = "queue_full" if isinstance(exc, QueueFull) else exc.reason
+            self._telemetry.refused.labels(signal, reason).inc(parsed.accepted)
+            raise OtlpThrottled(exc) from None
+        for reason, count in admission.reasons.items():
+            self._telemetry.refused.labels(signal, reason).inc(count)
+        accepted = parsed.accepted - admission.points
+        if accepted:
+            self._telemetry.received.labels(signal, receiver).inc(accepted)
+        message = "; ".join(m for m in (parsed.message, admission.message) if m)
+        return Accepted(accepted, parsed.rejected + admission.points, message)
 
 
 def _status_response(status: int, code: int, message: str, json: bool,

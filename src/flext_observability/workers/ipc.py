@@ -4,9 +4,11 @@ A frame is a fixed header (op, request id, meta length, body length), JSON meta,
 body as it is: a validated request's payload travels once, with no encoding around it.
 
 - PUT (worker -> collector): meta {signal, encoding, items}, body = payload. The answer
-  (same id) is {"queue": [items, bytes]} once the request is durable, or an error:
-  `queue_full`, `closed`, `inadmissible` with the items' errors. The queue's levels ride on
-  every answer, so a worker's gate refuses at a full queue before reading a body.
+  (same id) is {"queue": [items, bytes]} once the request is durable (with "rejected":
+  [points, message, {reason: points}] when admission left OTLP points out), or an error:
+  `queue_full`, `closed`, `inadmissible` with the items' errors and reason. The queue's
+  levels ride on every answer, so a worker's gate refuses at a full queue before reading a
+  body.
 - COUNTS (worker -> collector): the worker's self-telemetry increments; no answer.
 """
 
@@ -24,7 +26,12 @@ from typing import Any
 import orjson
 
 from flext_observability.models.errors import ItemError
-from flext_observability.pipeline.intake import Inadmissible, Intake
+from flext_observability.pipeline.intake import (
+    NOTHING_REJECTED,
+    Inadmissible,
+    Intake,
+    Rejected,
+)
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.limits import MEMORY_LIMIT, MemoryLimiter
 from flext_observability.tasks import cancel
@@ -99,18 +106,22 @@ class IntakeServer:
                     "message": self._memory.message(self._retry_after),
                     "retry_after": self._retry_after}
         try:
-            await self._intake.put(Signal(meta["signal"]), meta["encoding"], body, meta["items"])
+            rejected = await self._intake.put(
+                Signal(meta["signal"]), meta["encoding"], body, meta["items"]
+            )
         except QueueFull as exc:
             return {"error": "queue_full", "limit": exc.limit, "retry_after": exc.retry_after}
         except QueueClosed as exc:
             return {"error": "closed", "message": str(exc)}
         except Inadmissible as exc:
-            return {"error": "inadmissible",
+            return {"error": "inadmissible", "reason": exc.reason,
                     "errors": [[e.index, e.field, e.message] for e in exc.errors]}
         except Exception:
             # A bug here must not leave the worker's request waiting forever.
             log.exception("ingest worker request failed")
             return {"error": "closed", "message": "the collector failed to queue the request"}
+        if rejected.points:
+            return {"rejected": [rejected.points, rejected.message, rejected.reasons]}
         return {}
 
 
@@ -170,7 +181,7 @@ class RemoteIntake:
 
     async def put(
         self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None
-    ) -> None:
+    ) -> Rejected:
         """Durable on return; raises QueueFull, QueueClosed or Inadmissible as `Intake.put`.
         (`decoded` stays here: the collector process unpacks the payload.)"""
         writer = self._writer
@@ -196,7 +207,9 @@ class RemoteIntake:
             raise QueueClosed(answer["message"], answer.get("reason", "unavailable"),
                               answer.get("retry_after", 5))
         if error == "inadmissible":
-            raise Inadmissible([ItemError(*e) for e in answer["errors"]])
+            raise Inadmissible([ItemError(*e) for e in answer["errors"]], answer["reason"])
+        rejected = answer.get("rejected")
+        return NOTHING_REJECTED if rejected is None else Rejected(*rejected)
 
     def send_counts(self, deltas: list[tuple[str, dict[str, str], float]]) -> None:
         if deltas and not self._lost and self._writer is not None:

@@ -4,19 +4,26 @@
   resource attributes go to `target_info`.
 - Monotonic sums are counters (`_total`), other sums and gauges are gauges; histograms and
   summaries keep their buckets/quantiles. Delta temporality is accumulated to cumulative.
+- Attribute keys that sanitize to one label name are merged: their values joined with `;`
+  in the order of the original keys.
 - Points older than the series' last point are ignored (out of order).
 - Exponential histograms are not converted: they are dropped and counted.
+
+`admit_otlp` decides before a request is answered what the store refuses (types, reserved
+names, series limits); `apply_otlp` applies what was admitted, one metric at a time.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 
 from flext_observability.exporters.prometheus.naming import label_name, metric_name
@@ -25,16 +32,22 @@ from flext_observability.exporters.prometheus.store import (
     Histogram,
     LabelKey,
     MetricStore,
+    Reservation,
     Scalar,
     SeriesRejected,
     Summary,
 )
 from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
+from flext_observability.models.otlp import any_value_text, delete_entries, drop_empty
+from flext_observability.pipeline.intake import Admitted, Rejected
 
 log = logging.getLogger(__name__)
 
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 NO_RECORDED_VALUE = 1
+TARGET_INFO = "target_info"
+_MAX_REASONS = 5
+_FIELDS = ("resource_metrics", "scope_metrics", "metrics")
 
 
 @dataclass(slots=True)
@@ -46,96 +59,233 @@ class Outcome:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
 
-def any_value_text(value: AnyValue) -> str:
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return ""
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "bytes_value":
-        return value.bytes_value.hex()
-    if kind in ("int_value", "double_value"):
-        return str(getattr(value, kind))
-    return str(getattr(value, kind)).replace("\n", " ").strip()
-
-
-def _labels(attributes: list[KeyValue] | object) -> dict[str, str]:
+def _labels(attributes: Iterable[KeyValue]) -> dict[str, str]:
+    """Attributes as labels; keys that sanitize to one name are joined, as the spec says:
+    values with `;`, in the order of the original keys."""
     labels: dict[str, str] = {}
-    for kv in attributes:  # type: ignore[attr-defined]
+    merged = False
+    for kv in attributes:
+        name = label_name(kv.key)
+        if name in labels:
+            merged = True
+            break
+        labels[name] = any_value_text(kv.value)
+    if not merged:
+        return labels
+    labels = {}
+    for kv in sorted(attributes, key=lambda kv: kv.key):
         name = label_name(kv.key)
         text = any_value_text(kv.value)
-        # Keys that sanitize to the same name are joined, as the spec says.
         labels[name] = f"{labels[name]};{text}" if name in labels else text
     return labels
 
 
-def _key(base: dict[str, str], attributes: object) -> LabelKey:
+def _key(base: dict[str, str], attributes: Iterable[KeyValue]) -> LabelKey:
     labels = _labels(attributes)
     labels.update(base)
     return tuple(sorted(labels.items()))
 
 
-def _job_instance(resource_attributes: object) -> tuple[dict[str, str], dict[str, str]]:
+def _job_instance(resource_attributes: object) -> tuple[dict[str, str], list[KeyValue]]:
     """(job/instance labels, and tenant when authentication set one; the other resource
-    attributes for target_info). The tenant is a label, as on native metrics."""
-    raw = {kv.key: any_value_text(kv.value) for kv in resource_attributes}  # type: ignore[attr-defined]
-    name = raw.pop("service.name", "")
-    namespace = raw.pop("service.namespace", "")
-    instance = raw.pop("service.instance.id", "")
-    tenant = raw.pop(TENANT_ATTRIBUTE, None)
+    attributes, for target_info). The tenant is a label, as on native metrics."""
+    raw: dict[str, str] = {}
+    others = []
+    for kv in resource_attributes:  # type: ignore[attr-defined]
+        if kv.key in ("service.name", "service.namespace", "service.instance.id",
+                      TENANT_ATTRIBUTE):
+            raw[kv.key] = any_value_text(kv.value)
+        else:
+            others.append(kv)
+    name = raw.get("service.name", "")
+    namespace = raw.get("service.namespace", "")
+    instance = raw.get("service.instance.id", "")
+    tenant = raw.get(TENANT_ATTRIBUTE)
     base = {} if tenant is None else {TENANT: tenant}
     job = f"{namespace}/{name}" if namespace and name else name or namespace
     if job:
         base["job"] = job
     if instance:
         base["instance"] = instance
-    return base, raw
+    return base, others
+
+
+def _target_info_key(base: dict[str, str], others: list[KeyValue]) -> LabelKey | None:
+    """The target_info series of a resource; None when it has none."""
+    return _key(base, others) if others and base else None
+
+
+def _scope_labels(base: dict[str, str], scope: object) -> dict[str, str]:
+    labels = dict(base)
+    if scope.name:  # type: ignore[attr-defined]
+        labels["otel_scope_name"] = scope.name  # type: ignore[attr-defined]
+    if scope.version:  # type: ignore[attr-defined]
+        labels["otel_scope_version"] = scope.version  # type: ignore[attr-defined]
+    return labels
+
+
+def family_of(metric: Metric) -> tuple[str, str, str] | None:
+    """(data field, family name, family kind) of a metric; None without data."""
+    data = metric.WhichOneof("data")
+    if data is None:
+        return None
+    monotonic = data == "sum" and metric.sum.is_monotonic
+    kind = "counter" if monotonic else {"gauge": "gauge", "sum": "gauge"}.get(data, data)
+    if kind == "exponential_histogram":
+        kind = "histogram"
+    name = metric_name(metric.name, metric.unit, kind=data, monotonic=monotonic)
+    if kind == "counter" and name.endswith("_total"):
+        name = name[: -len("_total")]
+    return data, name, kind
+
+
+@dataclass(slots=True)
+class _Refusals:
+    """What admission refused in one request."""
+
+    points: int = 0
+    problems: int = 0
+    reasons: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, points: int, reason: str, message: str) -> None:
+        self.points += points
+        self.problems += 1
+        self.counts[reason] = self.counts.get(reason, 0) + points
+        if len(self.reasons) < _MAX_REASONS:
+            self.reasons.append(message)
+
+    def rejected(self) -> Rejected:
+        more = self.problems - len(self.reasons)
+        message = "; ".join(self.reasons) + (f" (and {more} more)" if more else "")
+        return Rejected(self.points, message, self.counts)
+
+
+def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
+    """The points of a (validated) request that the store can take, and a reservation for
+    them: a metric whose name is reserved, is held as another kind or would expose a name
+    another family exposes is refused with its points; past a series limit, the points of
+    new series are refused. Refused points are left out of the payload."""
+    request = ExportMetricsServiceRequest.FromString(payload)
+    reservation = Reservation()
+    refusals = _Refusals()
+    removals: list[tuple[object, list[int]]] = []
+    # (metric name, points, scope labels, where) of the admitted metrics, for the limits
+    admitted: list[tuple[str, Any, dict[str, str], str]] = []
+    infos: list[LabelKey] = []
+    upper: dict[str, int] = {}
+    total = 0
+    for ri, resource_metrics in enumerate(request.resource_metrics):
+        base, others = _job_instance(resource_metrics.resource.attributes)
+        info = _target_info_key(base, others)
+        for si, scope_metrics in enumerate(resource_metrics.scope_metrics):
+            labels = _scope_labels(base, scope_metrics.scope)
+            dropped = []
+            for mi, metric in enumerate(scope_metrics.metrics):
+                found = family_of(metric)
+                if found is None:
+                    continue
+                data, name, kind = found
+                points = getattr(metric, data).data_points
+                if not points:  # kept in a body that had nothing to reject; never applied
+                    continue
+                where = f"resourceMetrics[{ri}].scopeMetrics[{si}].metrics[{mi}]"
+                problem = store.name_problem(name, kind, reservation.kinds)
+                if problem is not None:
+                    reason, message = problem
+                    refusals.add(len(points), reason, f"{where}: {message}")
+                    dropped.append(mi)
+                    continue
+                reservation.kinds[name] = kind
+                total += len(points)
+                upper[name] = upper.get(name, 0) + len(points)
+                admitted.append((name, points, labels, where))
+                if info is not None:
+                    infos.append(info)
+                    info = None
+            if dropped:
+                removals.append((scope_metrics.metrics, dropped))
+    if infos:
+        upper[TARGET_INFO] = len(infos)
+        reservation.kinds[TARGET_INFO] = "gauge"
+    if store.far_from_limits(upper):
+        reservation.upper = upper
+    else:
+        for info in infos:
+            # A resource's own series: never refused alone (its points carry the data).
+            store.admit_series(TARGET_INFO, info, reservation)
+        removals.extend(_admit_series(store, admitted, reservation, refusals))
+    if not refusals.points:
+        return Admitted(payload, total, refusals.rejected(), reservation)
+    for items, indices in removals:
+        delete_entries(items, indices)
+    drop_empty(request.resource_metrics, _FIELDS)
+    accepted = total - refusals.counts.get("series_limit", 0)
+    return Admitted(request.SerializeToString(), accepted, refusals.rejected(), reservation)
+
+
+def _admit_series(
+    store: MetricStore,
+    admitted: list[tuple[str, Any, dict[str, str], str]],
+    reservation: Reservation,
+    refusals: _Refusals,
+) -> list[tuple[object, list[int]]]:
+    """Points by series near a limit: those of a new series past one are refused."""
+    removals = []
+    for name, points, labels, where in admitted:
+        refused = []
+        for pi, point in enumerate(points):
+            problem = store.admit_series(name, _key(labels, point.attributes), reservation)
+            if problem is not None:
+                refusals.add(1, "series_limit", f"{where}.dataPoints[{pi}]: {problem[1]}")
+                refused.append(pi)
+        if refused:
+            removals.append((points, refused))
+    return removals
 
 
 def apply_otlp(store: MetricStore, payload: bytes) -> Outcome:
+    """Apply an admitted request; an error in one metric costs only that metric's points."""
     request = ExportMetricsServiceRequest.FromString(payload)
     outcome = Outcome()
     now = store.now()
     for resource_metrics in request.resource_metrics:
-        base, other = _job_instance(resource_metrics.resource.attributes)
-        if other and base:
-            info = store.family("target_info", "gauge", "Target metadata")
-            labels = {label_name(k): v for k, v in other.items()}
-            labels.update(base)
-            store.set(info, tuple(sorted(labels.items())), 1.0, now)
+        base, others = _job_instance(resource_metrics.resource.attributes)
+        info = _target_info_key(base, others)
+        if info is not None:
+            store.set(store.family(TARGET_INFO, "gauge", "Target metadata"), info, 1.0, now)
         for scope_metrics in resource_metrics.scope_metrics:
-            scope_labels = dict(base)
-            if scope_metrics.scope.name:
-                scope_labels["otel_scope_name"] = scope_metrics.scope.name
-            if scope_metrics.scope.version:
-                scope_labels["otel_scope_version"] = scope_metrics.scope.version
+            scope_labels = _scope_labels(base, scope_metrics.scope)
             for metric in scope_metrics.metrics:
-                _apply_metric(store, metric, scope_labels, now, outcome)
+                try:
+                    _apply_metric(store, metric, scope_labels, now, outcome)
+                except Exception:
+                    found = family_of(metric)
+                    points = len(getattr(metric, found[0]).data_points) if found else 0
+                    outcome.drop("apply_error", points)
+                    log.exception("applying OTLP metric %r failed", metric.name)
     return outcome
 
 
 def _apply_metric(
     store: MetricStore, metric: Metric, base: dict[str, str], now: float, outcome: Outcome
 ) -> None:
-    data = metric.WhichOneof("data")
-    if data is None:
+    found = family_of(metric)
+    if found is None:
+        return
+    data, name, kind = found
+    if not getattr(metric, data).data_points:
         return
     if data == "exponential_histogram":
         outcome.drop("exponential_histogram", len(metric.exponential_histogram.data_points))
         return
-    monotonic = data == "sum" and metric.sum.is_monotonic
-    kind = "counter" if monotonic else {"gauge": "gauge", "sum": "gauge"}.get(data, data)
-    name = metric_name(metric.name, metric.unit, kind=data, monotonic=monotonic)
-    if kind == "counter" and name.endswith("_total"):
-        name = name[: -len("_total")]
+    body = getattr(metric, data)
     try:
         family = store.family(name, kind, metric.description)
-    except SeriesRejected:
-        outcome.drop("type_conflict", _point_count(metric, data))
+    except SeriesRejected as exc:
+        outcome.drop("type_conflict", len(body.data_points))
+        log.warning("OTLP metric not applied: %s", exc.message)
         return
-    body = getattr(metric, data)
     delta = getattr(body, "aggregation_temporality", 0) == DELTA
     for point in body.data_points:
         if point.flags & NO_RECORDED_VALUE:
@@ -145,15 +295,9 @@ def _apply_metric(
         if existing is not None and point.time_unix_nano < existing.time_ns:
             outcome.drop("out_of_order")
             continue
-        if _apply_point(store, family, key, data, point, delta, existing, now):
-            family.series[key].time_ns = point.time_unix_nano
-            outcome.applied += 1
-        else:
-            outcome.drop("series_limit")
-
-
-def _point_count(metric: Metric, data: str) -> int:
-    return len(getattr(metric, data).data_points)
+        _apply_point(store, family, key, data, point, delta, existing, now)
+        family.series[key].time_ns = point.time_unix_nano
+        outcome.applied += 1
 
 
 def _apply_point(
@@ -165,12 +309,14 @@ def _apply_point(
     delta: bool,
     existing: Scalar | Histogram | Summary | None,
     now: float,
-) -> bool:
+) -> None:
     if data in ("gauge", "sum"):
         value = float(getattr(point, point.WhichOneof("value") or "as_double"))  # type: ignore[attr-defined]
         if delta and data == "sum":
-            return store.add(family, key, value, now)
-        return store.set(family, key, value, now)
+            store.add(family, key, value, now)
+        else:
+            store.set(family, key, value, now)
+        return
     if data == "histogram":
         bounds = tuple(point.explicit_bounds)  # type: ignore[attr-defined]
         counts = [float(c) for c in point.bucket_counts]  # type: ignore[attr-defined]
@@ -182,10 +328,11 @@ def _apply_point(
             counts = [a + b for a, b in zip(existing.counts, counts, strict=True)]
             total += existing.sum
             count += existing.count
-        return store.set_histogram(family, key, bounds, counts, total, count, now)
+        store.set_histogram(family, key, bounds, counts, total, count, now)
+        return
     quantiles = tuple(
         (q.quantile, q.value) for q in point.quantile_values  # type: ignore[attr-defined]
     )
-    return store.set_summary(
+    store.set_summary(
         family, key, quantiles, point.sum, float(point.count), now  # type: ignore[attr-defined]
     )

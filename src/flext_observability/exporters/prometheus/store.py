@@ -5,6 +5,11 @@ families are built only at scrape time. Counters add increments, gauges take the
 value, histograms observe into buckets. Series not updated for `expiration` seconds
 disappear at the next scrape. Every change is remembered (`Family.dirty`, `removed`) until
 `exporters.prometheus.persist` takes it to persist it.
+
+Names, types and the series limits are decided at admission, before a request is
+answered (`name_problem`, `admit_series`); what an admitted request may add is held as a
+`Reservation` until it is applied, so that concurrent requests are judged together.
+Applying never refuses a series: what was answered 2xx is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
@@ -25,17 +31,39 @@ LabelKey = tuple[tuple[str, str], ...]
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 _INF = float("inf")
 
+# Names the collector exposes itself: a client's family may not expose them.
+RESERVED_NAMES = frozenset({"target_info"})
+RESERVED_PREFIXES = ("flext_collector_", "flext_service_health_")
+# The sample names a family of each kind exposes besides its own name.
+SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": (),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count"),
+}
+_ALL_SUFFIXES = ("_total", "_bucket", "_sum", "_count")
+
 
 class SeriesRejected(Exception):
-    """A metric that the store will not take: a type conflict or a series limit. `service`
-    is set when the limit is the service's own (max_series_per_service)."""
+    """A family the store will not take at apply time: another kind holds the name."""
 
-    def __init__(self, metric: str, reason: str, message: str, service: str | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.metric = metric
-        self.reason = reason
         self.message = message
-        self.service = service
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one admitted request may add before it is applied: the families it uses
+    (name -> kind: held even if a family expires meanwhile), and its new series, by key
+    (`series`, with their count per service and in all) or, far from every limit, as an
+    upper bound per family (`upper`)."""
+
+    kinds: dict[str, str] = field(default_factory=dict)
+    series: dict[str, set[LabelKey]] = field(default_factory=dict)
+    services: dict[str, int] = field(default_factory=dict)
+    new: int = 0
+    upper: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -105,6 +133,15 @@ class MetricStore:
         self._label_keys: dict[bytes, LabelKey] = {}
         # Expired series of families that are gone, not yet persisted as deleted.
         self.removed: set[tuple[str, LabelKey]] = set()
+        # Reservations of requests admitted and not yet applied, by queue sequence number,
+        # and their sums: families (name -> [kind, requests]) and series.
+        self._held: dict[int, Reservation] = {}
+        self._held_kinds: dict[str, list[Any]] = {}
+        self._held_keys: dict[str, dict[LabelKey, int]] = {}
+        self._held_services: dict[str, int] = {}
+        self._held_new = 0
+        self._held_upper: dict[str, int] = {}
+        self._held_upper_total = 0
 
     @property
     def series_count(self) -> int:
@@ -136,140 +173,242 @@ class MetricStore:
         return key
 
     def family(self, name: str, kind: str, help_text: str = "", unit: str = "") -> Family:
-        """The family for name, created on first use; a different kind is refused."""
+        """The family for name, created on first use; a different kind is refused (only
+        when admission was bypassed: a record queued before a restart)."""
         found = self.families.get(name)
         if found is None:
             found = self.families[name] = Family(name, kind, help_text, unit)
         elif found.kind != kind:
-            raise SeriesRejected(
-                name, "type_conflict", f"metric '{name}' is a {found.kind}, not a {kind}"
-            )
+            raise SeriesRejected(f"metric '{name}' is a {found.kind}, not a {kind}")
         elif help_text and not found.help:
             found.help = help_text
             found.dirty.update(found.series)
         return found
 
-    def check_new_series(self, wanted: dict[str, set[LabelKey]]) -> None:
-        """Refuse a request whose new series would pass the total, per-metric or per-service
-        limit."""
-        new_total = 0
-        new_per_service: dict[str, int] = {}
-        for name, keys in wanted.items():
-            existing = self.families.get(name)
-            present = existing.series if existing is not None else {}
-            new_keys = [key for key in keys if key not in present]
-            new = len(new_keys)
-            for key in new_keys:
-                service = job_of(key)
-                new_per_service[service] = new_per_service.get(service, 0) + 1
-            if len(present) + new > self.max_series_per_metric:
-                raise SeriesRejected(
-                    name,
-                    "series_limit",
-                    f"metric '{name}' would have more than "
-                    f"exporters.prometheus.max_series_per_metric={self.max_series_per_metric} "
-                    "series",
-                )
-            new_total += new
-        if self._series_count + new_total > self.max_series:
-            raise SeriesRejected(
-                next(iter(wanted), ""),
-                "series_limit",
-                f"the collector would hold more than exporters.prometheus.max_series="
-                f"{self.max_series} series",
-            )
-        for service, new in new_per_service.items():
-            if self.service_series(service) + new > self.max_series_per_service:
-                raise SeriesRejected(
-                    next(iter(wanted)),
-                    "series_limit",
-                    f"service '{service}' would have more than "
-                    f"exporters.prometheus.max_series_per_service={self.max_series_per_service} "
-                    "series",
-                    service=service,
-                )
+    def kind_of(self, name: str, local: dict[str, str] | None = None) -> str | None:
+        """The kind of family `name`: held, reserved by an admitted request, or in `local`
+        (the families of the request being admitted); None when unknown."""
+        if local:
+            kind = local.get(name)
+            if kind is not None:
+                return kind
+        found = self.families.get(name)
+        if found is not None:
+            return found.kind
+        held = self._held_kinds.get(name)
+        return held[0] if held is not None else None
 
-    def could_pass_limits(self, new_series: int) -> bool:
-        """Cheap pre-check: could a request with at most new_series new series pass a limit?"""
-        if self._series_count + new_series > self.max_series:
-            return True
-        if new_series > self.max_series_per_metric:  # a new metric's series alone
-            return True
-        if max(self._service_series.values(), default=0) + new_series > (
-            self.max_series_per_service
-        ):
-            return True
-        return any(
-            len(f.series) + new_series > self.max_series_per_metric for f in self.families.values()
-        )
+    def name_problem(
+        self, name: str, kind: str, local: dict[str, str]
+    ) -> tuple[str, str] | None:
+        """(reason, message) when a client's family `name` of `kind` may not be exposed: it
+        is another kind, it would expose a reserved name, or a name another family exposes
+        (a counter `x` exposes `x_total`, a histogram `h` exposes `h_bucket`, ...)."""
+        exposed = (name, *(name + suffix for suffix in SUFFIXES[kind]))
+        for sample in exposed:
+            if sample in RESERVED_NAMES or sample.startswith(RESERVED_PREFIXES):
+                return (
+                    "reserved_name",
+                    f"metric '{name}' would expose '{sample}', a name the collector reserves",
+                )
+        known = self.kind_of(name, local)
+        if known is not None:
+            if known == kind:
+                return None
+            return "type_conflict", f"metric '{name}' is a {known}, not a {kind}"
+        for sample in exposed:
+            other = self._exposer(sample, name, local)
+            if other is not None:
+                return (
+                    "type_conflict",
+                    f"metric '{name}' ({kind}) would expose '{sample}', which the "
+                    f"{self.kind_of(other, local)} '{other}' exposes",
+                )
+        return None
 
-    def _new_series(self, family: Family, key: LabelKey) -> bool:
-        if (
-            self._series_count >= self.max_series
-            or len(family.series) >= self.max_series_per_metric
-        ):
+    def _exposer(self, sample: str, own: str, local: dict[str, str]) -> str | None:
+        """Another family than `own` that exposes the sample name `sample`."""
+        if sample != own and self.kind_of(sample, local) is not None:
+            return sample
+        for suffix in _ALL_SUFFIXES:
+            if sample.endswith(suffix):
+                family = sample[: -len(suffix)]
+                kind = self.kind_of(family, local) if family != own else None
+                if kind is not None and suffix in SUFFIXES[kind]:
+                    return family
+        return None
+
+    def far_from_limits(self, upper: dict[str, int]) -> bool:
+        """Cheap pre-check: can no limit be passed by at most `upper[name]` new series of
+        each family, with every reservation counted as new series of one service?"""
+        new = sum(upper.values()) + self._held_new + self._held_upper_total
+        if self._series_count + new > self.max_series:
             return False
-        service = job_of(key)
-        held = self._service_series.get(service, 0)
-        if held >= self.max_series_per_service:
+        if max(self._service_series.values(), default=0) + new > self.max_series_per_service:
             return False
-        self._service_series[service] = held + 1
-        self._series_count += 1
+        for name, count in upper.items():
+            family = self.families.get(name)
+            held = self._held_keys.get(name)
+            if (
+                (len(family.series) if family is not None else 0)
+                + (len(held) if held is not None else 0)
+                + self._held_upper.get(name, 0)
+                + count
+                > self.max_series_per_metric
+            ):
+                return False
         return True
 
-    def add(self, family: Family, key: LabelKey, value: float, now: float) -> bool:
-        """Counter increment; False when a limit keeps the series out."""
-        return self._scalar(family, key, value, now, add=True)
+    def admit_series(
+        self, name: str, key: LabelKey, reservation: Reservation
+    ) -> tuple[str, str] | None:
+        """Count series `key` of family `name` into `reservation` when it is new and within
+        every limit; else (field, message) of the limit it would pass (`field`: "service"
+        for the service's own limit, "name" for the others)."""
+        family = self.families.get(name)
+        if family is not None and key in family.series:
+            return None
+        held = self._held_keys.get(name)
+        if held is not None and key in held:
+            return None
+        mine = reservation.series.get(name)
+        if mine is not None and key in mine:
+            return None
+        upper = self._held_upper_total
+        in_metric = (
+            (len(family.series) if family is not None else 0)
+            + (len(held) if held is not None else 0)
+            + (len(mine) if mine is not None else 0)
+            + self._held_upper.get(name, 0)
+        )
+        if in_metric >= self.max_series_per_metric:
+            return "name", (
+                f"metric '{name}' would have more than "
+                f"exporters.prometheus.max_series_per_metric={self.max_series_per_metric} "
+                "series"
+            )
+        if self._series_count + self._held_new + upper + reservation.new >= self.max_series:
+            return "name", (
+                f"the collector would hold more than exporters.prometheus.max_series="
+                f"{self.max_series} series"
+            )
+        service = job_of(key)
+        in_service = (
+            self._service_series.get(service, 0)
+            + self._held_services.get(service, 0)
+            + reservation.services.get(service, 0)
+        )
+        if in_service + upper >= self.max_series_per_service:
+            return "service", (
+                f"service '{service}' would have more than "
+                f"exporters.prometheus.max_series_per_service={self.max_series_per_service} "
+                "series"
+            )
+        if mine is None:
+            mine = reservation.series[name] = set()
+        mine.add(key)
+        reservation.services[service] = reservation.services.get(service, 0) + 1
+        reservation.new += 1
+        return None
 
-    def set(self, family: Family, key: LabelKey, value: float, now: float) -> bool:
-        """Gauge (or cumulative counter) value; False when a limit keeps the series out."""
-        return self._scalar(family, key, value, now, add=False)
+    def hold(self, seq: int, reservation: Reservation) -> None:
+        """Hold `reservation` until the request queued as `seq` is applied (`release`)."""
+        self._held[seq] = reservation
+        self._count_held(reservation, 1)
+
+    def release(self, seq: int) -> None:
+        """The request queued as `seq` is applied or was not queued: forget its reservation."""
+        reservation = self._held.pop(seq, None)
+        if reservation is not None:
+            self._count_held(reservation, -1)
+
+    def _count_held(self, reservation: Reservation, sign: int) -> None:
+        for name, kind in reservation.kinds.items():
+            entry = self._held_kinds.setdefault(name, [kind, 0])
+            entry[1] += sign
+            if not entry[1]:
+                del self._held_kinds[name]
+        for name, keys in reservation.series.items():
+            held = self._held_keys.setdefault(name, {})
+            for key in keys:
+                count = held.get(key, 0) + sign
+                if count:
+                    held[key] = count
+                    if count == 1 and sign > 0:
+                        self._held_new += 1
+                        service = job_of(key)
+                        self._held_services[service] = self._held_services.get(service, 0) + 1
+                    continue
+                del held[key]
+                self._held_new -= 1
+                service = job_of(key)
+                left = self._held_services[service] - 1
+                if left:
+                    self._held_services[service] = left
+                else:
+                    del self._held_services[service]
+            if not held:
+                del self._held_keys[name]
+        for name, count in reservation.upper.items():
+            left = self._held_upper.get(name, 0) + sign * count
+            if left:
+                self._held_upper[name] = left
+            else:
+                self._held_upper.pop(name, None)
+            self._held_upper_total += sign * count
+
+    def _new_series(self, key: LabelKey) -> None:
+        service = job_of(key)
+        self._service_series[service] = self._service_series.get(service, 0) + 1
+        self._series_count += 1
+
+    def add(self, family: Family, key: LabelKey, value: float, now: float) -> None:
+        """Counter increment."""
+        self._scalar(family, key, value, now, add=True)
+
+    def set(self, family: Family, key: LabelKey, value: float, now: float) -> None:
+        """Gauge (or cumulative counter) value."""
+        self._scalar(family, key, value, now, add=False)
 
     def _scalar(
         self, family: Family, key: LabelKey, value: float, now: float, *, add: bool
-    ) -> bool:
+    ) -> None:
         series = family.series.get(key)
         if series is None:
-            if not self._new_series(family, key):
-                return False
+            self._new_series(key)
             family.series[key] = Scalar(value, now)
         else:
             series.value = series.value + value if add else value
             series.updated = now
         family.dirty.add(key)
-        return True
 
     def scalars(
         self, family: Family, keys: Iterable[bytes], values: Iterable[float], now: float,
         *, add: bool,
-    ) -> int:
+    ) -> None:
         """`add` (`add=True`) or `set` for digest series keys (`models.wire`), the series
-        looked up inline; how many a limit kept out."""
+        looked up inline."""
         series, label_keys, dirty = family.series, self._label_keys, family.dirty
-        dropped = 0
         for key, value in zip(keys, values, strict=True):
             label_key = label_keys.get(key) or self.label_key(key)
             found = series.get(label_key)
             if found is None:
-                dropped += not self._scalar(family, label_key, value, now, add=add)
+                self._scalar(family, label_key, value, now, add=add)
             else:
                 found.value = found.value + value if add else value
                 found.updated = now
                 dirty.add(label_key)
-        return dropped
 
     def observe(
         self, family: Family, key: LabelKey, value: float, bounds: tuple[float, ...], now: float
-    ) -> bool:
+    ) -> None:
         series = family.series.get(key)
         if series is None:
-            if not self._new_series(family, key):
-                return False
+            self._new_series(key)
             series = family.series[key] = Histogram(bounds, [0.0] * (len(bounds) + 1))
         series.observe(value)
         series.updated = now
         family.dirty.add(key)
-        return True
 
     def set_histogram(
         self,
@@ -280,18 +419,16 @@ class MetricStore:
         total: float,
         count: float,
         now: float,
-    ) -> bool:
+    ) -> None:
         """A cumulative histogram point (OTLP): replaces the series' buckets."""
         series = family.series.get(key)
         if series is None:
-            if not self._new_series(family, key):
-                return False
+            self._new_series(key)
             family.series[key] = Histogram(bounds, counts, total, count, now)
         else:
             series.bounds, series.counts = bounds, counts
             series.sum, series.count, series.updated = total, count, now
         family.dirty.add(key)
-        return True
 
     def set_summary(
         self,
@@ -301,14 +438,12 @@ class MetricStore:
         total: float,
         count: float,
         now: float,
-    ) -> bool:
+    ) -> None:
         """A summary point (OTLP): quantiles, sum and count as they came."""
-        series = family.series.get(key)
-        if series is None and not self._new_series(family, key):
-            return False
+        if key not in family.series:
+            self._new_series(key)
         family.series[key] = Summary(quantiles, total, count, now)
         family.dirty.add(key)
-        return True
 
     def now(self) -> float:
         return self._clock()

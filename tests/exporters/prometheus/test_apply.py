@@ -1,0 +1,95 @@
+"""Applying queued records: an error in one item never costs its neighbours, and what was
+admitted is applied even where a limit is now reached (it was answered 2xx)."""
+
+from __future__ import annotations
+
+import orjson
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from prometheus_client import CollectorRegistry
+
+from flext_observability.exporters.prometheus.exporter import PrometheusExporter
+from flext_observability.exporters.prometheus.store import (
+    MetricStore,
+    Reservation,
+    native_labels,
+)
+from flext_observability.models.wire import decode_metrics, digest, pack_digest
+from flext_observability.pipeline.intake import METRICS_DIGEST, OTLP_PROTOBUF
+from flext_observability.pipeline.queue import Record, Signal
+from flext_observability.telemetry import SelfTelemetry
+
+
+def native_record(seq: int, items: list[dict]) -> Record:
+    body = orjson.dumps(items)
+    packed = pack_digest(digest(decode_metrics(body, batch=True)))
+    return Record(seq, Signal.METRICS, METRICS_DIGEST, packed, len(items))
+
+
+def otlp_record(seq: int, name: str, value: float) -> Record:
+    request = ExportMetricsServiceRequest()
+    resource = request.resource_metrics.add()
+    resource.resource.attributes.add(key="service.name").value.string_value = "o"
+    resource.scope_metrics.add().metrics.add(name=name).gauge.data_points.add(as_double=value)
+    return Record(seq, Signal.METRICS, OTLP_PROTOBUF, request.SerializeToString(), 1)
+
+
+def exporter(max_series_per_metric: int = 100) -> tuple[PrometheusExporter, CollectorRegistry]:
+    registry = CollectorRegistry()
+    store = MetricStore(1000, max_series_per_metric, 300, max_series_per_service=1000)
+    return PrometheusExporter(store, SelfTelemetry(registry, None)), registry
+
+
+def dropped(registry: CollectorRegistry, reason: str) -> float | None:
+    return registry.get_sample_value(
+        "flext_collector_dropped_items_total", {"exporter": "prometheus", "reason": reason})
+
+
+def test_a_record_that_fails_costs_only_its_own_items():
+    prometheus, registry = exporter()
+    broken = Record(2, Signal.METRICS, OTLP_PROTOBUF, b"\xff\xff\xff", 3)
+    prometheus.handle([
+        native_record(1, [{"name": "before", "type": "gauge", "value": 1, "service": "s"}]),
+        broken,
+        otlp_record(3, "after", 2.0),
+    ])
+    families = prometheus.store.families
+    assert families["before"].series[native_labels("s", "", None)].value == 1.0
+    assert families["after"].series[(("job", "o"),)].value == 2.0
+    assert dropped(registry, "apply_error") == 3
+    assert registry.get_sample_value(
+        "flext_collector_exported_items_total", {"exporter": "prometheus"}) == 2
+
+
+def test_a_conflict_left_from_before_a_restart_costs_only_its_run():
+    prometheus, registry = exporter()
+    prometheus.handle([native_record(1, [
+        {"name": "kind", "type": "gauge", "value": 1, "service": "s"}])])
+    # Queued before a restart, so never admitted against the gauge: a counter of that name.
+    prometheus.handle([native_record(2, [
+        {"name": "kind", "type": "counter", "value": 5, "service": "s"},
+        {"name": "kept", "type": "counter", "value": 5, "service": "s"},
+    ])])
+    assert prometheus.store.families["kind"].kind == "gauge"
+    assert prometheus.store.families["kept"].series[native_labels("s", "", None)].value == 5
+    assert dropped(registry, "type_conflict") == 1
+
+
+def test_what_was_admitted_is_held_until_applied_then_released():
+    prometheus, registry = exporter(max_series_per_metric=2)
+    store = prometheus.store
+    items = [{"name": "held", "type": "gauge", "value": i, "service": "s",
+              "labels": {"n": str(i)}} for i in range(2)]
+    record = native_record(7, items)
+    prometheus.hold(7, prometheus.admit(digest(decode_metrics(orjson.dumps(items), True))))
+    third = native_labels("s", "", {"n": "9"})
+    # Held and not applied: a third series is refused, and so is the name as a counter.
+    assert store.admit_series("held", third, Reservation()) is not None
+    assert store.name_problem("held", "counter", {})[0] == "type_conflict"
+    prometheus.handle([record])
+    assert len(store.families["held"].series) == 2
+    assert dropped(registry, "series_limit") is None
+    # Applied: the two are series now, not reservations; held ones take points again.
+    assert store.admit_series("held", native_labels("s", "", {"n": "0"}), Reservation()) is None
+    assert store.admit_series("held", third, Reservation()) is not None
