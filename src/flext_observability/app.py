@@ -17,7 +17,11 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    choose_encoder,
+    generate_latest,
+)
 
 from flext_observability.config import Config
 from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
@@ -246,7 +250,10 @@ def create_app(config: Config) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        try:
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        except (TypeError, ValueError):  # a `version=` that is no version: the plain format
+            encoder, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
         return Response(encoder(collector.registry), media_type=content_type)
 
     @app.get("/healthz", tags=["operations"])

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # How often a worker sends its self-telemetry to the collector (and before every passed
 # request, so that a scrape through a worker sees that worker's counts).
 COUNTS_INTERVAL = 0.25
+COLLECTOR = httpx.URL("http://collector")
 _HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade",
      "date", "server"}
@@ -91,7 +92,7 @@ def create_edge_app(
                 limits.retry_after_seconds)
     counts = _CountsSender(telemetry, intake)
     client = httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(uds=collector_uds), base_url="http://collector",
+        transport=httpx.AsyncHTTPTransport(uds=collector_uds),
         timeout=60,
     )
 
@@ -114,13 +115,18 @@ def create_edge_app(
         config.server.auth, telemetry), config, telemetry)
 
     async def pass_on(request: Request) -> Response:
+        # The collector's own routes take no body (every POST route is served here), so
+        # none is read or passed on: a body sent to any other path is never held.
         counts.flush()
         headers = [(k, v) for k, v in request.headers.items() if k not in _HOP_HEADERS]
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # The path as it came, so that the collector routes it as one process would
+        # (`//api/v1/x` through an URL reference would lose its first segment).
+        query = request.scope["query_string"]
+        target = COLLECTOR.copy_with(
+            raw_path=request.scope["raw_path"] + (b"?" + query if query else b"")
+        )
         try:
-            answer = await client.request(
-                request.method, target, headers=headers, content=await request.body()
-            )
+            answer = await client.request(request.method, target, headers=headers)
         except httpx.HTTPError as exc:
             return Response(f"collector process unavailable: {exc}\n", 503,
                             {"Retry-After": "5"}, media_type="text/plain")
