@@ -37,7 +37,11 @@ from flext_observability.pipeline.consumer import LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake
 from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
-from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
+from flext_observability.receivers.auth import (
+    Authenticator,
+    BearerAuthMiddleware,
+    request_tenant,
+)
 from flext_observability.receivers.cors import OtlpCorsMiddleware
 from flext_observability.receivers.limits import MIB, Gate, IngestLimits, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver, build_router
@@ -46,6 +50,10 @@ from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
+
+# refused_items_total reasons of alerts and health reports past their state's limit
+HEALTH_LIMIT = "health_limit"
+ALERT_LIMIT = "alert_limit"
 
 # Seconds the exporters get at shutdown to finish the deliveries in flight.
 EXPORTER_SHUTDOWN_GRACE = 5.0
@@ -80,10 +88,11 @@ class Collector:
         )
         self.registry.register(self.store)
         self.prometheus = PrometheusExporter(self.store, self.telemetry)
-        self.alerts = AlertState(_state_file(config, "alerts.json"))
+        self.alerts = AlertState(_state_file(config, "alerts.json"),
+                                 max_alerts=config.exporters.alertmanager.max_alerts)
         self.health = HealthTracker(
             config.health.default_ttl_seconds, self.alerts.publish,
-            _state_file(config, "health.json"),
+            _state_file(config, "health.json"), max_services=config.health.max_services,
         )
         self.registry.register(self.health)
         self.consumers = [
@@ -108,7 +117,10 @@ class Collector:
             self.exporters[ALERTMANAGER] = AlertmanagerExporter(
                 config.exporters.alertmanager, self.alerts, self.telemetry
             )
-        self.intake = Intake(self.queue, self.prometheus.admit)
+        self.intake = Intake(self.queue, self.prometheus.admit, {
+            Signal.HEALTH: (HEALTH_LIMIT, self.health.admit),
+            Signal.ALERTS: (ALERT_LIMIT, self.alerts.admit),
+        })
         self.native = NativeReceiver(
             self.intake.put,
             self.telemetry,
@@ -265,12 +277,13 @@ def create_app(config: Config) -> FastAPI:
         ready, body = collector.readiness()
         return _json(body, 200 if ready else 503)
 
+    # With authentication on, a caller sees its own tenant's alerts and services only.
     @app.get("/api/v1/alerts", tags=["native"])
-    async def list_alerts() -> Response:
-        return _json({"alerts": collector.alerts.snapshot()})
+    async def list_alerts(request: Request) -> Response:
+        return _json({"alerts": collector.alerts.snapshot(request_tenant(request.scope))})
 
     @app.get("/api/v1/health", tags=["native"])
-    async def list_health() -> Response:
-        return _json({"services": collector.health.snapshot()})
+    async def list_health(request: Request) -> Response:
+        return _json({"services": collector.health.snapshot(request_tenant(request.scope))})
 
     return app

@@ -307,6 +307,8 @@ class JaegerExporterConfig(_Section):
 
 class AlertmanagerExporterConfig(_Section):
     urls: list[EndpointUrl] = []
+    # Native alerts held at once (firing and resolved in the last 15 minutes).
+    max_alerts: int = Field(default=10_000, gt=0)
     resend_interval: Duration = 60.0
     timeout: Duration = 10.0
     retry: RetryConfig = RetryConfig()
@@ -321,6 +323,8 @@ class ExportersConfig(_Section):
 
 class HealthConfig(_Section):
     default_ttl_seconds: Duration = 60.0
+    # Services (tenant, service, instance) whose health is held.
+    max_services: int = Field(default=10_000, gt=0)
 
 
 class LimitsConfig(_Section):

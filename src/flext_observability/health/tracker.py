@@ -5,6 +5,11 @@ the derived alert of the new status and resolves the one of the old (`publish`, 
 AlertState). Staleness needs no report, so a periodic `check()` finds it. The tracker is
 written to a snapshot in the data dir before `handle()` returns, so that a restart knows
 every service, its staleness and its alerts.
+
+A service is known by (tenant, service, instance): with authentication on, the tenant of
+the token that reported it (`tenant` on the gauges and on the derived alerts); "" with it
+off. At most `health.max_services` are held: a report of a new one past that is refused
+at admission (`admit`), before it is queued.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from flext_observability.exporters.alertmanager.state import StateFile
 from flext_observability.health.alerts import DERIVED, firing_alert, resolved_alert
+from flext_observability.models.errors import ItemError
 from flext_observability.pipeline.queue import Record
 from flext_observability.tasks import cancel
 
@@ -30,6 +36,7 @@ STATUSES = ("healthy", "degraded", "unhealthy", "stale")
 CHECK_INTERVAL = 1.0
 
 Publish = Callable[[list[dict[str, Any]]], None]
+Key = tuple[str, str, str]  # (tenant, service, instance)
 
 
 @dataclass(slots=True)
@@ -41,7 +48,17 @@ class ServiceHealth:
     reported_at: float
     received: float
     ttl: float
+    tenant: str = ""
     alerted: str = "healthy"  # the status whose derived alert is firing
+
+    @property
+    def key(self) -> Key:
+        return (self.tenant, self.service, self.instance)
+
+
+def report_key(report: dict[str, Any]) -> Key:
+    """The identity of a health report (a queued record)."""
+    return (report.get("tenant", ""), report["service"], report.get("instance", ""))
 
 
 class HealthTracker:
@@ -52,6 +69,7 @@ class HealthTracker:
         default_ttl: float,
         publish: Publish,
         snapshot_file: StateFile | None = None,
+        max_services: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         check_interval: float = CHECK_INTERVAL,
@@ -63,7 +81,26 @@ class HealthTracker:
         self._wall = wall_clock
         self._check_interval = check_interval
         self._task: asyncio.Task[None] | None = None
-        self.services: dict[tuple[str, str], ServiceHealth] = {}
+        self.max_services = max_services
+        self.services: dict[Key, ServiceHealth] = {}
+        # New services admitted and not applied yet (they count against the limit).
+        self._admitted: set[Key] = set()
+
+    def admit(self, reports: list[dict[str, Any]]) -> list[ItemError]:
+        """The reports of new services past `health.max_services`; none when all fit (and
+        then the new ones are counted as held from now on)."""
+        new = {report_key(r) for r in reports} - self.services.keys() - self._admitted
+        room = self.max_services - len(self.services) - len(self._admitted)
+        if len(new) <= room:
+            self._admitted |= new
+            return []
+        held = len(self.services) + len(self._admitted)
+        return [
+            ItemError(index, "service",
+                      f"{held} services are held, the most health.max_services="
+                      f"{self.max_services} allows; this report is of a new one")
+            for index, report in enumerate(reports) if report_key(report) in new
+        ]
 
     def handle(self, records: list[Record]) -> None:
         """Queue consumer: apply health reports; durable before it returns."""
@@ -72,11 +109,13 @@ class HealthTracker:
         for record in records:
             for report in orjson.loads(record.payload):
                 stamp = report.get("timestamp")
-                key = (report["service"], report.get("instance", ""))
+                key = report_key(report)
+                self._admitted.discard(key)
                 previous = self.services.get(key)
                 updated[key] = self.services[key] = ServiceHealth(
-                    service=key[0],
-                    instance=key[1],
+                    tenant=key[0],
+                    service=key[1],
+                    instance=key[2],
                     status=report["status"],
                     checks=report.get("checks", {}),
                     reported_at=stamp / 1e9 if stamp is not None else self._wall(),
@@ -122,7 +161,7 @@ class HealthTracker:
         for item in self._file.load() or ():
             health = ServiceHealth(**item)
             health.received = now - max(0.0, wall - health.received)
-            self.services[(health.service, health.instance)] = health
+            self.services[health.key] = health
         if self.services:
             log.info("restored the health of %d services from %s",
                      len(self.services), self._file.path)
@@ -145,10 +184,12 @@ class HealthTracker:
             except OSError:
                 log.exception("health check could not write its snapshot")
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """What `GET /api/v1/health` shows."""
+    def snapshot(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """What `GET /api/v1/health` shows: with a `tenant` (authentication on), its own
+        services only."""
         return [
             {
+                **({"tenant": h.tenant} if h.tenant else {}),
                 "service": h.service,
                 "instance": h.instance,
                 "status": self.status(h),
@@ -159,25 +200,28 @@ class HealthTracker:
                 "checks": h.checks,
             }
             for h in self.services.values()
+            if tenant is None or h.tenant == tenant
         ]
 
     def collect(self) -> Iterator[Metric]:
         status = GaugeMetricFamily(
             "flext_service_health_status",
             "1 for the service's current health status, 0 for the others",
-            labels=["service", "instance", "status"],
+            labels=["service", "instance", "status", "tenant"],
         )
         last = GaugeMetricFamily(
             "flext_service_health_last_report_timestamp_seconds",
             "Unix time of the service's last health report",
-            labels=["service", "instance"],
+            labels=["service", "instance", "tenant"],
         )
         for health in self.services.values():
             current = self.status(health)
             for name in STATUSES:
                 status.add_metric(
-                    [health.service, health.instance, name], 1.0 if name == current else 0.0
+                    [health.service, health.instance, name, health.tenant],
+                    1.0 if name == current else 0.0,
                 )
-            last.add_metric([health.service, health.instance], health.reported_at)
+            last.add_metric([health.service, health.instance, health.tenant],
+                            health.reported_at)
         yield status
         yield last

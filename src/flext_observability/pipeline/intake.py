@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from flext_observability.models.errors import ItemError
 from flext_observability.models.wire import MetricsDigest, unpack_digest
 from flext_observability.pipeline.queue import Queue, Signal
@@ -18,24 +20,35 @@ METRICS_DIGEST = "metrics-digest"
 OTLP_PROTOBUF = "otlp-pb"
 
 Admit = Callable[[MetricsDigest], list[ItemError]]
+# Native alerts or health reports (the queued records) -> the items the held state cannot
+# take (`health.max_services`, `exporters.alertmanager.max_alerts`).
+AdmitRecords = Callable[[list[dict[str, Any]]], list[ItemError]]
+SERIES_LIMIT = "series_limit"
 
 
 class Inadmissible(Exception):
-    """Native metrics the Prometheus exporter could not hold (type conflict, series limit);
-    nothing was queued."""
+    """Items the state they go to could not hold (the Prometheus exporter: type conflict,
+    series limit; the health tracker or the held alerts: their limit); nothing was queued.
+    `reason` is what refused_items_total counts."""
 
-    def __init__(self, errors: list[ItemError]) -> None:
+    def __init__(self, errors: list[ItemError], reason: str = SERIES_LIMIT) -> None:
         super().__init__("; ".join(f"{e.index}: {e.message}" for e in errors))
         self.errors = errors
+        self.reason = reason
 
 
 class Intake:
     """`put()` as the queue's, with native metrics admitted first. Raises Inadmissible,
     QueueFull or QueueClosed; returns once the request is durable."""
 
-    def __init__(self, queue: Queue, admit_metrics: Admit) -> None:
+    def __init__(
+        self, queue: Queue, admit_metrics: Admit,
+        admit_records: dict[Signal, tuple[str, AdmitRecords]] | None = None,
+    ) -> None:
+        """`admit_records`: per signal of native JSON records, (refusal reason, admit)."""
         self.queue = queue
         self._admit_metrics = admit_metrics
+        self._admit_records = admit_records or {}
 
     async def put(
         self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None
@@ -47,4 +60,9 @@ class Intake:
             errors = self._admit_metrics(decoded)
             if errors:
                 raise Inadmissible(errors)
+        elif encoding == NATIVE_JSON and signal in self._admit_records:
+            reason, admit = self._admit_records[signal]
+            errors = admit(orjson.loads(payload))
+            if errors:
+                raise Inadmissible(errors, reason)
         return await self.queue.put(signal, encoding, payload, items, decoded)

@@ -338,7 +338,7 @@ class NativeReceiver:
         except (QueueFull, QueueClosed) as exc:
             raise queue_refusal(exc, len(items)) from None
         except Inadmissible as exc:
-            raise Refusal(422, "series_limit", exc.errors, items=len(items)) from None
+            raise Refusal(422, exc.reason, exc.errors, items=len(items)) from None
         self._telemetry.received.labels(route.signal.value, RECEIVER).inc(len(items))
         return len(items)
 

@@ -105,7 +105,7 @@ class IntakeServer:
         except QueueClosed as exc:
             return {"error": "closed", "message": str(exc)}
         except Inadmissible as exc:
-            return {"error": "inadmissible",
+            return {"error": "inadmissible", "reason": exc.reason,
                     "errors": [[e.index, e.field, e.message] for e in exc.errors]}
         except Exception:
             # A bug here must not leave the worker's request waiting forever.
@@ -196,7 +196,7 @@ class RemoteIntake:
             raise QueueClosed(answer["message"], answer.get("reason", "unavailable"),
                               answer.get("retry_after", 5))
         if error == "inadmissible":
-            raise Inadmissible([ItemError(*e) for e in answer["errors"]])
+            raise Inadmissible([ItemError(*e) for e in answer["errors"]], answer["reason"])
 
     def send_counts(self, deltas: list[tuple[str, dict[str, str], float]]) -> None:
         if deltas and not self._lost and self._writer is not None:

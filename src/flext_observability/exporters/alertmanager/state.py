@@ -5,6 +5,10 @@ crash once its queue records are acknowledged: every change is written to a snap
 the data dir (`StateFile`) before `handle()` / `publish()` return, and the snapshot is
 loaded at start. Each change gets a new `version`, so that every Alertmanager can be
 sent what changed since its last successful delivery.
+
+At most `exporters.alertmanager.max_alerts` alerts (firing and recently resolved) are held:
+a request that would add one past that is refused at admission (`admit`), before it is
+queued. Alerts derived from health are bounded by `health.max_services` instead.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from flext_observability.models.errors import ItemError
+from flext_observability.models.native import TENANT
 from flext_observability.pipeline.queue import Record
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,18 @@ class StateFile:
             return None
 
     def save(self, data: Any) -> None:
+        """Replace the snapshot. A failed write is logged, not raised: what it holds is
+        applied already and is written again with the next change."""
         if self.path is None:
             return
+        try:
+            self._write(data)
+        except OSError as exc:
+            log.error("cannot write %s (%s); it is written again at the next change",
+                      self.path, exc)
+
+    def _write(self, data: Any) -> None:
+        assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp")
         with temporary.open("wb") as out:
@@ -99,6 +115,11 @@ def alert_annotations(alert: dict[str, Any]) -> dict[str, str]:
     return annotations
 
 
+def alert_key(alert: dict[str, Any]) -> LabelSet:
+    """The identity of a native or derived alert: its label set."""
+    return tuple(sorted(alert_labels(alert).items()))
+
+
 def _seconds(nanos: int | None) -> float | None:
     return None if nanos is None else nanos / 1e9
 
@@ -111,6 +132,7 @@ class AlertState:
         snapshot_file: StateFile | None = None,
         wall_clock: Callable[[], float] = time.time,
         resolved_retention: float = RESOLVED_RETENTION,
+        max_alerts: int = 10_000,
     ) -> None:
         self._file = snapshot_file or StateFile(None)
         self._wall = wall_clock
@@ -119,6 +141,31 @@ class AlertState:
         self.firing: dict[LabelSet, HeldAlert] = {}
         self.resolved: dict[LabelSet, HeldAlert] = {}
         self.version = 0
+        self.max_alerts = max_alerts
+        # New alerts admitted and not applied yet (they count against the limit).
+        self._admitted: set[LabelSet] = set()
+
+    def admit(self, alerts: list[dict[str, Any]]) -> list[ItemError]:
+        """The native alerts that would be held past `exporters.alertmanager.max_alerts`;
+        none when all fit (and then the new ones are counted as held from now on)."""
+        keys = [alert_key(alert) for alert in alerts]
+        new = {k for k in keys if k not in self.firing and k not in self.resolved}
+        new -= self._admitted
+        held = len(self.firing) + len(self.resolved) + len(self._admitted)
+        if len(new) <= self.max_alerts - held:
+            self._admitted |= new
+            return []
+        self.expire()  # resolved alerts past the retention make room
+        held = len(self.firing) + len(self.resolved) + len(self._admitted)
+        if len(new) <= self.max_alerts - held:
+            self._admitted |= new
+            return []
+        return [
+            ItemError(index, "labels",
+                      f"{held} alerts are held, the most exporters.alertmanager.max_alerts="
+                      f"{self.max_alerts} allows; this alert is a new one")
+            for index, key in enumerate(keys) if key in new
+        ]
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """`listener()` is called after every change (once per handled batch)."""
@@ -128,6 +175,7 @@ class AlertState:
         """Apply one native alert (a model dump); True when the held state changed."""
         labels = alert_labels(alert)
         key = tuple(sorted(labels.items()))
+        self._admitted.discard(key)
         now = self._wall()
         starts = _seconds(alert.get("starts_at"))
         ends = _seconds(alert.get("ends_at"))
@@ -217,8 +265,9 @@ class AlertState:
         log.info("restored %d firing and %d resolved alerts from %s",
                  len(self.firing), len(self.resolved), self._file.path)
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """What `GET /api/v1/alerts` shows: the firing alerts."""
+    def snapshot(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """What `GET /api/v1/alerts` shows: the firing alerts; with a `tenant`
+        (authentication on), those of its own (its `tenant` label)."""
         return [
             {
                 "labels": held.labels,
@@ -229,4 +278,5 @@ class AlertState:
                 "updated": held.updated,
             }
             for held in self.firing.values()
+            if tenant is None or held.labels.get(TENANT) == tenant
         ]
