@@ -138,7 +138,8 @@ class Collector:
         )
         # HTTP and gRPC each admit limits.max_concurrent_requests at once.
         self.http_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
-                              self.telemetry, limits.retry_after_seconds)
+                              self.telemetry, limits.retry_after_seconds,
+                              limits.max_slow_requests, limits.slow_body_seconds)
         self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
                               self.telemetry, limits.retry_after_seconds)
         self.authenticator = Authenticator.from_config(config.server.auth, self.telemetry)

@@ -28,6 +28,11 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class SlowBody(Exception):
+    """The body is still arriving after `limits.slow_body_seconds`, and every slot for
+    slow bodies (`limits.max_slow_requests`) is taken."""
+
+
 class BadEncoding(ValueError):
     """The Content-Encoding is not supported, or the body is not valid in it."""
 

@@ -46,6 +46,7 @@ from flext_observability.receivers.auth import request_tenant, tag_resources
 from flext_observability.receivers.body import (
     BadEncoding,
     BodyTooLarge,
+    SlowBody,
     UnsupportedEncoding,
     is_identity,
     media_type,
@@ -121,6 +122,8 @@ async def read_limited(request: Request, limit: int, seconds: float) -> bytes:
             f"the body did not arrive within {seconds:g}s (server.read_timeout)",
             headers={"Connection": "close"},
         ) from None
+    except SlowBody as exc:
+        raise Refusal.single(408, "slow_body", str(exc), headers={"Connection": "close"}) from None
     except ClientDisconnect:
         # Nobody reads the answer; the refusal is counted all the same.
         raise Refusal.single(

@@ -29,7 +29,7 @@ from flext_observability.receivers.auth import Authenticator
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver
 from flext_observability.receivers.otlp import OtlpIngest
-from flext_observability.server import GC_THRESHOLDS, Server
+from flext_observability.server import GC_THRESHOLDS, Server, http_options
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
@@ -89,7 +89,7 @@ def create_edge_app(
     memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
                            limits.memory_check_interval)
     gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,
-                limits.retry_after_seconds)
+                limits.retry_after_seconds, limits.max_slow_requests, limits.slow_body_seconds)
     counts = _CountsSender(telemetry, intake)
     client = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=collector_uds),
@@ -111,6 +111,7 @@ def create_edge_app(
             await intake.shutdown()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.telemetry = telemetry
     add_ingest_routes(app, native, otlp, gate, Authenticator.from_config(
         config.server.auth, telemetry), config, telemetry)
 
@@ -158,7 +159,7 @@ def run_worker(
 
     app = create_edge_app(config, channel, collector_uds, lost)
     server = Server(uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=30,
+        app, **http_options(config.server, app.state.telemetry),
         **uvicorn_ssl_options(config.server.tls),
     ))
     server.run(sockets=[listener])
