@@ -8,7 +8,8 @@ sent what changed since its last successful delivery.
 
 At most `exporters.alertmanager.max_alerts` alerts (firing and recently resolved) are held:
 a request that would add one past that is refused at admission (`admit`), before it is
-queued. Alerts derived from health are bounded by `health.max_services` instead.
+queued. Alerts derived from health count among them but are never refused (health
+reports are admitted, and bounded, by `health.max_services`).
 """
 
 from __future__ import annotations
