@@ -44,7 +44,7 @@ def _message(error: Any) -> tuple[str | None, str]:
 
 def raw_errors(exc: ValidationError) -> list[Any]:
     """pydantic's errors without their inputs and links (which cost more than the rest)."""
-    return exc.errors(include_url=False, include_input=False)  # type: ignore[return-value]
+    return exc.errors(include_url=False, include_input=False)
 
 
 def item_errors(exc: ValidationError, batch: bool) -> list[ItemError]:

@@ -307,11 +307,12 @@ class NativeReceiver:
         body = await read_limited(request, self._max_body, self._read_timeout)
         tenant = request_tenant(request.scope)
         decoded = None
+        items: list[Any]
         if route.signal is Signal.METRICS:
             items = await self._validate_metrics(body)
             if tenant is not None:
-                for item in items:
-                    item.labels = {**item.labels, TENANT: tenant}
+                for metric in items:
+                    metric.labels = {**metric.labels, TENANT: tenant}
             errors = self._label_limit_errors(items, tenant is not None)
             if errors:
                 raise Refusal(422, "label_limit", errors, items=len(items))
