@@ -25,7 +25,7 @@ import orjson
 import pytest
 
 from helpers.exposition import total
-from helpers.procs import Daemon, deep_merge, poll
+from helpers.procs import DAEMON_COMMAND, Daemon, deep_merge, poll
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 JSON = {"Content-Type": "application/json"}
@@ -528,3 +528,25 @@ def test_a_failed_state_write_drops_nothing(daemon_factory):
     services = httpx.get(f"{process.url}/api/v1/health", timeout=10).json()["services"]
     assert sorted(h["service"] for h in services) == ["saved", "unsaved"]
     assert "cannot write" in process.log_tail(200)
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_one(tmp_path):
+    """Started with a soft limit of 300 descriptors (hard 2048), the daemon raises it, and
+    idle sockets past the old soft limit cannot make it run out."""
+    command = ("prlimit", "--nofile=300:2048", *DAEMON_COMMAND)
+    process = Daemon(tmp_path, command=command)
+    process.start()
+    try:
+        with open(f"/proc/{process.pid}/limits") as limits:
+            line = next(line for line in limits if line.startswith("Max open files"))
+        assert line.split()[3:5] == ["2048", "2048"]
+        port = int(process.url.rsplit(":", 1)[1])
+        sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(400)]
+        try:
+            assert post(process, "/api/v1/health", orjson.dumps(health("fds"))).status_code == 202
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert "Too many open files" not in process.log_tail(10_000)
+    finally:
+        process.stop()
