@@ -114,10 +114,16 @@ def guarded_protocol(limits: ConnectionLimits, refused: Counter) -> type[asyncio
 
         def _head_late(self) -> None:
             self._head_timer = None
-            if self._in_head and not self.transport.is_closing():
-                self._close(408, HEADER_TIMEOUT,
-                            f"the request head did not arrive within {limits.header_timeout:g}s "
-                            "(server.header_timeout)")
+            if not self._in_head or self.transport.is_closing():
+                return
+            if not self._head_bytes:  # nothing sent: nobody to answer
+                refused.labels(HEADER_TIMEOUT).inc()
+                self._in_head = False
+                self.transport.close()
+                return
+            self._close(408, HEADER_TIMEOUT,
+                        f"the request head did not arrive within {limits.header_timeout:g}s "
+                        "(server.header_timeout)")
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
