@@ -254,8 +254,9 @@ class NativeReceiver:
     def _problems(
         self, route: _Route, raw: list[Any], data: Any, batch: bool, index: int = 0
     ) -> tuple[str, list[ItemError]]:
-        """(reason, errors) of pydantic's `raw` errors of `data` (the parsed body, None if
-        only pydantic reads it); `index`: the position of an item validated on its own."""
+        """(reason, errors) of pydantic's `raw` errors of `data` (the parsed body or a part
+        of a batch, None if only pydantic reads it); `index`: the position of its first item
+        in the batch."""
         errors = describe(raw, batch, index)
         if route.signal is not Signal.METRICS:
             return "invalid", errors
