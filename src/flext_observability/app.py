@@ -35,7 +35,7 @@ from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.pipeline.consumer import LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
-from flext_observability.pipeline.intake import Intake
+from flext_observability.pipeline.intake import Intake, RecordsAdmission
 from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
 from flext_observability.receivers.auth import (
     Authenticator,
@@ -118,8 +118,8 @@ class Collector:
                 config.exporters.alertmanager, self.alerts, self.telemetry
             )
         self.intake = Intake(self.queue, self.prometheus.admit, {
-            Signal.HEALTH: (HEALTH_LIMIT, self.health.admit),
-            Signal.ALERTS: (ALERT_LIMIT, self.alerts.admit),
+            Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, self.health.admit, self.health.release),
+            Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, self.alerts.admit, self.alerts.release),
         })
         self.native = NativeReceiver(
             self.intake.put,

@@ -165,3 +165,18 @@ def test_new_services_past_the_limit_are_not_admitted(tmp_path, clocks):
         [{**r, "status": "healthy"} for r in first]), 2)])
     assert tracker.admit([{"service": "b", "tenant": ""}]) == []
     assert tracker.admit([{"service": "b", "tenant": "other"}])  # another tenant: new
+
+
+def test_services_admitted_but_not_queued_are_released(tmp_path, clocks):
+    tracker, alerts = make(tmp_path, clocks)
+    tracker.max_services = 1
+    alerts.max_alerts = 1
+    assert tracker.admit([{"service": "a"}]) == []
+    assert tracker.admit([{"service": "b"}])
+    tracker.release([{"service": "a"}])  # e.g. the queue was full
+    assert tracker.admit([{"service": "b"}]) == []
+    alert = {"name": "A", "severity": "warning", "service": "s"}
+    assert alerts.admit([alert]) == []
+    assert alerts.admit([{**alert, "name": "B"}])
+    alerts.release([alert])
+    assert alerts.admit([{**alert, "name": "B"}]) == []

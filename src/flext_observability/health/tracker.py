@@ -102,6 +102,11 @@ class HealthTracker:
             for index, report in enumerate(reports) if report_key(report) in new
         ]
 
+    def release(self, reports: list[dict[str, Any]]) -> None:
+        """Reports admitted that were not queued after all: their new services no longer
+        count."""
+        self._admitted -= {report_key(r) for r in reports}
+
     def handle(self, records: list[Record]) -> None:
         """Queue consumer: apply health reports; durable before it returns."""
         received = self._clock()

@@ -7,7 +7,7 @@ workers' requests arrive here through `workers.ipc` and take the same path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,10 +20,17 @@ METRICS_DIGEST = "metrics-digest"
 OTLP_PROTOBUF = "otlp-pb"
 
 Admit = Callable[[MetricsDigest], list[ItemError]]
-# Native alerts or health reports (the queued records) -> the items the held state cannot
-# take (`health.max_services`, `exporters.alertmanager.max_alerts`).
-AdmitRecords = Callable[[list[dict[str, Any]]], list[ItemError]]
 SERIES_LIMIT = "series_limit"
+
+
+class RecordsAdmission(NamedTuple):
+    """How the state native alerts or health reports go to admits them (its limit)."""
+
+    reason: str  # what refused_items_total counts
+    # records -> the items the state cannot take; the others are counted as held
+    admit: Callable[[list[dict[str, Any]]], list[ItemError]]
+    # records admitted that could not be queued after all: no longer counted
+    release: Callable[[list[dict[str, Any]]], None]
 
 
 class Inadmissible(Exception):
@@ -43,9 +50,9 @@ class Intake:
 
     def __init__(
         self, queue: Queue, admit_metrics: Admit,
-        admit_records: dict[Signal, tuple[str, AdmitRecords]] | None = None,
+        admit_records: dict[Signal, RecordsAdmission] | None = None,
     ) -> None:
-        """`admit_records`: per signal of native JSON records, (refusal reason, admit)."""
+        """`admit_records`: per signal of native JSON records, their admission."""
         self.queue = queue
         self._admit_metrics = admit_metrics
         self._admit_records = admit_records or {}
@@ -61,8 +68,14 @@ class Intake:
             if errors:
                 raise Inadmissible(errors)
         elif encoding == NATIVE_JSON and signal in self._admit_records:
-            reason, admit = self._admit_records[signal]
-            errors = admit(orjson.loads(payload))
+            admission = self._admit_records[signal]
+            records = orjson.loads(payload)
+            errors = admission.admit(records)
             if errors:
-                raise Inadmissible(errors, reason)
+                raise Inadmissible(errors, admission.reason)
+            try:
+                return await self.queue.put(signal, encoding, payload, items, decoded)
+            except BaseException:
+                admission.release(records)
+                raise
         return await self.queue.put(signal, encoding, payload, items, decoded)

@@ -172,6 +172,10 @@ class AlertState:
         """`listener()` is called after every change (once per handled batch)."""
         self._listeners.append(listener)
 
+    def release(self, alerts: list[dict[str, Any]]) -> None:
+        """Alerts admitted that were not queued after all: the new ones no longer count."""
+        self._admitted -= {alert_key(alert) for alert in alerts}
+
     def apply(self, alert: dict[str, Any]) -> bool:
         """Apply one native alert (a model dump); True when the held state changed."""
         labels = alert_labels(alert)
