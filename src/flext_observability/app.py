@@ -17,7 +17,11 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    choose_encoder,
+    generate_latest,
+)
 
 from flext_observability.config import Config
 from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
@@ -32,9 +36,13 @@ from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
-from flext_observability.pipeline.intake import Intake
+from flext_observability.pipeline.intake import Intake, RecordsAdmission
 from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
-from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
+from flext_observability.receivers.auth import (
+    Authenticator,
+    BearerAuthMiddleware,
+    request_tenant,
+)
 from flext_observability.receivers.cors import OtlpCorsMiddleware
 from flext_observability.receivers.limits import MIB, Gate, IngestLimits, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver, build_router
@@ -43,6 +51,10 @@ from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
+
+# refused_items_total reasons of alerts and health reports past their state's limit
+HEALTH_LIMIT = "health_limit"
+ALERT_LIMIT = "alert_limit"
 
 # Seconds the exporters get at shutdown to finish the deliveries in flight.
 EXPORTER_SHUTDOWN_GRACE = 5.0
@@ -72,8 +84,11 @@ class Collector:
         )
         self.registry.register(self.store)
         self.prometheus = PrometheusExporter(self.store, self.telemetry)
-        self.alerts = AlertState()
-        self.health = HealthTracker(config.health.default_ttl_seconds, self.alerts.publish)
+        self.alerts = AlertState(max_alerts=config.exporters.alertmanager.max_alerts)
+        self.health = HealthTracker(
+            config.health.default_ttl_seconds, self.alerts.publish,
+            max_services=config.health.max_services,
+        )
         self.registry.register(self.health)
         # The held state (series, alerts, health) and the cursors it reflects, written
         # together (kept in memory only with a memory queue).
@@ -103,7 +118,10 @@ class Collector:
             self.exporters[ALERTMANAGER] = AlertmanagerExporter(
                 config.exporters.alertmanager, self.alerts, self.telemetry
             )
-        self.intake = Intake(self.queue, self.prometheus if prom.enabled else None)
+        self.intake = Intake(self.queue, self.prometheus if prom.enabled else None, {
+            Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, self.health.admit, self.health.release),
+            Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, self.alerts.admit, self.alerts.release),
+        })
         self.native = NativeReceiver(
             self.intake.put,
             self.telemetry,
@@ -121,7 +139,8 @@ class Collector:
         )
         # HTTP and gRPC each admit limits.max_concurrent_requests at once.
         self.http_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
-                              self.telemetry, limits.retry_after_seconds)
+                              self.telemetry, limits.retry_after_seconds,
+                              limits.max_slow_requests, limits.slow_body_seconds)
         self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
                               self.telemetry, limits.retry_after_seconds)
         self.authenticator = Authenticator.from_config(config.server.auth, self.telemetry)
@@ -247,7 +266,10 @@ def create_app(config: Config) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        try:
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        except (TypeError, ValueError):  # a `version=` that is no version: the plain format
+            encoder, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
         return Response(encoder(collector.registry), media_type=content_type)
 
     @app.get("/healthz", tags=["operations"])
@@ -259,12 +281,13 @@ def create_app(config: Config) -> FastAPI:
         ready, body = collector.readiness()
         return _json(body, 200 if ready else 503)
 
+    # With authentication on, a caller sees its own tenant's alerts and services only.
     @app.get("/api/v1/alerts", tags=["native"])
-    async def list_alerts() -> Response:
-        return _json({"alerts": collector.alerts.snapshot()})
+    async def list_alerts(request: Request) -> Response:
+        return _json({"alerts": collector.alerts.snapshot(request_tenant(request.scope))})
 
     @app.get("/api/v1/health", tags=["native"])
-    async def list_health() -> Response:
-        return _json({"services": collector.health.snapshot()})
+    async def list_health(request: Request) -> Response:
+        return _json({"services": collector.health.snapshot(request_tenant(request.scope))})
 
     return app

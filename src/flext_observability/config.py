@@ -244,6 +244,13 @@ class ServerConfig(_Section):
     grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     workers: int = Field(default=0, ge=0, le=64)
     read_timeout: Duration = 30.0
+    # Connections (per process; see receivers.connections): how many are open at once, how
+    # long and how large a request's head may be, how long an idle one is kept.
+    max_connections: int = Field(default=4096, gt=0)
+    header_timeout: Duration = 10.0
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_headers: int = Field(default=100, gt=0)
+    keep_alive_timeout: Duration = 5.0
     auth: AuthConfig = AuthConfig()
     tls: TlsServerConfig = TlsServerConfig()
     cors: CorsConfig = CorsConfig()
@@ -307,6 +314,8 @@ class JaegerExporterConfig(_Section):
 
 class AlertmanagerExporterConfig(_Section):
     urls: list[EndpointUrl] = []
+    # Native alerts held at once (firing and resolved in the last 15 minutes).
+    max_alerts: int = Field(default=10_000, gt=0)
     resend_interval: Duration = 60.0
     timeout: Duration = 10.0
     retry: RetryConfig = RetryConfig()
@@ -321,12 +330,18 @@ class ExportersConfig(_Section):
 
 class HealthConfig(_Section):
     default_ttl_seconds: Duration = 60.0
+    # Services (tenant, service, instance) whose health is held.
+    max_services: int = Field(default=10_000, gt=0)
 
 
 class LimitsConfig(_Section):
     """What one request, one item or the whole process may take before ingestion refuses."""
 
     max_concurrent_requests: int = Field(default=256, gt=0)
+    # A request whose body is still arriving after slow_body_seconds leaves its slot for
+    # one of max_slow_requests slots (or is answered 408 when they are all taken).
+    slow_body_seconds: Duration = 1.0
+    max_slow_requests: int = Field(default=32, gt=0)
     memory_limit_mib: int = Field(default=1024, ge=0)
     memory_spike_limit_mib: int = Field(default=200, ge=0)
     memory_check_interval: Duration = 0.1

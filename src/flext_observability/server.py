@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from flext_observability.app import create_app
-from flext_observability.config import Config
+from flext_observability.config import Config, ServerConfig
+from flext_observability.receivers.connections import (
+    ConnectionLimits,
+    connection_bound,
+    guarded_protocol,
+    raise_open_files_limit,
+)
+from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
 
 if TYPE_CHECKING:
@@ -80,16 +87,28 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def http_options(server: ServerConfig, telemetry: SelfTelemetry) -> dict[str, Any]:
+    """uvicorn's options for the HTTP listener: the connection limits, the open-files
+    limit raised (a process-wide setting, done here as each process starts serving)."""
+    limits = ConnectionLimits(
+        connection_bound(server.max_connections, raise_open_files_limit()),
+        server.max_header_bytes, server.max_headers, server.header_timeout,
+    )
+    return {
+        "http": guarded_protocol(limits, telemetry.refused_connections),
+        "timeout_keep_alive": server.keep_alive_timeout,
+        "log_config": None, "access_log": False, "lifespan": "on",
+        "timeout_graceful_shutdown": 30,
+    }
+
+
 def serve(config: Config, log_format: str, log_level: str) -> bool:
     """Run until SIGTERM/SIGINT; False if the daemon could not start."""
     from flext_observability.workers.pool import WorkerPool
 
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(config)
-    options: dict[str, Any] = {
-        "log_config": None, "access_log": False, "lifespan": "on",
-        "timeout_graceful_shutdown": 30,
-    }
+    options = http_options(config.server, app.state.collector.telemetry)
     if not config.server.workers:
         server = Server(uvicorn.Config(
             app, host=config.server.host, port=config.server.http_port, **options,

@@ -69,6 +69,12 @@ class SelfTelemetry:
             ["signal", "reason"],
             registry=registry,
         )
+        self.refused_connections = Counter(
+            "flext_collector_refused_connections",
+            "HTTP connections closed by a connection limit, by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.exported = Counter(
             "flext_collector_exported_items",
             "Items delivered by an exporter",

@@ -119,3 +119,66 @@ def test_the_tracker_and_its_alerts_survive_a_restart(clocks):
     clocks.advance(7)  # 11 s after the report: past its 10 s ttl
     restarted.check()
     assert set(firing(restarted_alerts)) == {"ServiceHealthStale"}
+
+
+def tenant_record(tenant, status):
+    payload = orjson.dumps([{**report(status), "tenant": tenant}])
+    return Record(next(SEQ), Signal.HEALTH, "native-json", payload, 1)
+
+
+def test_tenants_have_their_own_service_and_alerts(clocks):
+    tracker, alerts = make(clocks)
+    tracker.handle([tenant_record("team-a", "healthy"), tenant_record("team-b", "unhealthy")])
+    assert {(h["tenant"], h["status"]) for h in tracker.snapshot()} == {
+        ("team-a", "healthy"), ("team-b", "unhealthy")}
+    assert [h["status"] for h in tracker.snapshot("team-a")] == ["healthy"]
+    assert [held.labels for held in alerts.firing.values()] == [{
+        "alertname": "ServiceUnhealthy", "severity": "critical", "service": "billing",
+        "instance": "b-1", "tenant": "team-b"}]
+    samples = {(s.labels["tenant"], s.labels["status"]): s.value
+               for family in tracker.collect() if family.name == "flext_service_health_status"
+               for s in family.samples}
+    assert samples[("team-a", "healthy")] == samples[("team-b", "unhealthy")] == 1
+    restarted, _ = make(clocks)
+    restarted.restore(list(tracker.changes().items()))
+    assert {(h["tenant"], h["status"]) for h in restarted.snapshot()} == {
+        ("team-a", "healthy"), ("team-b", "unhealthy")}
+
+
+def test_a_row_without_a_tenant_loads(clocks):
+    row = orjson.dumps({"service": "old", "instance": "", "status": "healthy", "checks": {},
+                        "reported_at": clocks.wall, "received": clocks.wall, "ttl": 60.0,
+                        "alerted": "healthy"})
+    tracker, _ = make(clocks)
+    tracker.restore([(orjson.dumps(["old", ""]), row)])
+    assert [(h["service"], "tenant" in h) for h in tracker.snapshot()] == [("old", False)]
+
+
+def test_new_services_past_the_limit_are_not_admitted(clocks):
+    tracker, _ = make(clocks)
+    tracker.max_services = 2
+    first = [{"service": "a"}, {"service": "b"}]
+    assert tracker.admit(first) == []
+    # Admitted, not applied yet: they count.
+    errors = tracker.admit([{"service": "a"}, {"service": "c"}])
+    assert [(e.index, e.field) for e in errors] == [(1, "service")]
+    assert "health.max_services=2" in errors[0].message
+    tracker.handle([Record(next(SEQ), Signal.HEALTH, "native-json", orjson.dumps(
+        [{**r, "status": "healthy"} for r in first]), 2)])
+    assert tracker.admit([{"service": "b", "tenant": ""}]) == []
+    assert tracker.admit([{"service": "b", "tenant": "other"}])  # another tenant: new
+
+
+def test_services_admitted_but_not_queued_are_released(clocks):
+    tracker, alerts = make(clocks)
+    tracker.max_services = 1
+    alerts.max_alerts = 1
+    assert tracker.admit([{"service": "a"}]) == []
+    assert tracker.admit([{"service": "b"}])
+    tracker.release([{"service": "a"}])  # e.g. the queue was full
+    assert tracker.admit([{"service": "b"}]) == []
+    alert = {"name": "A", "severity": "warning", "service": "s"}
+    assert alerts.admit([alert]) == []
+    assert alerts.admit([{**alert, "name": "B"}])
+    alerts.release([alert])
+    assert alerts.admit([{**alert, "name": "B"}]) == []

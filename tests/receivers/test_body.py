@@ -93,3 +93,30 @@ def test_gzip_bomb_stops_at_the_limit_without_inflating():
 )
 def test_media_type(content_type: str | None, expected: str):
     assert media_type(content_type) == expected
+
+
+def test_many_members_are_refused_in_linear_time():
+    import time
+
+    from flext_observability.receivers.body import MAX_MEMBERS
+
+    empty = gzip.compress(b"")
+    assert read_body(empty * (MAX_MEMBERS - 1) + gzip.compress(PAYLOAD), "gzip",
+                     len(PAYLOAD)) == PAYLOAD
+    for raw in (empty * 300_000 + gzip.compress(PAYLOAD), zlib.compress(b"{}") * 300_000):
+        started = time.process_time()
+        with pytest.raises(BadEncoding, match=f"more than {MAX_MEMBERS} compressed members"):
+            read_body(raw, "gzip" if raw[:2] == b"\x1f\x8b" else "deflate", 1 << 24)
+        assert time.process_time() - started < 0.5
+
+
+@pytest.mark.parametrize("member_end", [1000, 65535, 65536, 65537, 131072])
+def test_members_are_found_across_input_steps(member_end: int):
+    """A member ends anywhere relative to the 64 KiB steps the input is given to zlib in,
+    here exactly at, before and after a step."""
+    data = bytes(range(256)) * 1200
+    cut = next(c for c in range(member_end, 0, -1)
+               if len(gzip.compress(data[:c], 0)) == member_end)
+    first, second = gzip.compress(data[:cut], 0), gzip.compress(data[cut:], 0)
+    assert len(first) == member_end
+    assert read_body(first + second, "gzip", len(data)) == data

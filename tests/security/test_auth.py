@@ -302,19 +302,26 @@ def test_alerts_carry_the_tenant_label_and_health_reports_are_taken(secured):
     assert httpx.post(f"{secured.url}/api/v1/health", json=report, headers=bearer(TOKEN_B),
                       timeout=10).status_code == 202
 
-    def held():
-        return httpx.get(f"{secured.url}/api/v1/alerts", headers=bearer(TOKEN_B),
+    def held(token):
+        return httpx.get(f"{secured.url}/api/v1/alerts", headers=bearer(token),
                          timeout=10).json()["alerts"]
 
-    alerts = poll(held, lambda a: any(x["labels"]["alertname"] == "DiskFull" for x in a), 10,
+    alerts = poll(lambda: held(TOKEN_A),
+                  lambda a: any(x["labels"]["alertname"] == "DiskFull" for x in a), 10,
                   0.05, "alert held")
     disk = next(a for a in alerts if a["labels"]["alertname"] == "DiskFull")
     assert disk["labels"]["tenant"] == "team-a"
-    services = poll(
-        lambda: httpx.get(f"{secured.url}/api/v1/health", headers=bearer(TOKEN),
-                          timeout=10).json()["services"],
-        lambda s: any(x["service"] == "db" for x in s), 10, 0.05, "health report applied")
-    assert next(s for s in services if s["service"] == "db")["status"] == "degraded"
+    # Each tenant reads its own alerts and services only.
+    assert all(a["labels"].get("tenant") == "team-b" for a in held(TOKEN_B))
+
+    def services(token):
+        return httpx.get(f"{secured.url}/api/v1/health", headers=bearer(token),
+                         timeout=10).json()["services"]
+
+    mine = poll(lambda: services(TOKEN_B), lambda s: any(x["service"] == "db" for x in s), 10,
+                0.05, "health report applied")
+    assert next(s for s in mine if s["service"] == "db")["status"] == "degraded"
+    assert all(s["service"] != "db" for s in services(TOKEN))
 
 
 @integration

@@ -5,7 +5,11 @@
    messages (byte flips, truncation, random fields, wrong JSON types, huge and negative
    numbers, deep nesting, random content encodings), over OTLP/HTTP (protobuf and JSON)
    and OTLP/gRPC. Every request has a timeout; the daemon must stay alive and its RSS
-   within FLAT_RSS_MIB of what it was after a warm-up.
+   within FLAT_RSS_MIB of what it was after a warm-up. Bodies are also sent as many
+   concatenated compression members (empty ones too, past body.MAX_MEMBERS).
+3. hypothesis: native bodies (every route) with integers past 64 bits, floats past int64,
+   invalid UTF-8, collision-prone and reserved names, attribute arrays, and the same
+   compression shapes: answered 2xx or 4xx, never 5xx.
 
 FUZZ_EXAMPLES (default 2000) sets the number of hypothesis examples; schemathesis runs a
 tenth of it per operation. `make fuzz-long` raises it.
@@ -390,6 +394,25 @@ def protobuf_case(draw) -> tuple[str, bytes]:
     return signal, body
 
 
+EMPTY_MEMBER = {"gzip": gzip.compress(b""), "deflate": zlib.compress(b"")}
+
+
+@st.composite
+def members(draw, body: bytes) -> tuple[str, bytes]:
+    """`body` cut in pieces, each compressed on its own, the members concatenated, with
+    empty members before, between or after (up to past body.MAX_MEMBERS)."""
+    encoding = draw(st.sampled_from(["gzip", "deflate"]))
+    compress = gzip.compress if encoding == "gzip" else zlib.compress
+    cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=6)))
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    empty = EMPTY_MEMBER[encoding] * draw(st.sampled_from([0, 1, 10, 999, 1000, 5000]))
+    where = draw(st.sampled_from(["before", "after", "between"]))
+    parts = [compress(piece) for piece in pieces]
+    if where == "between":
+        return encoding, empty.join(parts) if len(parts) > 1 else empty + parts[0]
+    return encoding, empty + b"".join(parts) if where == "before" else b"".join(parts) + empty
+
+
 @st.composite
 def cases(draw) -> Case:
     if draw(st.booleans()):
@@ -408,7 +431,7 @@ def cases(draw) -> Case:
         return Case(signal, body, content_type, grpc=True)
     encoding = draw(st.sampled_from(
         [None, None, None, "gzip", "deflate", "identity", "x-gzip", "GZIP", "br", "zstd",
-         "gzip;q=1", "bogus", "gzip-lies", "gzip-truncated", "huge"]))
+         "gzip;q=1", "bogus", "gzip-lies", "gzip-truncated", "huge", "members"]))
     if encoding in ("gzip", "x-gzip", "GZIP"):
         body = gzip.compress(body)
     elif encoding == "deflate":
@@ -419,6 +442,8 @@ def cases(draw) -> Case:
         encoding = "gzip"
         compressed = gzip.compress(body)
         body = compressed[: draw(st.integers(0, len(compressed) - 1))]
+    elif encoding == "members":
+        encoding, body = draw(members(body))
     elif encoding == "huge":  # past server.max_body_bytes once inflated
         encoding = "gzip"
         body = gzip.compress(body * (MAX_BODY // max(len(body), 1) + 2), compresslevel=1)
@@ -499,7 +524,7 @@ native_names = st.sampled_from(["clash", "clash_total", "hist", "hist_bucket", "
                                 "target_info", "target.info", "flext_collector_x",
                                 "flext_service_health", "x.y", "x_y", "a:b"])
 native_label_names = st.sampled_from(["x.y", "x_y", "a.b.c", "a_b_c", "le", "ok", "k.", "k_"])
-native_items = st.lists(st.fixed_dictionaries(
+colliding_native_items = st.lists(st.fixed_dictionaries(
     {"name": native_names, "type": st.sampled_from(["counter", "gauge", "histogram"]),
      "value": st.integers(0, 5), "service": st.sampled_from(["a", "b"])},
     optional={"labels": st.dictionaries(native_label_names, st.text(max_size=5), max_size=3),
@@ -526,7 +551,7 @@ def test_colliding_and_reserved_names_never_break_the_exposition(daemon):
 
         @settings(max_examples=examples, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
-        @given(st.one_of(native_items, built_metrics()))
+        @given(st.one_of(colliding_native_items, built_metrics()))
         def fuzz(body) -> None:
             if isinstance(body, list):
                 answer = client.post(f"{daemon.url}/api/v1/metrics", json=body)
@@ -543,3 +568,96 @@ def test_colliding_and_reserved_names_never_break_the_exposition(daemon):
     print(f"\ncolliding names: {sum(seen.values())} requests, answers {dict(sorted(seen.items()))}")
     assert_serving(daemon)
     assert {200, 202, 422} <= set(seen), seen
+
+
+# --- 4. hypothesis on the native API --------------------------------------------------------
+
+NATIVE_ANSWERS = {202, 400, 413, 415, 422, 429, 503}
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+huge = st.sampled_from([2**63, 2**63 - 1, -(2**63), -(2**63) - 1, 2**64, 2**64 - 1, 10**30,
+                        -(10**30), 2**70, 1.2e29, 1e308, -0.0, 0.5])
+scalars = st.one_of(huge, st.integers(-(2**70), 2**70), st.floats(), text, st.booleans(),
+                    st.none())
+# Names that collide once sanitized or suffixed, and names the collector reserves.
+names = st.sampled_from([
+    "fuzz_native", "target_info", "flext_collector_fuzz", "flext_service_health_status",
+    "x.y", "x_y", "clash", "clash_total", "hist", "hist_bucket", "a:b", "!!!", "日本語", "",
+]) | text
+label_names = st.sampled_from(["x.y", "x_y", "le", "quantile", "tenant", "job", "instance",
+                               "__name__", "a"]) | text
+# Times stay within int64 nanoseconds here (their own bounds are tested with the models).
+times = st.integers(0, 2**63 - 1) | st.sampled_from(["2024-01-01T00:00:00Z", "x", ""])
+attribute_values = scalars | st.lists(scalars, max_size=5)
+native_items = {
+    "metrics": st.fixed_dictionaries(
+        {"name": names, "type": st.sampled_from(["counter", "gauge", "histogram", "x"]),
+         "value": scalars, "service": names},
+        optional={"labels": st.dictionaries(label_names, text | scalars, max_size=4),
+                  "buckets": st.lists(scalars, max_size=4), "instance": text,
+                  "timestamp": times}),
+    "spans": st.fixed_dictionaries(
+        {"trace_id": st.sampled_from([TRACE_ID, "0" * 32, "zz"]),
+         "span_id": st.sampled_from(["00f067aa0ba902b7", "0" * 16, "zz"]), "name": text,
+         "service": names, "start_time": times, "end_time": times},
+        optional={"attributes": st.dictionaries(text, attribute_values, max_size=4),
+                  "events": st.lists(st.fixed_dictionaries(
+                      {"name": text, "time": times},
+                      optional={"attributes": st.dictionaries(text, attribute_values,
+                                                              max_size=3)}), max_size=2)}),
+    "health": st.fixed_dictionaries(
+        {"service": names, "status": st.sampled_from(["healthy", "degraded", "unhealthy", "x"])},
+        optional={"checks": st.dictionaries(text, st.fixed_dictionaries(
+            {"status": st.sampled_from(["healthy", "unhealthy", "x"])},
+            optional={"observed_value": scalars}), max_size=3),
+            "ttl_seconds": scalars, "timestamp": times}),
+    "alerts": st.fixed_dictionaries(
+        {"name": names, "service": names},
+        optional={"labels": st.dictionaries(label_names, text, max_size=3),
+                  "status": st.sampled_from(["firing", "resolved", "x"]),
+                  "starts_at": times, "annotations": st.dictionaries(text, text, max_size=2)}),
+}
+BAD_UTF8 = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\x00"]
+
+
+@st.composite
+def native_case(draw) -> tuple[str, bytes, str | None]:
+    route = draw(st.sampled_from(list(native_items)))
+    items = draw(st.lists(native_items[route], min_size=1, max_size=5))
+    body = json.dumps(items if len(items) > 1 or draw(st.booleans()) else items[0]).encode()
+    if draw(st.integers(0, 7)) == 0:
+        at = draw(st.integers(0, len(body)))
+        body = body[:at] + draw(st.sampled_from(BAD_UTF8)) + body[at:]
+    encoding = None
+    shape = draw(st.sampled_from(["plain", "plain", "gzip", "members"]))
+    if shape == "gzip":
+        encoding, body = "gzip", gzip.compress(body)
+    elif shape == "members":
+        encoding, body = draw(members(body))
+    return route, body, encoding
+
+
+def test_native_shapes_get_no_server_error(daemon):
+    seen: dict[int, int] = {}
+    with httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(native_case())
+        def fuzz(case: tuple[str, bytes, str | None]) -> None:
+            route, body, encoding = case
+            headers = {"Content-Type": JSON}
+            if encoding is not None:
+                headers["Content-Encoding"] = encoding
+            answer = client.post(f"{daemon.url}/api/v1/{route}", content=body, headers=headers)
+            assert answer.status_code in NATIVE_ANSWERS, (answer.status_code, answer.text[:500])
+            seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
+
+        fuzz()
+    print(f"\nnative fuzz: answers {dict(sorted(seen.items()))}")
+    assert_serving(daemon)
+    assert metrics_ok(daemon)
+    assert {202, 400, 422} <= seen.keys(), seen
+
+
+def metrics_ok(daemon: Daemon) -> bool:
+    return httpx.get(f"{daemon.url}/metrics", timeout=TIMEOUT).status_code == 200

@@ -1,8 +1,11 @@
-"""Alerts derived from health (CONTRACT §6): one per non-healthy status of a service."""
+"""Alerts derived from health (CONTRACT §6): one per non-healthy status of a service,
+with the service's `tenant` label when it has one."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from flext_observability.models.native import TENANT
 
 if TYPE_CHECKING:
     from flext_observability.health.tracker import ServiceHealth
@@ -32,8 +35,11 @@ def _checks(health: ServiceHealth) -> str:
 
 def _alert(health: ServiceHealth, status: str) -> dict[str, Any]:
     name, severity = DERIVED[status]
-    return {"name": name, "severity": severity, "service": health.service,
-            "instance": health.instance}
+    alert: dict[str, Any] = {"name": name, "severity": severity, "service": health.service,
+                             "instance": health.instance}
+    if health.tenant:
+        alert["labels"] = {TENANT: health.tenant}
+    return alert
 
 
 def firing_alert(health: ServiceHealth, status: str) -> dict[str, Any]:

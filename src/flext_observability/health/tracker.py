@@ -6,6 +6,11 @@ AlertState). Staleness needs no report, so a periodic `check()` finds it. The tr
 a `StatefulSink` (one row per service, keyed by its identity), written with the queue
 cursors at each checkpoint, so that a restart knows every service, its staleness and its
 alerts.
+
+A service is known by (tenant, service, instance): with authentication on, the tenant of
+the token that reported it (`tenant` on the gauges and on the derived alerts); "" with it
+off. At most `health.max_services` are held: a report of a new one past that is refused
+at admission (`admit`), before it is queued.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from flext_observability.health.alerts import DERIVED, firing_alert, resolved_alert
+from flext_observability.models.errors import ItemError
 from flext_observability.pipeline.queue import Record, StateChanges
 from flext_observability.tasks import cancel
 
@@ -30,6 +36,7 @@ STATUSES = ("healthy", "degraded", "unhealthy", "stale")
 CHECK_INTERVAL = 1.0
 
 Publish = Callable[[list[dict[str, Any]]], None]
+Key = tuple[str, str, str]  # (tenant, service, instance)
 
 
 @dataclass(slots=True)
@@ -41,7 +48,17 @@ class ServiceHealth:
     reported_at: float
     received: float
     ttl: float
+    tenant: str = ""
     alerted: str = "healthy"  # the status whose derived alert is firing
+
+    @property
+    def key(self) -> Key:
+        return (self.tenant, self.service, self.instance)
+
+
+def report_key(report: dict[str, Any]) -> Key:
+    """The identity of a health report (a queued record)."""
+    return (report.get("tenant", ""), report["service"], report.get("instance", ""))
 
 
 class HealthTracker:
@@ -51,6 +68,7 @@ class HealthTracker:
         self,
         default_ttl: float,
         publish: Publish,
+        max_services: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         check_interval: float = CHECK_INTERVAL,
@@ -61,8 +79,32 @@ class HealthTracker:
         self._wall = wall_clock
         self._check_interval = check_interval
         self._task: asyncio.Task[None] | None = None
-        self.services: dict[tuple[str, str], ServiceHealth] = {}
-        self._dirty: set[tuple[str, str]] = set()
+        self.max_services = max_services
+        self.services: dict[Key, ServiceHealth] = {}
+        self._dirty: set[Key] = set()
+        # New services admitted and not applied yet (they count against the limit).
+        self._admitted: set[Key] = set()
+
+    def admit(self, reports: list[dict[str, Any]]) -> list[ItemError]:
+        """The reports of new services past `health.max_services`; none when all fit (and
+        then the new ones are counted as held from now on)."""
+        new = {report_key(r) for r in reports} - self.services.keys() - self._admitted
+        room = self.max_services - len(self.services) - len(self._admitted)
+        if len(new) <= room:
+            self._admitted |= new
+            return []
+        held = len(self.services) + len(self._admitted)
+        return [
+            ItemError(index, "service",
+                      f"{held} services are held, the most health.max_services="
+                      f"{self.max_services} allows; this report is of a new one")
+            for index, report in enumerate(reports) if report_key(report) in new
+        ]
+
+    def release(self, reports: list[dict[str, Any]]) -> None:
+        """Reports admitted that were not queued after all: their new services no longer
+        count."""
+        self._admitted -= {report_key(r) for r in reports}
 
     def handle(self, records: list[Record]) -> None:
         """Queue consumer: apply health reports."""
@@ -71,11 +113,13 @@ class HealthTracker:
         for record in records:
             for report in orjson.loads(record.payload):
                 stamp = report.get("timestamp")
-                key = (report["service"], report.get("instance", ""))
+                key = report_key(report)
+                self._admitted.discard(key)
                 previous = self.services.get(key)
                 updated[key] = self.services[key] = ServiceHealth(
-                    service=key[0],
-                    instance=key[1],
+                    tenant=key[0],
+                    service=key[1],
+                    instance=key[2],
                     status=report["status"],
                     checks=report.get("checks", {}),
                     reported_at=stamp / 1e9 if stamp is not None else self._wall(),
@@ -126,10 +170,10 @@ class HealthTracker:
         """`StatefulSink`: the services from their rows (at start); the time the collector
         was down counts towards staleness."""
         now, wall = self._clock(), self._wall()
-        for raw_key, raw_value in rows:
+        for _, raw_value in rows:
             health = ServiceHealth(**orjson.loads(raw_value))
             health.received = now - max(0.0, wall - health.received)
-            self.services[tuple(orjson.loads(raw_key))] = health
+            self.services[health.key] = health
         if rows:
             log.info("restored the health of %d services", len(rows))
 
@@ -147,10 +191,12 @@ class HealthTracker:
             await asyncio.sleep(self._check_interval)
             self.check()
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """What `GET /api/v1/health` shows."""
+    def snapshot(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """What `GET /api/v1/health` shows: with a `tenant` (authentication on), its own
+        services only."""
         return [
             {
+                **({"tenant": h.tenant} if h.tenant else {}),
                 "service": h.service,
                 "instance": h.instance,
                 "status": self.status(h),
@@ -161,25 +207,28 @@ class HealthTracker:
                 "checks": h.checks,
             }
             for h in self.services.values()
+            if tenant is None or h.tenant == tenant
         ]
 
     def collect(self) -> Iterator[Metric]:
         status = GaugeMetricFamily(
             "flext_service_health_status",
             "1 for the service's current health status, 0 for the others",
-            labels=["service", "instance", "status"],
+            labels=["service", "instance", "status", "tenant"],
         )
         last = GaugeMetricFamily(
             "flext_service_health_last_report_timestamp_seconds",
             "Unix time of the service's last health report",
-            labels=["service", "instance"],
+            labels=["service", "instance", "tenant"],
         )
         for health in self.services.values():
             current = self.status(health)
             for name in STATUSES:
                 status.add_metric(
-                    [health.service, health.instance, name], 1.0 if name == current else 0.0
+                    [health.service, health.instance, name, health.tenant],
+                    1.0 if name == current else 0.0,
                 )
-            last.add_metric([health.service, health.instance], health.reported_at)
+            last.add_metric([health.service, health.instance, health.tenant],
+                            health.reported_at)
         yield status
         yield last

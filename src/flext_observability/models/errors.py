@@ -42,23 +42,34 @@ def _message(error: Any) -> tuple[str | None, str]:
     return None, message
 
 
+def raw_errors(exc: ValidationError) -> list[Any]:
+    """pydantic's errors without their inputs and links (which cost more than the rest)."""
+    return exc.errors(include_url=False, include_input=False)
+
+
 def item_errors(exc: ValidationError, batch: bool) -> list[ItemError]:
     """One entry per problem; `index` is the item's position (0 for a single object)."""
+    return describe(raw_errors(exc), batch)
+
+
+def describe(raw: list[Any], batch: bool, index: int = 0) -> list[ItemError]:
+    """`item_errors` of errors already taken from the exception; `index` is the position
+    of the first item validated (a part of a batch validated on its own)."""
     errors = []
-    for error in exc.errors():
+    for error in raw:
         loc = list(error["loc"])
-        index = 0
+        at = index
         if batch and loc and isinstance(loc[0], int):
-            index = loc.pop(0)
+            at += loc.pop(0)
         if error["type"].startswith(("dict_", "model_")) and not loc:
-            errors.append(ItemError(index, "", "must be a JSON object"))
+            errors.append(ItemError(at, "", "must be a JSON object"))
             continue
         # Drop pydantic's union branch tags ("str", "list[...]", "function-after[...]").
         path = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in _TAGS))]
         field, message = _message(error)
         if field is not None:
             path.append(field)
-        errors.append(ItemError(index, ".".join(path), message))
+        errors.append(ItemError(at, ".".join(path), message))
     return errors
 
 

@@ -154,8 +154,20 @@ class StatusCode(StrEnum):
     ERROR = "error"
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int64(value: Any) -> Any:
+    """An integer, or each of a list's, must fit OTLP's int64 (JSON allows any size, and
+    a float is left alone)."""
+    for item in value if isinstance(value, list) else (value,):
+        if type(item) is int and not INT64_MIN <= item <= INT64_MAX:
+            raise ValueError("an integer must be between -2^63 and 2^63-1 (64-bit signed)")
+    return value
+
+
 Scalar = Annotated[str, StringConstraints(max_length=8192)] | bool | int | float
-AttributeValue = Scalar | list[Scalar]
+AttributeValue = Annotated[Scalar | list[Scalar], BeforeValidator(_int64)]
 Attributes = dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], AttributeValue]
 
 
@@ -244,7 +256,7 @@ class HealthStatus(StrEnum):
 class HealthCheck(_Model):
     status: HealthStatus
     message: Text = ""
-    observed_value: float | int | str | bool | None = None
+    observed_value: Annotated[float | int | str | bool | None, BeforeValidator(_int64)] = None
 
 
 class HealthReport(_Model):

@@ -114,8 +114,8 @@ def decode_metrics(body: bytes, batch: bool) -> list[WireMetric] | None:
     """The items of a native metrics body, or None when the model must decide."""
     try:
         items = _DECODE_MANY(body) if batch else [_DECODE_ONE(body)]
-    except (msgspec.DecodeError, RecursionError):
-        return None
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None  # the model says why (invalid UTF-8 is its `json_invalid`)
     return items if _rules_ok(items) else None
 
 

@@ -9,8 +9,11 @@ judged together and nothing answered 2xx is refused later.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+import orjson
 
 from flext_observability.models.errors import ItemError
 from flext_observability.models.wire import MetricsDigest, unpack_digest
@@ -21,11 +24,25 @@ METRICS_DIGEST = "metrics-digest"
 OTLP_PROTOBUF = "otlp-pb"
 
 
-class Inadmissible(Exception):
-    """Native metrics the Prometheus exporter could not hold (`reason`: type_conflict,
-    reserved_name, series_limit); nothing was queued."""
+SERIES_LIMIT = "series_limit"
 
-    def __init__(self, errors: list[ItemError], reason: str = "series_limit") -> None:
+
+class RecordsAdmission(NamedTuple):
+    """How the state native alerts or health reports go to admits them (its limit)."""
+
+    reason: str  # what refused_items_total counts
+    # records -> the items the state cannot take; the others are counted as held
+    admit: Callable[[list[dict[str, Any]]], list[ItemError]]
+    # records admitted that could not be queued after all: no longer counted
+    release: Callable[[list[dict[str, Any]]], None]
+
+
+class Inadmissible(Exception):
+    """Items the state they go to could not hold (the Prometheus exporter: type_conflict,
+    reserved_name, series_limit; the health tracker or the held alerts: their limit);
+    nothing was queued. `reason` is what refused_items_total counts."""
+
+    def __init__(self, errors: list[ItemError], reason: str = SERIES_LIMIT) -> None:
         super().__init__("; ".join(f"{e.index}: {e.message}" for e in errors))
         self.errors = errors
         self.reason = reason
@@ -71,14 +88,22 @@ class Intake:
     """`put()` as the queue's, with metrics admitted first. Raises Inadmissible, QueueFull
     or QueueClosed; returns once the request is durable, with the OTLP points refused."""
 
-    def __init__(self, queue: Queue, admission: Admission | None) -> None:
+    def __init__(
+        self, queue: Queue, admission: Admission | None,
+        admit_records: dict[Signal, RecordsAdmission] | None = None,
+    ) -> None:
+        """`admit_records`: per signal of native JSON records, their admission."""
         self.queue = queue
         self._admission = admission
+        self._admit_records = admit_records or {}
 
     async def put(
         self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None
     ) -> Rejected:
         """`decoded`: native metrics' digest, unpacked from the payload when not given."""
+        if encoding == NATIVE_JSON and signal in self._admit_records:
+            await self._put_records(self._admit_records[signal], signal, payload, items, decoded)
+            return NOTHING_REJECTED
         admission = self._admission
         if admission is None or signal is not Signal.METRICS:
             await self.queue.put(signal, encoding, payload, items, decoded)
@@ -103,3 +128,17 @@ class Intake:
             admission.release(seq)
             raise
         return rejected
+
+    async def _put_records(
+        self, admission: RecordsAdmission, signal: Signal, payload: bytes, items: int,
+        decoded: Any,
+    ) -> None:
+        records = orjson.loads(payload)
+        errors = admission.admit(records)
+        if errors:
+            raise Inadmissible(errors, admission.reason)
+        try:
+            await self.queue.put(signal, NATIVE_JSON, payload, items, decoded)
+        except BaseException:
+            admission.release(records)
+            raise

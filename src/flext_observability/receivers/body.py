@@ -12,6 +12,12 @@ _WBITS = {
 # Output is taken in steps of at most this many bytes: zlib builds each step's result in
 # blocks and then copies them into one, so a step's size is what that copy costs at most.
 _STEP = 1 << 20
+# Input is given to zlib this many bytes at a time: what follows a member's end is copied
+# out (`unused_data`), and that copy must not be the whole rest of the body.
+_FEED = 64 * 1024
+# A gzip body may be several members one after the other (RFC 1952 §2.2); more than this
+# many is refused, as no sender needs them and each costs a decompressor.
+MAX_MEMBERS = 1000
 
 
 class BodyTooLarge(Exception):
@@ -22,12 +28,22 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class SlowBody(Exception):
+    """The body is still arriving after `limits.slow_body_seconds`, and every slot for
+    slow bodies (`limits.max_slow_requests`) is taken."""
+
+
 class BadEncoding(ValueError):
     """The Content-Encoding is not supported, or the body is not valid in it."""
 
 
 class UnsupportedEncoding(BadEncoding):
     """A Content-Encoding this server does not decode (answered 415)."""
+
+
+def is_identity(content_encoding: str | None) -> bool:
+    """True when the body is sent as it is (no Content-Encoding, or `identity`)."""
+    return (content_encoding or "").strip().lower() in ("", "identity")
 
 
 def read_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
@@ -51,20 +67,29 @@ def read_body(raw: bytes, content_encoding: str | None, limit: int) -> bytes:
 
 
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    """Every member of `data`, in time linear in its size and at most `limit` bytes out."""
+    view = memoryview(data)
     parts: list[bytes] = []
-    size = 0
-    while data:  # a gzip body may hold several members one after the other
+    size = offset = members = 0
+    while offset < len(view):
+        members += 1
+        if members > MAX_MEMBERS:
+            raise BadEncoding(f"body has more than {MAX_MEMBERS} compressed members")
         inflater = zlib.decompressobj(wbits)
-        while data and not inflater.eof:
-            part = inflater.decompress(data, min(limit + 1 - size, _STEP))
+        pending: bytes | memoryview = b""
+        while not inflater.eof:
+            if not pending:
+                pending = view[offset:offset + _FEED]
+                offset += len(pending)
+            part = inflater.decompress(pending, min(limit + 1 - size, _STEP))
+            if not part and not pending:  # no input left and nothing more came out
+                raise BadEncoding("compressed body is truncated")
             size += len(part)
             if size > limit:
                 raise BodyTooLarge(limit)
             parts.append(part)
-            data = inflater.unconsumed_tail
-        if not inflater.eof:
-            raise BadEncoding("compressed body is truncated")
-        data = inflater.unused_data
+            pending = inflater.unconsumed_tail
+        offset -= len(inflater.unused_data)
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

@@ -10,6 +10,10 @@ so that RSS can drop at all.
 `Gate` admits the requests of one receiver (HTTP or gRPC): none while memory is limited
 or while the queue is full (nothing could be queued: refusing before the body is read and
 validated keeps an overload cheap), and at most `limits.max_concurrent_requests` at once.
+A request whose body is still arriving `limits.slow_body_seconds` after it was admitted
+moves to one of `limits.max_slow_requests` slots of its own, so that slow senders cannot
+hold every slot for `server.read_timeout`; with none free it is answered 408 (reason
+`slow_body`).
 Refusals are counted in `flext_collector_refused_items_total{signal, reason}` (reasons
 `memory_limit`, `queue_full`, `concurrency_limit`) and name the key that was hit.
 `IngestLimits` is the ASGI middleware that puts the HTTP ingest routes behind a gate and
@@ -30,10 +34,10 @@ from typing import Any, Protocol
 
 from fastapi.responses import Response
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flext_observability.models.otlp import encode_status
-from flext_observability.receivers.body import media_type
+from flext_observability.receivers.body import SlowBody, media_type
 from flext_observability.receivers.native import ROUTES, Refusal, error_response
 from flext_observability.receivers.otlp import (
     JSON,
@@ -192,9 +196,14 @@ class Gate:
         queue: QueueLevels,
         telemetry: SelfTelemetry,
         retry_after: int,
+        max_slow: int = 32,
+        slow_after: float = 1.0,
     ) -> None:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self.max_slow = max_slow
+        self.slow = 0
+        self.slow_after = slow_after
         self.retry_after = retry_after
         self._memory = memory
         self._queue = queue
@@ -223,8 +232,48 @@ class Gate:
         self._telemetry.refused.labels(signal, reason).inc()
         raise Throttled(reason, message, retry_after)
 
-    def leave(self) -> None:
+    def leave(self, slow: bool = False) -> None:
+        if slow:
+            self.slow -= 1
+        else:
+            self.in_flight -= 1
+
+    def to_slow(self) -> None:
+        """Move a request from its slot to a slot for slow bodies, or raise SlowBody
+        (the request keeps its slot until it leaves)."""
+        if self.slow >= self.max_slow:
+            raise SlowBody(
+                f"the body is still arriving after {self.slow_after:g}s "
+                f"(limits.slow_body_seconds) and limits.max_slow_requests={self.max_slow} "
+                "slow bodies are arriving already"
+            )
         self.in_flight -= 1
+        self.slow += 1
+
+
+class _Slot:
+    """One admitted request's `receive`: while its body arrives within the gate's
+    `slow_after`, it holds an ordinary slot; after that, a slot for slow bodies."""
+
+    def __init__(self, gate: Gate, receive: Receive) -> None:
+        self._gate = gate
+        self._receive = receive
+        self._deadline = asyncio.get_running_loop().time() + gate.slow_after
+        self.slow = False
+        self._body_done = False
+
+    async def receive(self) -> Message:
+        if self.slow or self._body_done:
+            return await self._receive()
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            self._gate.to_slow()
+            self.slow = True
+            return await self._receive()
+        self._body_done = not message.get("more_body", False)
+        return message
 
 
 def _native_answer(throttled: Throttled, headers: dict[str, str], _: Scope) -> Response:
@@ -272,7 +321,8 @@ class IngestLimits:
             headers = {"Retry-After": str(throttled.retry_after)}
             await answer(throttled, headers, scope)(scope, receive, send)
             return
+        slot = _Slot(self.gate, receive)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, slot.receive, send)
         finally:
-            self.gate.leave()
+            self.gate.leave(slot.slow)

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 
 from flext_observability.config import LimitsConfig
 from flext_observability.models.convert import spans_to_otlp
-from flext_observability.models.errors import ItemError, item_errors
+from flext_observability.models.errors import ItemError, describe, raw_errors
 from flext_observability.models.native import (
     TENANT,
     Alert,
@@ -46,13 +46,20 @@ from flext_observability.receivers.auth import request_tenant, tag_resources
 from flext_observability.receivers.body import (
     BadEncoding,
     BodyTooLarge,
+    SlowBody,
     UnsupportedEncoding,
+    is_identity,
     media_type,
     read_body,
 )
 from flext_observability.telemetry import SelfTelemetry
 
 RECEIVER = "native"
+# A 422 lists this many errors at most, and then says how many were found.
+MAX_ERRORS_LISTED = 100
+# Batches with a body larger than this are validated this many items at a time.
+_CHUNK_BODY = 256 * 1024
+_CHUNK_ITEMS = 500
 
 
 class Refusal(Exception):
@@ -65,6 +72,7 @@ class Refusal(Exception):
         errors: list[ItemError],
         items: int = 1,
         headers: dict[str, str] | None = None,
+        total: int = 0,
     ) -> None:
         super().__init__(reason)
         self.status = status
@@ -72,6 +80,8 @@ class Refusal(Exception):
         self.errors = errors
         self.items = items
         self.headers = headers or {}
+        # How many errors the request has: at least the errors listed
+        self.total = max(total, len(errors))
 
     @classmethod
     def single(cls, status: int, reason: str, message: str, **kwargs: Any) -> Refusal:
@@ -112,13 +122,21 @@ async def read_limited(request: Request, limit: int, seconds: float) -> bytes:
             f"the body did not arrive within {seconds:g}s (server.read_timeout)",
             headers={"Connection": "close"},
         ) from None
+    except SlowBody as exc:
+        raise Refusal.single(408, "slow_body", str(exc), headers={"Connection": "close"}) from None
     except ClientDisconnect:
         # Nobody reads the answer; the refusal is counted all the same.
         raise Refusal.single(
             400, "client_disconnected", "the client left before the body was complete"
         ) from None
+    encoding = request.headers.get("content-encoding")
+    raw = b"".join(chunks)
     try:
-        return read_body(b"".join(chunks), request.headers.get("content-encoding"), limit)
+        if is_identity(encoding):
+            return read_body(raw, encoding, limit)
+        # Decompressing takes up to `limit` bytes of output: in a thread (zlib lets go of
+        # the GIL), so that the event loop keeps answering meanwhile.
+        return await asyncio.to_thread(read_body, raw, encoding, limit)
     except BodyTooLarge:
         raise Refusal.single(
             413, "too_large",
@@ -171,20 +189,46 @@ class NativeReceiver:
         self._read_timeout = read_timeout
         self._limits = limits
 
-    def _validate(self, route: _Route, body: bytes) -> list[Any]:
+    async def _validate(self, route: _Route, body: bytes) -> list[Any]:
+        """The body's items, valid, or a Refusal. A large batch is validated
+        _CHUNK_ITEMS items at a time, the event loop serving others between chunks, and
+        no further once MAX_ERRORS_LISTED errors are found."""
         batch = _is_batch(body)
-        try:
-            parsed = (route.many if batch else route.one).validate_json(body)
-        except ValidationError as exc:
-            raise self._refusal(route, body, batch, exc) from None
-        return self._counted(parsed if batch else [parsed])
+        data = _loads(body) if batch and len(body) > _CHUNK_BODY else None
+        if not isinstance(data, list):
+            try:
+                parsed = (route.many if batch else route.one).validate_json(body)
+            except ValidationError as exc:
+                raise self._refusal(route, body, batch, exc) from None
+            return self._counted(parsed if batch else [parsed])
+        self._counted(data)
+        items: list[Any] = []
+        errors: list[ItemError] = []
+        reasons = set()
+        total = 0
+        for start in range(0, len(data), _CHUNK_ITEMS):
+            chunk = data[start:start + _CHUNK_ITEMS]
+            try:
+                items += route.many.validate_json(orjson.dumps(chunk))
+            except ValidationError as exc:
+                total += exc.error_count()
+                reason, found = self._problems(route, raw_errors(exc), chunk, True, start)
+                reasons.add(reason)
+                errors += found
+                if len(errors) >= MAX_ERRORS_LISTED:
+                    break
+            await asyncio.sleep(0)
+        if errors:
+            reason = "invalid" if "invalid" in reasons else "label_limit"
+            raise Refusal(422, reason, errors, items=len(data), total=total)
+        return items
 
-    def _validate_metrics(self, body: bytes) -> list[WireMetric]:
+    async def _validate_metrics(self, body: bytes) -> list[WireMetric]:
         """The hot path (`models.wire`), or the model where it cannot decide."""
         items = decode_metrics(body, _is_batch(body))
         if items is not None:
             return self._counted(items)
-        return from_models(self._validate(ROUTES["metrics"], body))
+        return from_models(await self._validate(ROUTES["metrics"], body))
 
     def _counted(self, items: list[Any]) -> list[Any]:
         if not items:
@@ -199,41 +243,45 @@ class NativeReceiver:
         return items
 
     def _refusal(self, route: _Route, body: bytes, batch: bool, exc: ValidationError) -> Refusal:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            message = f"body is not valid JSON: {exc.errors()[0]['msg']}"
-            return Refusal.single(400, "malformed", message)
-        return self._invalid(route, body, batch, exc)
+        raw = raw_errors(exc)
+        if raw[0]["type"] == "json_invalid":  # then the only error
+            return Refusal.single(400, "malformed", f"body is not valid JSON: {raw[0]['msg']}")
+        data = _loads(body)
+        reason, errors = self._problems(route, raw, data, batch)
+        items = len(data) if batch and isinstance(data, list) else 1
+        return Refusal(422, reason, errors, items=items)
 
-    def _invalid(self, route: _Route, body: bytes, batch: bool, exc: ValidationError) -> Refusal:
-        """422 listing every bad item; label limits are listed beside the model's errors."""
-        items = _count_items(body, batch)
-        errors = item_errors(exc, batch)
+    def _problems(
+        self, route: _Route, raw: list[Any], data: Any, batch: bool, index: int = 0
+    ) -> tuple[str, list[ItemError]]:
+        """(reason, errors) of pydantic's `raw` errors of `data` (the parsed body or a part
+        of a batch, None if only pydantic reads it); `index`: the position of its first item
+        in the batch."""
+        errors = describe(raw, batch, index)
         if route.signal is not Signal.METRICS:
-            return Refusal(422, "invalid", errors, items=items)
+            return "invalid", errors
         # Label limits are listed from the raw items, in place of the model's own cap on
         # label values (which the configured limit never exceeds).
         invalid = [
             error
-            for error, raw in zip(errors, exc.errors(), strict=True)
-            if not (raw["type"] == "string_too_long" and raw["loc"][-2:-1] == ("labels",))
+            for error, problem in zip(errors, raw, strict=True)
+            if not (problem["type"] == "string_too_long" and problem["loc"][-2:-1] == ("labels",))
         ]
-        limited = self._raw_label_errors(body, batch)
+        limited = self._raw_label_errors(data, batch, index)
         reason = "invalid" if invalid else "label_limit"
-        merged = sorted(invalid + limited, key=lambda error: error.index or 0)
-        return Refusal(422, reason, merged, items=items)
+        return reason, sorted(invalid + limited, key=lambda error: error.index or 0)
 
-    def _raw_label_errors(self, body: bytes, batch: bool) -> list[ItemError]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:  # NaN, Infinity: JSON that only pydantic reads
+    def _raw_label_errors(self, data: Any, batch: bool, index: int) -> list[ItemError]:
+        if data is None:  # NaN, Infinity: JSON that only pydantic reads
             return []
         errors = []
-        for index, item in enumerate(data if batch else [data]):
+        items = data if batch and isinstance(data, list) else [data]
+        for at, item in enumerate(items, index):
             labels = item.get("labels") if isinstance(item, dict) else None
             if isinstance(labels, dict):
                 problem = self._label_problem(labels, 0)
                 if problem is not None:
-                    errors.append(problem.at(index))
+                    errors.append(problem.at(at))
         return errors
 
     def _label_problem(self, labels: dict[str, Any], extra: int) -> _Problem | None:
@@ -260,11 +308,12 @@ class NativeReceiver:
         body = await read_limited(request, self._max_body, self._read_timeout)
         tenant = request_tenant(request.scope)
         decoded = None
+        items: list[Any]
         if route.signal is Signal.METRICS:
-            items = self._validate_metrics(body)
+            items = await self._validate_metrics(body)
             if tenant is not None:
-                for item in items:
-                    item.labels = {**item.labels, TENANT: tenant}
+                for metric in items:
+                    metric.labels = {**metric.labels, TENANT: tenant}
             errors = self._label_limit_errors(items, tenant is not None)
             if errors:
                 raise Refusal(422, "label_limit", errors, items=len(items))
@@ -274,7 +323,7 @@ class NativeReceiver:
             decoded = digest(items)
             encoding, payload = METRICS_DIGEST, pack_digest(decoded)
         elif route.signal is Signal.SPANS:
-            items = self._validate(route, body)
+            items = await self._validate(route, body)
             errors = self._attribute_errors(items)
             if errors:
                 raise Refusal(422, "attribute_limit", errors, items=len(items))
@@ -283,7 +332,7 @@ class NativeReceiver:
                 tag_resources(otlp.resource_spans, tenant)
             encoding, payload = OTLP_PROTOBUF, otlp.SerializeToString()
         else:
-            items = self._validate(route, body)
+            items = await self._validate(route, body)
             encoding = NATIVE_JSON
             records = [item.model_dump(mode="json") for item in items]
             if tenant is not None:
@@ -384,7 +433,13 @@ class _Problem(NamedTuple):
 
 
 def error_response(refusal: Refusal) -> Response:
-    body = {"errors": [e.as_dict() for e in refusal.errors]}
+    """`{"errors": [...]}` with the first MAX_ERRORS_LISTED errors, and `"total_errors"`
+    when there are more."""
+    body: dict[str, Any] = {
+        "errors": [e.as_dict() for e in refusal.errors[:MAX_ERRORS_LISTED]]
+    }
+    if refusal.total > MAX_ERRORS_LISTED:
+        body["total_errors"] = refusal.total
     return Response(
         orjson.dumps(body), refusal.status, refusal.headers, media_type="application/json"
     )
@@ -400,14 +455,12 @@ def _is_batch(body: bytes) -> bool:
     return start == b"["
 
 
-def _count_items(body: bytes, batch: bool) -> int:
-    if not batch:
-        return 1
+def _loads(body: bytes) -> Any:
+    """The body parsed, or None when orjson does not read it (NaN, Infinity)."""
     try:
-        data = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return 1
-    return len(data) if isinstance(data, list) else 1
+        return None
 
 
 def request_schema(model: type[BaseModel]) -> dict[str, Any]:

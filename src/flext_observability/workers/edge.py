@@ -29,7 +29,7 @@ from flext_observability.receivers.auth import Authenticator
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver
 from flext_observability.receivers.otlp import OtlpIngest
-from flext_observability.server import GC_THRESHOLDS, Server
+from flext_observability.server import GC_THRESHOLDS, Server, http_options
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # How often a worker sends its self-telemetry to the collector (and before every passed
 # request, so that a scrape through a worker sees that worker's counts).
 COUNTS_INTERVAL = 0.25
+COLLECTOR = httpx.URL("http://collector")
 _HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "upgrade",
      "date", "server"}
@@ -88,10 +89,10 @@ def create_edge_app(
     memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
                            limits.memory_check_interval)
     gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,
-                limits.retry_after_seconds)
+                limits.retry_after_seconds, limits.max_slow_requests, limits.slow_body_seconds)
     counts = _CountsSender(telemetry, intake)
     client = httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(uds=collector_uds), base_url="http://collector",
+        transport=httpx.AsyncHTTPTransport(uds=collector_uds),
         timeout=60,
     )
 
@@ -110,17 +111,23 @@ def create_edge_app(
             await intake.shutdown()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.telemetry = telemetry
     add_ingest_routes(app, native, otlp, gate, Authenticator.from_config(
         config.server.auth, telemetry), config, telemetry)
 
     async def pass_on(request: Request) -> Response:
+        # The collector's own routes take no body (every POST route is served here), so
+        # none is read or passed on: a body sent to any other path is never held.
         counts.flush()
         headers = [(k, v) for k, v in request.headers.items() if k not in _HOP_HEADERS]
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # The path as it came, so that the collector routes it as one process would
+        # (`//api/v1/x` through an URL reference would lose its first segment).
+        query = request.scope["query_string"]
+        target = COLLECTOR.copy_with(
+            raw_path=request.scope["raw_path"] + (b"?" + query if query else b"")
+        )
         try:
-            answer = await client.request(
-                request.method, target, headers=headers, content=await request.body()
-            )
+            answer = await client.request(request.method, target, headers=headers)
         except httpx.HTTPError as exc:
             return Response(f"collector process unavailable: {exc}\n", 503,
                             {"Retry-After": "5"}, media_type="text/plain")
@@ -152,7 +159,7 @@ def run_worker(
 
     app = create_edge_app(config, channel, collector_uds, lost)
     server = Server(uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=30,
+        app, **http_options(config.server, app.state.telemetry),
         **uvicorn_ssl_options(config.server.tls),
     ))
     server.run(sockets=[listener])

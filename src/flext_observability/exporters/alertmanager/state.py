@@ -5,6 +5,11 @@ crash once its queue records are acknowledged: it is a `StatefulSink` (one row p
 keyed by its label set), written with the queue cursors at each checkpoint and restored at
 start. Each change gets a new `version`, so that every Alertmanager can be sent what
 changed since its last successful delivery.
+
+At most `exporters.alertmanager.max_alerts` alerts (firing and recently resolved) are held:
+a request that would add one past that is refused at admission (`admit`), before it is
+queued. Alerts derived from health count among them but are never refused (health
+reports are admitted, and bounded, by `health.max_services`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from flext_observability.models.errors import ItemError
+from flext_observability.models.native import TENANT
 from flext_observability.pipeline.queue import Record, StateChanges
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,11 @@ def alert_annotations(alert: dict[str, Any]) -> dict[str, str]:
     return annotations
 
 
+def alert_key(alert: dict[str, Any]) -> LabelSet:
+    """The identity of a native or derived alert: its label set."""
+    return tuple(sorted(alert_labels(alert).items()))
+
+
 def _seconds(nanos: int | None) -> float | None:
     return None if nanos is None else nanos / 1e9
 
@@ -71,6 +83,7 @@ class AlertState:
         self,
         wall_clock: Callable[[], float] = time.time,
         resolved_retention: float = RESOLVED_RETENTION,
+        max_alerts: int = 10_000,
     ) -> None:
         self._wall = wall_clock
         self._retention = resolved_retention
@@ -79,15 +92,45 @@ class AlertState:
         self.resolved: dict[LabelSet, HeldAlert] = {}
         self.version = 0
         self._dirty: set[LabelSet] = set()
+        self.max_alerts = max_alerts
+        # New alerts admitted and not applied yet (they count against the limit).
+        self._admitted: set[LabelSet] = set()
+
+    def admit(self, alerts: list[dict[str, Any]]) -> list[ItemError]:
+        """The native alerts that would be held past `exporters.alertmanager.max_alerts`;
+        none when all fit (and then the new ones are counted as held from now on)."""
+        keys = [alert_key(alert) for alert in alerts]
+        new = {k for k in keys if k not in self.firing and k not in self.resolved}
+        new -= self._admitted
+        held = len(self.firing) + len(self.resolved) + len(self._admitted)
+        if len(new) <= self.max_alerts - held:
+            self._admitted |= new
+            return []
+        self.expire()  # resolved alerts past the retention make room
+        held = len(self.firing) + len(self.resolved) + len(self._admitted)
+        if len(new) <= self.max_alerts - held:
+            self._admitted |= new
+            return []
+        return [
+            ItemError(index, "labels",
+                      f"{held} alerts are held, the most exporters.alertmanager.max_alerts="
+                      f"{self.max_alerts} allows; this alert is a new one")
+            for index, key in enumerate(keys) if key in new
+        ]
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """`listener()` is called after every change (once per handled batch)."""
         self._listeners.append(listener)
 
+    def release(self, alerts: list[dict[str, Any]]) -> None:
+        """Alerts admitted that were not queued after all: the new ones no longer count."""
+        self._admitted -= {alert_key(alert) for alert in alerts}
+
     def apply(self, alert: dict[str, Any]) -> bool:
         """Apply one native alert (a model dump); True when the held state changed."""
         labels = alert_labels(alert)
         key = tuple(sorted(labels.items()))
+        self._admitted.discard(key)
         now = self._wall()
         starts = _seconds(alert.get("starts_at"))
         ends = _seconds(alert.get("ends_at"))
@@ -184,8 +227,9 @@ class AlertState:
             log.info("restored %d firing and %d resolved alerts",
                      len(self.firing), len(self.resolved))
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """What `GET /api/v1/alerts` shows: the firing alerts."""
+    def snapshot(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """What `GET /api/v1/alerts` shows: the firing alerts; with a `tenant`
+        (authentication on), those of its own (its `tenant` label)."""
         return [
             {
                 "labels": held.labels,
@@ -196,4 +240,5 @@ class AlertState:
                 "updated": held.updated,
             }
             for held in self.firing.values()
+            if tenant is None or held.labels.get(TENANT) == tenant
         ]
