@@ -29,6 +29,7 @@ from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
+from flext_observability.models.times import rfc3339
 from flext_observability.pipeline.consumer import LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake
@@ -181,6 +182,18 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status, media_type="application/json")
 
 
+# The times of the read APIs, held as Unix seconds, shown as RFC 3339 (as Alertmanager does).
+_TIME_KEYS = ("starts_at", "ends_at", "updated", "last_report")
+
+
+def rfc3339_times(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item with its time keys as RFC 3339 strings (null stays null)."""
+    return [
+        {**item, **{key: rfc3339(item[key]) for key in _TIME_KEYS if key in item}}
+        for item in items
+    ]
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
@@ -260,10 +273,10 @@ def create_app(config: Config) -> FastAPI:
 
     @app.get("/api/v1/alerts", tags=["native"])
     async def list_alerts() -> Response:
-        return _json({"alerts": collector.alerts.snapshot()})
+        return _json({"alerts": rfc3339_times(collector.alerts.snapshot())})
 
     @app.get("/api/v1/health", tags=["native"])
     async def list_health() -> Response:
-        return _json({"services": collector.health.snapshot()})
+        return _json({"services": rfc3339_times(collector.health.snapshot())})
 
     return app
