@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -40,6 +38,7 @@ from flext_observability.receivers.limits import MIB, Gate, IngestLimits, Memory
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
+from flext_observability.startup import DirectoryLock
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,9 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.registry = CollectorRegistry(auto_describe=False)
+        self.lock = (
+            DirectoryLock(config.queue.path, "queue.path") if config.queue.kind == "disk" else None
+        )
         self.queue = build_queue(config)
         self.telemetry = SelfTelemetry(self.registry, self.queue)
         prom = config.exporters.prometheus
@@ -134,7 +136,12 @@ class Collector:
         )
 
     async def start(self) -> None:
-        """Downstream first: queue, held state, consumers and exporters, then receivers."""
+        """Downstream first: queue, held state, consumers and exporters, then receivers.
+
+        Raises StartupError when the queue directory is another collector's or the gRPC
+        port is taken; `shutdown()` then releases what was started."""
+        if self.lock is not None:
+            self.lock.acquire()
         await self.memory.start()
         await self.queue.start()
         self.alerts.load()
@@ -159,6 +166,8 @@ class Collector:
         await asyncio.gather(*(e.shutdown(deadline) for e in self.exporters.values()))
         await self.queue.shutdown()
         await self.memory.shutdown()
+        if self.lock is not None:
+            self.lock.release()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready while the queue is writable and the memory limiter lets data in."""
@@ -236,22 +245,10 @@ def add_ingest_routes(
 
 
 def create_app(config: Config) -> FastAPI:
+    """The HTTP app over a new `Collector` (`app.state.collector`), which the server starts
+    before it serves and stops after (`server.Server`)."""
     collector = Collector(config)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await collector.start()
-        log.info(
-            "collector started http=%s:%d queue=%s",
-            config.server.host, config.server.http_port, config.queue.kind,
-        )
-        try:
-            yield
-        finally:
-            await collector.shutdown()
-            log.info("collector stopped")
-
-    app = FastAPI(title="flext-observability", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="flext-observability", version="0.1.0")
     app.state.collector = collector
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     add_ingest_routes(app, collector.native, collector.otlp, collector.http_gate,

@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         started = serve(config, args.log_format, args.log_level)
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", config.server.host, config.server.http_port, exc)
+        log.error("cannot start: %s", exc.strerror or exc)
         return 1
     return 0 if started else 1
 
