@@ -41,42 +41,50 @@ class Server(uvicorn.Server):
     listener (HTTP, gRPC, the queue's lock) is held."""
 
     def __init__(
-        self, config: uvicorn.Config, collector: Collector, pool: WorkerPool | None = None
+        self,
+        config: uvicorn.Config,
+        collector: Collector | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
         super().__init__(config)
         self.collector = collector
         self.pool = pool
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            await self.collector.start()
-        except StartupError as exc:
-            log.error("cannot start: %s", exc)
-            await self.collector.shutdown()
-            self.should_exit = True
-            return
+        collector = self.collector
+        if collector is not None:
+            try:
+                await collector.start()
+            except StartupError as exc:
+                log.error("cannot start: %s", exc)
+                await collector.shutdown()
+                self.should_exit = True
+                return
         await super().startup(sockets)
         if not self.started:
-            await self.collector.shutdown()
+            if collector is not None:
+                await collector.shutdown()
             return
         # What exists once the app runs (modules, routes, models) lives as long as the
         # process: keep it out of every later garbage collection.
         gc.collect()
         gc.freeze()
+        if collector is None:
+            return
         if self.pool is not None:
-            await self.pool.start(self.collector)
-        server = self.collector.config.server
+            await self.pool.start(collector)
+        server = collector.config.server
         log.info("collector started http=%s:%d grpc=%s:%d queue=%s", server.host,
-                 server.http_port, server.host, self.collector.grpc.port,
-                 self.collector.config.queue.kind)
+                 server.http_port, server.host, collector.grpc.port, collector.config.queue.kind)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # The workers drain first: their requests in flight still need this process.
         if self.pool is not None:
             await self.pool.shutdown()
         await super().shutdown(sockets)
-        await self.collector.shutdown()
-        log.info("collector stopped")
+        if self.collector is not None:
+            await self.collector.shutdown()
+            log.info("collector stopped")
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
