@@ -39,12 +39,19 @@ from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.startup import DirectoryLock
+from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
 
 # Seconds the exporters get at shutdown to finish the deliveries in flight.
 EXPORTER_SHUTDOWN_GRACE = 5.0
+# With queue.hold_unexported, how often the held spans are logged (when there are any).
+HELD_LOG_INTERVAL = 60.0
+HELD_REASON = (
+    "no span exporter is configured (exporters.jaeger.endpoint) and queue.hold_unexported "
+    "is true"
+)
 
 
 def build_queue(config: Config) -> Queue:
@@ -99,6 +106,7 @@ class Collector:
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
         self.exporters: dict[str, Exporter] = {}
+        self._held_task: asyncio.Task[None] | None = None
         if config.exporters.jaeger.endpoint:
             self.exporters[JAEGER] = JaegerExporter(
                 config.exporters.jaeger, self.queue, self.telemetry
@@ -115,10 +123,11 @@ class Collector:
             config.server.max_items_per_request,
             read_timeout=config.server.read_timeout,
             limits=config.limits,
+            accepts_spans=config.accepts_spans(),
         )
         limits = config.limits
         self.otlp = OtlpIngest(self.intake.put, self.telemetry, accepts_logs=False,
-                               limits=limits)
+                               limits=limits, accepts_spans=config.accepts_spans())
         self.memory = MemoryLimiter(
             limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
             limits.memory_check_interval,
@@ -151,14 +160,36 @@ class Collector:
         for exporter in self.exporters.values():
             await exporter.start()
         await self.grpc.start()
-        if not self.queue.consumed(Signal.SPANS):
-            log.info("no span exporter configured: spans stay in the queue until one is")
+        if JAEGER not in self.exporters:
+            if self.config.queue.hold_unexported:
+                log.warning("spans are held in the queue: %s", HELD_REASON)
+                self._held_task = asyncio.create_task(self._log_held(), name="held-spans")
+            else:
+                log.warning("spans are refused: no span exporter is configured "
+                            "(exporters.jaeger.endpoint)")
+
+    def held(self) -> dict[str, Any]:
+        """What is held with no exporter to deliver it (queue.hold_unexported)."""
+        if JAEGER in self.exporters or not self.config.queue.hold_unexported:
+            return {}
+        return {"spans": {"items": self.queue.depth(Signal.SPANS), "reason": HELD_REASON}}
+
+    async def _log_held(self) -> None:
+        """A line every HELD_LOG_INTERVAL while spans are held; the first as they arrive."""
+        logged: float | None = None
+        while True:
+            await asyncio.sleep(1.0)
+            items = self.queue.depth(Signal.SPANS)
+            if items and (logged is None or time.monotonic() - logged >= HELD_LOG_INTERVAL):
+                logged = time.monotonic()
+                log.warning("holding %d spans in the queue: %s", items, HELD_REASON)
 
     async def shutdown(self) -> None:
         """Upstream first. (Uvicorn has stopped HTTP before the lifespan ends.) Consumers
         drain the queue into their state; exporters get EXPORTER_SHUTDOWN_GRACE seconds for
         what is in flight, and what they did not deliver stays queued or held."""
         await self.grpc.shutdown()
+        await cancel(self._held_task)
         for consumer in self.consumers:
             await consumer.shutdown()
         await self.health.shutdown()
@@ -175,7 +206,7 @@ class Collector:
         ready = writable and not self.memory.limited
         exporters: dict[str, Any] = {c.name: "running" for c in self.consumers}
         exporters.update({name: e.state() for name, e in self.exporters.items()})
-        return ready, {
+        body = {
             "ready": ready,
             "queue": {
                 "writable": writable,
@@ -185,6 +216,10 @@ class Collector:
             "memory": self.memory.state(),
             "exporters": exporters,
         }
+        held = self.held()
+        if held:
+            body["held"] = held
+        return ready, body
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -256,6 +256,8 @@ class QueueConfig(_Section):
     max_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
     signal_share: float = Field(default=0.5, gt=0, le=1)
     retry_after_seconds: int = Field(default=5, gt=0)
+    # Spans with no span exporter configured: refused (the default), or held here until one is.
+    hold_unexported: bool = False
 
 
 class PrometheusExporterConfig(_Section):
@@ -358,6 +360,10 @@ class Config(BaseSettings):
     exporters: ExportersConfig = ExportersConfig()
     health: HealthConfig = HealthConfig()
     limits: LimitsConfig = LimitsConfig()
+
+    def accepts_spans(self) -> bool:
+        """Spans are taken in when an exporter will deliver them, or the queue holds them."""
+        return self.exporters.jaeger.endpoint is not None or self.queue.hold_unexported
 
     @classmethod
     def settings_customise_sources(

@@ -28,7 +28,7 @@ from flext_observability.pipeline.intake import OTLP_PROTOBUF
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.auth import request_tenant, tag_otlp
 from flext_observability.receivers.body import media_type
-from flext_observability.receivers.native import Refusal, read_limited
+from flext_observability.receivers.native import SPANS_REFUSED, Refusal, read_limited
 from flext_observability.telemetry import SelfTelemetry
 
 PROTOBUF = "application/x-protobuf"
@@ -85,10 +85,18 @@ class OtlpIngest:
         accepts_logs: bool,
         *,
         limits: LimitsConfig,
+        accepts_spans: bool = True,
     ) -> None:
         self._put = queue_put
         self._telemetry = telemetry
-        self._accepts_logs = accepts_logs
+        # Signals no exporter would ever deliver: refused, with why and the key to set.
+        self._refused: dict[Signal, str] = {}
+        if not accepts_logs:
+            self._refused[Signal.LOGS] = (
+                "log records are not accepted: no logs exporter is configured"
+            )
+        if not accepts_spans:
+            self._refused[Signal.SPANS] = SPANS_REFUSED
         attributes = AttributeLimits(
             limits.max_attributes_per_item, limits.max_attribute_value_length
         )
@@ -122,13 +130,10 @@ class OtlpIngest:
         if parsed.limited:
             reason = "label_limit" if otlp.signal is Signal.METRICS else "attribute_limit"
             self._telemetry.refused.labels(signal, reason).inc(parsed.limited)
-        if otlp.signal is Signal.LOGS and not self._accepts_logs and parsed.accepted:
+        refused = self._refused.get(otlp.signal)
+        if refused is not None and parsed.accepted:
             self._telemetry.refused.labels(signal, "no_exporter").inc(parsed.accepted)
-            return Accepted(
-                0,
-                parsed.accepted + parsed.rejected,
-                "log records are not accepted: no logs exporter is configured",
-            )
+            return Accepted(0, parsed.accepted + parsed.rejected, refused)
         if parsed.accepted:
             payload = parsed.payload
             if tenant is not None:
