@@ -294,11 +294,11 @@ def create_app(config: Config) -> FastAPI:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(collector.registry), media_type=content_type)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["operations"])
     async def healthz() -> Response:
         return _json({"status": "ok"})
 
-    @app.get("/readyz", tags=["operations"])
+    @app.api_route("/readyz", methods=["GET", "HEAD"], tags=["operations"])
     async def readyz() -> Response:
         ready, body = collector.readiness()
         return _json(body, 200 if ready else 503)

@@ -23,6 +23,8 @@ def _serve(args: argparse.Namespace) -> int:
     from flext_observability.logs import configure_logging
 
     configure_logging(args.log_format, args.log_level)
+    # httpx logs every request at INFO: one line per export is noise, not an event.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from flext_observability.exporters.prometheus.naming import unit_suffix
 from flext_observability.exporters.prometheus.otlp_metrics import apply_otlp
 from flext_observability.exporters.prometheus.store import (
     LabelKey,
@@ -113,7 +114,8 @@ class PrometheusExporter:
             kind = run.type
             try:
                 family = store.family(
-                    store.family_name(run.name, kind), kind, run.description, run.unit
+                    store.family_name(run.name, kind), kind, run.description,
+                    unit_suffix(run.unit),
                 )
             except SeriesRejected:
                 dropped += run.count
