@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
@@ -44,6 +45,7 @@ from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
 
+DOCS_STATIC = "/docs/static"
 # Seconds the exporters get at shutdown to finish the deliveries in flight.
 EXPORTER_SHUTDOWN_GRACE = 5.0
 # With queue.hold_unexported, how often the held spans are logged (when there are any).
@@ -283,25 +285,37 @@ def create_app(config: Config) -> FastAPI:
     """The HTTP app over a new `Collector` (`app.state.collector`), which the server starts
     before it serves and stops after (`server.Server`)."""
     collector = Collector(config)
-    app = FastAPI(title="flext-observability", version="0.1.0")
+    # /docs and /redoc with Swagger UI and ReDoc from the fastapi-offline package, under
+    # /docs/static: nothing is loaded from outside, so the docs work on a closed network.
+    app = FastAPIOffline(title="flext-observability", version="0.1.0", static_url=DOCS_STATIC)
     app.state.collector = collector
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     add_ingest_routes(app, collector.native, collector.otlp, collector.http_gate,
                       collector.authenticator, config, collector.telemetry)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {
+        "description": "Prometheus text format (0.0.4), or OpenMetrics 1.0 when the Accept "
+                       "header asks for application/openmetrics-text",
+        "content": {"text/plain": {"schema": {"type": "string"}},
+                    "application/openmetrics-text": {"schema": {"type": "string"}}},
+    }})
     async def metrics(request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encoder(collector.registry), media_type=content_type)
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"], tags=["operations"])
+    @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
         return _json({"status": "ok"})
 
-    @app.api_route("/readyz", methods=["GET", "HEAD"], tags=["operations"])
+    @app.get("/readyz", tags=["operations"])
     async def readyz() -> Response:
         ready, body = collector.readiness()
         return _json(body, 200 if ready else 503)
+
+    # Probes that only look at the status line (HEAD) get the same answer without the body.
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], tags=["operations"],
+                          operation_id=f"{path.strip('/')}_head")
 
     @app.get("/api/v1/alerts", tags=["native"])
     async def list_alerts() -> Response:

@@ -158,9 +158,29 @@ def _status_response(status: int, code: int, message: str, json: bool,
     )
 
 
+_SERVICE = {"traces": "Trace", "metrics": "Metrics", "logs": "Logs"}
+
+
+def _otlp_openapi(kind: str) -> dict[str, object]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    json_body = {"schema": {"type": "object"}}
+    return {
+        "requestBody": {"required": True, "content": {PROTOBUF: binary, JSON: json_body}},
+        "responses": {
+            "200": {"description": f"Export{_SERVICE[kind]}ServiceResponse (partial_success)",
+                    "content": {PROTOBUF: binary, JSON: json_body}},
+            "400": {"description": "not a valid OTLP message (google.rpc.Status)"},
+            "413": {"description": "larger than server.max_body_bytes"},
+            "415": {"description": "Content-Type is not protobuf or JSON"},
+            "429": {"description": "the queue is full; Retry-After"},
+            "503": {"description": "not accepting now; Retry-After"},
+        },
+    }
+
+
 def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: float,
                       telemetry: SelfTelemetry) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["otlp"], include_in_schema=False)
+    router = APIRouter(prefix="/v1", tags=["otlp"])
 
     def add(kind: str) -> None:
         signal = SIGNALS[kind].signal.value
@@ -200,7 +220,13 @@ def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: flo
             )
 
         endpoint.__name__ = f"otlp_{kind}"
-        router.add_api_route(f"/{kind}", endpoint, methods=["POST"])
+        router.add_api_route(
+            f"/{kind}", endpoint, methods=["POST"], summary=f"OTLP/HTTP {kind}",
+            description=f"An OTLP Export{_SERVICE[kind]}ServiceRequest, protobuf or JSON, "
+            "optionally gzip- or deflate-encoded. Invalid items are rejected in "
+            "`partial_success`; the rest is kept.",
+            openapi_extra=_otlp_openapi(kind),
+        )
 
     for kind in SIGNALS:
         add(kind)
