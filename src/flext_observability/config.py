@@ -524,7 +524,7 @@ def _format_errors(
 ) -> list[str]:
     lines = []
     for error in exc.errors():
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in _TAGS))
+        loc = tuple(error["loc"])
         where, message = _dotted(loc), _message(error)
         variables = [v for p, v in env.items() if p == loc[: len(p)]] or [
             v for p, v in env.items() if p[: len(loc)] == loc
@@ -538,9 +538,6 @@ def _format_errors(
             message += f" (from ${{{used[0]}}}{', which is empty' if empty else ''})"
         lines.append(f"{file}: {where}: {message}" if file is not None else f"{where}: {message}")
     return lines
-
-
-_TAGS = frozenset({"token", "entry"})
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
