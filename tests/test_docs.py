@@ -5,13 +5,15 @@ import re
 from urllib.parse import urljoin
 
 import httpx
+import pytest
 
 EXTERNAL = re.compile(r"(?:[a-z]+:)?//[\w-]+(?:\.[\w-]+)+")
 REFERENCE = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|url:\s*'([^']+)'""")
 
 
-def test_docs_pages_reference_only_assets_the_daemon_serves(daemon_factory):
-    daemon = daemon_factory()
+@pytest.mark.parametrize("workers", [0, 1], ids=["one-process", "1-worker"])
+def test_docs_pages_reference_only_assets_the_daemon_serves(daemon_factory, workers):
+    daemon = daemon_factory({"server": {"workers": workers}})
     for page in ("/docs", "/redoc"):
         answer = httpx.get(f"{daemon.url}{page}", timeout=10)
         assert answer.status_code == 200

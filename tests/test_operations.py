@@ -6,14 +6,16 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from helpers.procs import REPO_ROOT, poll
 
 OPENMETRICS = {"Accept": "application/openmetrics-text; version=1.0.0"}
 
 
-def test_head_on_the_probes(daemon_factory):
-    daemon = daemon_factory()
+@pytest.mark.parametrize("workers", [0, 1], ids=["one-process", "1-worker"])
+def test_head_on_the_probes(daemon_factory, workers):
+    daemon = daemon_factory({"server": {"workers": workers}})
     for path in ("/readyz", "/healthz"):
         answer = httpx.head(f"{daemon.url}{path}", timeout=10)
         assert answer.status_code == 200, (path, answer.status_code)

@@ -177,7 +177,9 @@ def _apply_point(
             return store.add(family, key, value, now)
         return store.set(family, key, value, now)
     if data == "exponential_histogram":
-        return _apply_exponential(store, family, key, point, delta, existing, now)
+        return _apply_exponential(
+            store, family, key, point, delta, existing, now  # type: ignore[arg-type]
+        )
     if data == "histogram":
         bounds = tuple(point.explicit_bounds)  # type: ignore[attr-defined]
         counts = [float(c) for c in point.bucket_counts]  # type: ignore[attr-defined]
@@ -235,7 +237,7 @@ def exponential_buckets(point: ExponentialHistogramDataPoint) -> tuple[list[floa
 
 def _power2(exponent: float) -> float:
     try:
-        return 2.0**exponent
+        return math.pow(2.0, exponent)
     except OverflowError:
         return math.inf
 
