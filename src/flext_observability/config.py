@@ -452,19 +452,22 @@ def _kind(annotation: Any) -> str:
     return "text"
 
 
-def _env_value(name: str, annotation: Any, text: str) -> Any:
-    kind = _kind(annotation)
+def _env_value(name: str, path: list[str], text: str) -> Any:
+    kind = _kind(_field(path))
     if kind == "text":
         return text
     if kind == "scalar":
-        return yaml.safe_load(text) if text.strip() else text
+        try:
+            return yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError:
+            return text
     if kind == "list" and not text.lstrip().startswith("["):
         return [item.strip() for item in text.split(",") if item.strip()]
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         shape = "a JSON list or comma-separated values" if kind == "list" else "a JSON object"
-        raise ConfigError([f"{name}: must be {shape}"]) from None
+        raise ConfigError([f"{name} ({'.'.join(path)}): must be {shape}"]) from None
 
 
 def _from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Path_, str]]:
@@ -477,10 +480,10 @@ def _from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[
         if not name.upper().startswith(ENV_PREFIX):
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
-        if path[0] not in Config.model_fields or len(path) < 2 or "" in path:
+        if path[0] not in Config.model_fields or "" in path:
             continue
         try:
-            value = _env_value(name, _field(path), text)
+            value = _env_value(name, path, text)
         except ConfigError as exc:
             errors += exc.errors
             continue
@@ -532,7 +535,11 @@ def _format_errors(
         if variables:
             lines.append(f"{', '.join(variables)} ({where}): {message}")
             continue
-        used = [n for p, names in refs.items() if p[: len(loc)] == loc for n in names]
+        used = [
+            n for p, names in refs.items()
+            if p[: len(loc)] == loc or loc[: len(p)] == p
+            for n in names
+        ]
         if used:
             empty = [n for n in used if not environ.get(n)]
             message += f" (from ${{{used[0]}}}{', which is empty' if empty else ''})"
