@@ -4,6 +4,7 @@ once naming the key to set, over OTLP/HTTP, OTLP/gRPC and the native API; or, wi
 
 import grpc
 import httpx
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -41,8 +42,9 @@ def post_grpc(daemon):
         return call(traces(), timeout=10).partial_success
 
 
-def test_spans_are_refused_naming_the_exporter_key(daemon_factory):
-    daemon = daemon_factory()
+@pytest.mark.parametrize("workers", [0, 1], ids=["one-process", "1-worker"])
+def test_spans_are_refused_naming_the_exporter_key(daemon_factory, workers):
+    daemon = daemon_factory({"server": {"workers": workers}})
     for partial in (post_http(daemon), post_grpc(daemon)):
         assert partial.rejected_spans == 3
         assert "exporters.jaeger" in partial.error_message
@@ -54,9 +56,9 @@ def test_spans_are_refused_naming_the_exporter_key(daemon_factory):
     ready = httpx.get(f"{daemon.url}/readyz", timeout=10).json()
     assert ready["queue"]["items"] == 0
     assert "held" not in ready
-    text = httpx.get(f"{daemon.url}/metrics", timeout=10).text
-    assert sample(text, "flext_collector_refused_items_total", signal="spans",
-                  reason="no_exporter") == 7
+    poll(lambda: httpx.get(f"{daemon.url}/metrics", timeout=10).text,
+         lambda text: sample(text, "flext_collector_refused_items_total", signal="spans",
+                             reason="no_exporter") == 7, 10, 0.1, "7 spans counted")
     assert "spans are refused: no span exporter is configured" in daemon.log_tail(200)
 
 
