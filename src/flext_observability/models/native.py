@@ -234,8 +234,17 @@ def worst_status(checks: Any) -> str:
     return HEALTH_ORDER[worst].value
 
 
+def _status_optional(schema: dict[str, Any]) -> None:
+    schema["required"] = [name for name in schema.get("required", []) if name != "status"]
+    schema["properties"]["status"]["description"] = (
+        "defaults to the worst status of the checks (healthy with none)"
+    )
+
+
 class HealthReport(_Model):
     """A service's health; `status` defaults to the worst of its checks."""
+
+    model_config = ConfigDict(json_schema_extra=_status_optional)
 
     service: NonEmpty
     instance: Annotated[str, StringConstraints(max_length=200)] = ""
