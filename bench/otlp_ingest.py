@@ -21,7 +21,9 @@ from bench.common import collector, wrk_post
 GO_COLLECTOR_CPU_PERCENT = 6.3
 GO_COLLECTOR_RSS_MIB = 53.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_BIG_QUEUE = {"queue": {"max_items": 500_000_000, "max_bytes": 50 * 1024**3}}
+# Spans held with no exporter (they would be refused by default).
+_BIG_QUEUE = {"queue": {"max_items": 500_000_000, "max_bytes": 50 * 1024**3,
+                        "hold_unexported": True}}
 WORKERS = os.cpu_count() or 1
 
 

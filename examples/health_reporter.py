@@ -1,7 +1,7 @@
 """Report this host's health with named checks, periodically, to a local collector.
 
     make run                              # the collector on 127.0.0.1:4318
-    python examples/health_reporter.py    # then: curl -s 127.0.0.1:4318/api/v1/health
+    .venv/bin/python examples/health_reporter.py    # then: curl -s 127.0.0.1:4318/api/v1/health
 
 The overall status is the worst of the checks. When the reports stop, the collector marks
 the service `stale` after `ttl_seconds`.
@@ -15,7 +15,13 @@ import shutil
 import time
 from typing import Any
 
-from flext_observability import get_global_factory
+try:
+    from flext_observability import get_global_factory
+except ModuleNotFoundError:
+    raise SystemExit(
+        "flext_observability is not installed for this Python. From the repository: "
+        "`make install`, then `.venv/bin/python examples/health_reporter.py`"
+    ) from None
 
 
 def disk_check(path: str = "/") -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Fire an alert while a value is above a threshold, resolve it when the value drops.
 
     make run                              # the collector on 127.0.0.1:4318
-    python examples/threshold_alert.py    # meanwhile: curl -s 127.0.0.1:4318/api/v1/alerts
+    .venv/bin/python examples/threshold_alert.py
+    # meanwhile: curl -s 127.0.0.1:4318/api/v1/alerts
 
 The value (a simulated queue depth) is also sent as the gauge `example_queue_depth`.
 """
@@ -12,7 +13,13 @@ import argparse
 import math
 import time
 
-from flext_observability import get_global_factory
+try:
+    from flext_observability import get_global_factory
+except ModuleNotFoundError:
+    raise SystemExit(
+        "flext_observability is not installed for this Python. From the repository: "
+        "`make install`, then `.venv/bin/python examples/threshold_alert.py`"
+    ) from None
 
 ALERT = "QueueDepthHigh"
 LABELS = {"queue": "orders"}

@@ -1,7 +1,8 @@
 """Decorated functions, some of them failing, reported to a local collector.
 
     make run                     # in another terminal: the collector on 127.0.0.1:4318
-    python examples/worker.py    # then: curl -s 127.0.0.1:4318/metrics | grep flext_function
+    .venv/bin/python examples/worker.py
+    # then: curl -s 127.0.0.1:4318/metrics | grep flext_function
 
 Each call adds to `flext_function_calls_total{function, outcome}` and
 `flext_function_duration_seconds`, and sends a span (the handler's span is the parent of
@@ -14,7 +15,13 @@ import argparse
 import asyncio
 import random
 
-from flext_observability import flext_monitor_function, get_global_factory
+try:
+    from flext_observability import flext_monitor_function, get_global_factory
+except ModuleNotFoundError:
+    raise SystemExit(
+        "flext_observability is not installed for this Python. From the repository: "
+        "`make install`, then `.venv/bin/python examples/worker.py`"
+    ) from None
 
 PRICES = {"apple": 0.5, "pear": 0.75, "plum": 0.2}
 

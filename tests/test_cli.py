@@ -25,9 +25,9 @@ def test_check_config_prints_every_error_with_its_yaml_path(tmp_path):
     result = run("check-config", str(path))
     assert result.returncode == 2
     lines = result.stdout.splitlines()
-    assert any(line.startswith("server.http_port:") for line in lines)
-    assert any(line.startswith("queue.kind:") for line in lines)
-    assert any(line.startswith("exporters.nope: unknown key") for line in lines)
+    assert any(line.startswith(f"{path}: server.http_port:") for line in lines)
+    assert any(line.startswith(f"{path}: queue.kind:") for line in lines)
+    assert any(line.startswith(f"{path}: exporters.nope: unknown key") for line in lines)
 
 
 def test_serve_refuses_an_invalid_config(tmp_path):

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -34,6 +33,7 @@ from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
+from flext_observability.models.times import rfc3339
 from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake, RecordsAdmission
@@ -48,6 +48,8 @@ from flext_observability.receivers.limits import MIB, Gate, IngestLimits, Memory
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
+from flext_observability.startup import DirectoryLock
+from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,15 @@ log = logging.getLogger(__name__)
 HEALTH_LIMIT = "health_limit"
 ALERT_LIMIT = "alert_limit"
 
+DOCS_STATIC = "/docs/static"
 # Seconds the exporters get at shutdown to finish the deliveries in flight.
 EXPORTER_SHUTDOWN_GRACE = 5.0
+# With queue.hold_unexported, how often the held spans are logged (when there are any).
+HELD_LOG_INTERVAL = 60.0
+HELD_REASON = (
+    "no span exporter is configured (exporters.jaeger.endpoint) and queue.hold_unexported "
+    "is true"
+)
 
 
 def build_queue(config: Config) -> Queue:
@@ -75,6 +84,9 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.registry = CollectorRegistry(auto_describe=False)
+        self.lock = (
+            DirectoryLock(config.queue.path, "queue.path") if config.queue.kind == "disk" else None
+        )
         self.queue = build_queue(config)
         self.telemetry = SelfTelemetry(self.registry, self.queue)
         prom = config.exporters.prometheus
@@ -110,6 +122,7 @@ class Collector:
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
         self.exporters: dict[str, Exporter] = {}
+        self._held_task: asyncio.Task[None] | None = None
         if config.exporters.jaeger.endpoint:
             self.exporters[JAEGER] = JaegerExporter(
                 config.exporters.jaeger, self.queue, self.telemetry
@@ -129,10 +142,11 @@ class Collector:
             config.server.max_items_per_request,
             read_timeout=config.server.read_timeout,
             limits=config.limits,
+            accepts_spans=config.accepts_spans(),
         )
         limits = config.limits
         self.otlp = OtlpIngest(self.intake.put, self.telemetry, accepts_logs=False,
-                               limits=limits)
+                               limits=limits, accepts_spans=config.accepts_spans())
         self.memory = MemoryLimiter(
             limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
             limits.memory_check_interval,
@@ -151,7 +165,12 @@ class Collector:
         )
 
     async def start(self) -> None:
-        """Downstream first: queue, held state, consumers and exporters, then receivers."""
+        """Downstream first: queue, held state, consumers and exporters, then receivers.
+
+        Raises StartupError when the queue directory is another collector's or the gRPC
+        port is taken; `shutdown()` then releases what was started."""
+        if self.lock is not None:
+            self.lock.acquire()
         await self.memory.start()
         await self.queue.start()
         await self.checkpoints.start()
@@ -161,14 +180,36 @@ class Collector:
         for exporter in self.exporters.values():
             await exporter.start()
         await self.grpc.start()
-        if not self.queue.consumed(Signal.SPANS):
-            log.info("no span exporter configured: spans stay in the queue until one is")
+        if JAEGER not in self.exporters:
+            if self.config.queue.hold_unexported:
+                log.warning("spans are held in the queue: %s", HELD_REASON)
+                self._held_task = asyncio.create_task(self._log_held(), name="held-spans")
+            else:
+                log.warning("spans are refused: no span exporter is configured "
+                            "(exporters.jaeger.endpoint)")
+
+    def held(self) -> dict[str, Any]:
+        """What is held with no exporter to deliver it (queue.hold_unexported)."""
+        if JAEGER in self.exporters or not self.config.queue.hold_unexported:
+            return {}
+        return {"spans": {"items": self.queue.depth(Signal.SPANS), "reason": HELD_REASON}}
+
+    async def _log_held(self) -> None:
+        """A line every HELD_LOG_INTERVAL while spans are held; the first as they arrive."""
+        logged: float | None = None
+        while True:
+            await asyncio.sleep(1.0)
+            items = self.queue.depth(Signal.SPANS)
+            if items and (logged is None or time.monotonic() - logged >= HELD_LOG_INTERVAL):
+                logged = time.monotonic()
+                log.warning("holding %d spans in the queue: %s", items, HELD_REASON)
 
     async def shutdown(self) -> None:
         """Upstream first. (Uvicorn has stopped HTTP before the lifespan ends.) Consumers
         drain the queue into their state; exporters get EXPORTER_SHUTDOWN_GRACE seconds for
         what is in flight, and what they did not deliver stays queued or held."""
         await self.grpc.shutdown()
+        await cancel(self._held_task)
         for consumer in self.consumers:
             await consumer.shutdown()
         await self.health.shutdown()
@@ -177,6 +218,8 @@ class Collector:
         await asyncio.gather(*(e.shutdown(deadline) for e in self.exporters.values()))
         await self.queue.shutdown()
         await self.memory.shutdown()
+        if self.lock is not None:
+            self.lock.release()
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Ready while the queue is writable, the held state is written and the memory
@@ -185,7 +228,7 @@ class Collector:
         ready = writable and not self.checkpoints.failing and not self.memory.limited
         exporters: dict[str, Any] = {c.name: c.state() for c in self.consumers}
         exporters.update({name: e.state() for name, e in self.exporters.items()})
-        return ready, {
+        body = {
             "ready": ready,
             "queue": {
                 "writable": writable,
@@ -195,10 +238,26 @@ class Collector:
             "memory": self.memory.state(),
             "exporters": exporters,
         }
+        held = self.held()
+        if held:
+            body["held"] = held
+        return ready, body
 
 
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+# The times of the read APIs, held as Unix seconds, shown as RFC 3339 (as Alertmanager does).
+_TIME_KEYS = ("starts_at", "ends_at", "updated", "last_report")
+
+
+def rfc3339_times(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each item with its time keys as RFC 3339 strings (null stays null)."""
+    return [
+        {**item, **{key: rfc3339(item[key]) for key in _TIME_KEYS if key in item}}
+        for item in items
+    ]
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -243,28 +302,23 @@ def add_ingest_routes(
 
 
 def create_app(config: Config) -> FastAPI:
+    """The HTTP app over a new `Collector` (`app.state.collector`), which the server starts
+    before it serves and stops after (`server.Server`)."""
     collector = Collector(config)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await collector.start()
-        log.info(
-            "collector started http=%s:%d queue=%s",
-            config.server.host, config.server.http_port, config.queue.kind,
-        )
-        try:
-            yield
-        finally:
-            await collector.shutdown()
-            log.info("collector stopped")
-
-    app = FastAPI(title="flext-observability", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc with Swagger UI and ReDoc from the fastapi-offline package, under
+    # /docs/static: nothing is loaded from outside, so the docs work on a closed network.
+    app = FastAPIOffline(title="flext-observability", version="0.1.0", static_url=DOCS_STATIC)
     app.state.collector = collector
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     add_ingest_routes(app, collector.native, collector.otlp, collector.http_gate,
                       collector.authenticator, config, collector.telemetry)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {
+        "description": "Prometheus text format (0.0.4), or OpenMetrics 1.0 when the Accept "
+                       "header asks for application/openmetrics-text",
+        "content": {"text/plain": {"schema": {"type": "string"}},
+                    "application/openmetrics-text": {"schema": {"type": "string"}}},
+    }})
     async def metrics(request: Request) -> Response:
         try:
             encoder, content_type = choose_encoder(request.headers.get("accept", ""))
@@ -281,13 +335,20 @@ def create_app(config: Config) -> FastAPI:
         ready, body = collector.readiness()
         return _json(body, 200 if ready else 503)
 
+    # Probes that only look at the status line (HEAD) get the same answer without the body.
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], tags=["operations"],
+                          operation_id=f"{path.strip('/')}_head")
+
     # With authentication on, a caller sees its own tenant's alerts and services only.
     @app.get("/api/v1/alerts", tags=["native"])
     async def list_alerts(request: Request) -> Response:
-        return _json({"alerts": collector.alerts.snapshot(request_tenant(request.scope))})
+        tenant = request_tenant(request.scope)
+        return _json({"alerts": rfc3339_times(collector.alerts.snapshot(tenant))})
 
     @app.get("/api/v1/health", tags=["native"])
     async def list_health(request: Request) -> Response:
-        return _json({"services": collector.health.snapshot(request_tenant(request.scope))})
+        tenant = request_tenant(request.scope)
+        return _json({"services": rfc3339_times(collector.health.snapshot(tenant))})
 
     return app

@@ -23,6 +23,8 @@ def _serve(args: argparse.Namespace) -> int:
     from flext_observability.logs import configure_logging
 
     configure_logging(args.log_format, args.log_level)
+    # httpx logs every request at INFO: one line per export is noise, not an event.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -34,7 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         started = serve(config, args.log_format, args.log_level)
     except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", config.server.host, config.server.http_port, exc)
+        log.error("cannot start: %s", exc.strerror or exc)
         return 1
     return 0 if started else 1
 
@@ -66,8 +68,9 @@ _JSON_FIELDS = frozenset(
 def build_item(pairs: list[str]) -> dict[str, Any]:
     """`key=value` pairs; `section.key=value` nests one level (`labels.code=200`).
 
-    Numbers, times and objects are read as JSON where the field takes them; names, labels and
-    annotations stay strings.
+    A health check is `checks.<name>=<status>`, or its fields one by one
+    (`checks.db.status=degraded checks.db.message="slow"`). Numbers, times and objects are
+    read as JSON where the field takes them; names, labels and annotations stay strings.
     """
     item: dict[str, Any] = {}
     for pair in pairs:
@@ -75,7 +78,14 @@ def build_item(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"'{pair}' is not key=value")
         section, dot, leaf = key.partition(".")
-        if dot:
+        name, dot2, check_field = leaf.partition(".")
+        if section == "checks" and dot2:
+            checks = item.setdefault(section, {})
+            check = checks.setdefault(name, {})
+            if not isinstance(check, dict):
+                raise ValueError(f"'{pair}': checks.{name} is already given as a status")
+            check[check_field] = _parse_value(value) if check_field == "observed_value" else value
+        elif dot:
             parsed = _parse_value(value) if section in ("attributes", "checks") else value
             item.setdefault(section, {})[leaf] = parsed
         else:
@@ -135,7 +145,9 @@ def parser() -> argparse.ArgumentParser:
         help="post one item to a running collector",
         description="Fields as key=value (labels.k=v, annotations.k=v, attributes.k=v nest), "
         "or the whole item with --json. Example: send metric name=jobs_done type=counter "
-        "value=1 service=cron labels.queue=default",
+        "value=1 service=cron labels.queue=default; send health service=api checks.db=healthy "
+        "checks.cache=degraded (status: the worst check when not given). Times: RFC 3339, "
+        "Unix seconds or integer Unix nanoseconds.",
     )
     send.add_argument("kind", choices=sorted(SEND_ROUTES))
     send.add_argument("fields", nargs="*", metavar="key=value")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import re
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
 from urllib.parse import urlsplit
 
+import orjson
 import yaml
 from pydantic import (
     AfterValidator,
@@ -22,31 +24,43 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    Strict,
     Tag,
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flext_observability.tls import client_ssl_context, server_ssl_context
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$|^\d+(?:\.\d+)?$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0, "": 1.0}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def parse_duration(value: Any) -> Any:
-    """`30`, `30s`, `5m`, `1h`, `250ms` -> seconds; anything else is left for the type check."""
+    """`30`, `30s`, `5m`, `1h`, `250ms`, `1m30s`, `1h5m` -> seconds; anything else is left
+    for the type check (a boolean is no duration)."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a duration (use seconds or e.g. 30s, 1m30s)")
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise ValueError(f"'{value}' is not a duration (use seconds or e.g. 30s, 5m, 1h)")
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        text = value.strip().replace(" ", "")
+        if _DURATION.match(text) is None:
+            raise ValueError(
+                f"'{value}' is not a duration (use seconds or e.g. 30s, 5m, 1h, 1m30s, 250ms)"
+            )
+        return sum(
+            float(number) * _UNIT_SECONDS[unit]
+            for number, unit in _DURATION_PART.findall(text)
+        )
     return value
 
 
+# Numbers are numbers: `workers: true` or `max_items: "10"` is refused, not converted.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Port = Annotated[int, Field(ge=0, le=65535)]
+Port = Annotated[Int, Field(ge=0, le=65535)]
 
 
 class _Section(BaseModel):
@@ -239,17 +253,17 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     http_port: Port = 4318
     grpc_port: Port = 4317
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
-    max_items_per_request: int = Field(default=10_000, gt=0)
-    grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
-    workers: int = Field(default=0, ge=0, le=64)
+    max_body_bytes: Int = Field(default=16 * 1024 * 1024, gt=0)
+    max_items_per_request: Int = Field(default=10_000, gt=0)
+    grpc_max_message_bytes: Int = Field(default=16 * 1024 * 1024, gt=0)
+    workers: Int = Field(default=0, ge=0, le=64)
     read_timeout: Duration = 30.0
     # Connections (per process; see receivers.connections): how many are open at once, how
     # long and how large a request's head may be, how long an idle one is kept.
-    max_connections: int = Field(default=4096, gt=0)
+    max_connections: Int = Field(default=4096, gt=0)
     header_timeout: Duration = 10.0
-    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
-    max_headers: int = Field(default=100, gt=0)
+    max_header_bytes: Int = Field(default=64 * 1024, ge=1024)
+    max_headers: Int = Field(default=100, gt=0)
     keep_alive_timeout: Duration = 5.0
     auth: AuthConfig = AuthConfig()
     tls: TlsServerConfig = TlsServerConfig()
@@ -259,25 +273,27 @@ class ServerConfig(_Section):
 class QueueConfig(_Section):
     kind: Literal["disk", "memory"] = "disk"
     path: Path = Path(".flext-observability")
-    max_items: int = Field(default=1_000_000, gt=0)
-    max_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
-    signal_share: float = Field(default=0.5, gt=0, le=1)
-    retry_after_seconds: int = Field(default=5, gt=0)
+    max_items: Int = Field(default=1_000_000, gt=0)
+    max_bytes: Int = Field(default=1024 * 1024 * 1024, gt=0)
+    signal_share: Float = Field(default=0.5, gt=0, le=1)
+    retry_after_seconds: Int = Field(default=5, gt=0)
+    # Spans with no span exporter configured: refused (the default), or held here until one is.
+    hold_unexported: bool = False
 
 
 class PrometheusExporterConfig(_Section):
     enabled: bool = True
     metric_expiration: Duration = 300.0
-    max_series: int = Field(default=100_000, gt=0)
-    max_series_per_metric: int = Field(default=10_000, gt=0)
-    max_series_per_service: int = Field(default=20_000, gt=0)
+    max_series: Int = Field(default=100_000, gt=0)
+    max_series_per_metric: Int = Field(default=10_000, gt=0)
+    max_series_per_service: Int = Field(default=20_000, gt=0)
 
 
 class RetryConfig(_Section):
     initial_interval: Duration = 1.0
     max_interval: Duration = 30.0
-    multiplier: float = Field(default=1.5, ge=1.0)
-    randomization_factor: float = Field(default=0.5, ge=0.0, le=1.0)
+    multiplier: Float = Field(default=1.5, ge=1.0)
+    randomization_factor: Float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 def _http_url(value: str) -> str:
@@ -296,9 +312,9 @@ class JaegerExporterConfig(_Section):
     headers: dict[str, str] = {}
     compression: Literal["gzip", "none"] = "gzip"
     timeout: Duration = 10.0
-    batch_max_items: int = Field(default=2048, gt=0)
+    batch_max_items: Int = Field(default=2048, gt=0)
     batch_timeout: Duration = 0.2
-    num_senders: int = Field(default=2, gt=0)
+    num_senders: Int = Field(default=2, gt=0)
     retry: RetryConfig = RetryConfig()
     tls: TlsClientConfig = TlsClientConfig()
 
@@ -315,7 +331,7 @@ class JaegerExporterConfig(_Section):
 class AlertmanagerExporterConfig(_Section):
     urls: list[EndpointUrl] = []
     # Native alerts held at once (firing and resolved in the last 15 minutes).
-    max_alerts: int = Field(default=10_000, gt=0)
+    max_alerts: Int = Field(default=10_000, gt=0)
     resend_interval: Duration = 60.0
     timeout: Duration = 10.0
     retry: RetryConfig = RetryConfig()
@@ -331,28 +347,28 @@ class ExportersConfig(_Section):
 class HealthConfig(_Section):
     default_ttl_seconds: Duration = 60.0
     # Services (tenant, service, instance) whose health is held.
-    max_services: int = Field(default=10_000, gt=0)
+    max_services: Int = Field(default=10_000, gt=0)
 
 
 class LimitsConfig(_Section):
     """What one request, one item or the whole process may take before ingestion refuses."""
 
-    max_concurrent_requests: int = Field(default=256, gt=0)
+    max_concurrent_requests: Int = Field(default=256, gt=0)
     # A request whose body is still arriving after slow_body_seconds leaves its slot for
     # one of max_slow_requests slots (or is answered 408 when they are all taken).
     slow_body_seconds: Duration = 1.0
-    max_slow_requests: int = Field(default=32, gt=0)
-    memory_limit_mib: int = Field(default=1024, ge=0)
-    memory_spike_limit_mib: int = Field(default=200, ge=0)
+    max_slow_requests: Int = Field(default=32, gt=0)
+    memory_limit_mib: Int = Field(default=1024, ge=0)
+    memory_spike_limit_mib: Int = Field(default=200, ge=0)
     memory_check_interval: Duration = 0.1
-    retry_after_seconds: int = Field(default=5, gt=0)
-    max_labels_per_metric: int = Field(default=32, gt=0)
+    retry_after_seconds: Int = Field(default=5, gt=0)
+    max_labels_per_metric: Int = Field(default=32, gt=0)
     # The Metric model caps label values at 2048 characters; this can only lower it.
-    max_label_value_length: int = Field(default=2048, gt=0, le=2048)
-    max_attributes_per_item: int = Field(default=128, gt=0)
+    max_label_value_length: Int = Field(default=2048, gt=0, le=2048)
+    max_attributes_per_item: Int = Field(default=128, gt=0)
     # Bounds of one histogram (native `buckets`, OTLP `explicitBounds`; +Inf not counted).
-    max_buckets_per_histogram: int = Field(default=160, gt=0)
-    max_attribute_value_length: int = Field(default=1024 * 1024, gt=0)
+    max_buckets_per_histogram: Int = Field(default=160, gt=0)
+    max_attribute_value_length: Int = Field(default=1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _spike_below_limit(self) -> Self:
@@ -363,12 +379,8 @@ class LimitsConfig(_Section):
         return self
 
 
-class Config(BaseSettings):
+class Config(_Section):
     """Every key may be overridden by `FLEXT_OBS_<SECTION>__<KEY>`; env wins over the file."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="FLEXT_OBS_", env_nested_delimiter="__", extra="forbid"
-    )
 
     server: ServerConfig = ServerConfig()
     queue: QueueConfig = QueueConfig()
@@ -376,52 +388,188 @@ class Config(BaseSettings):
     health: HealthConfig = HealthConfig()
     limits: LimitsConfig = LimitsConfig()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
+    def accepts_spans(self) -> bool:
+        """Spans are taken in when an exporter will deliver them, or the queue holds them."""
+        return self.exporters.jaeger.endpoint is not None or self.queue.hold_unexported
+
+
+ENV_PREFIX = "FLEXT_OBS_"
+Path_ = tuple[str | int, ...]
 
 
 class ConfigError(Exception):
-    """A config that cannot be used; `errors` holds one `path: message` line per problem."""
+    """A config that cannot be used; `errors` holds one line per problem, each naming where
+    it came from: `file: yaml.path: message` or `VARIABLE (yaml.path): message`."""
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
 
 
-def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
-    """Replace `${NAME}` and `${NAME:-default}` in every string of a loaded YAML tree."""
+def _dotted(path: Path_) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+def expand_env(
+    value: Any,
+    environ: Mapping[str, str] | None = None,
+    refs: dict[Path_, list[str]] | None = None,
+    path: Path_ = (),
+) -> Any:
+    """Replace `${NAME}` and `${NAME:-default}` in every string of a loaded YAML tree.
+
+    `${NAME}` with NAME unset raises ConfigError naming it (and the YAML path); `refs`, when
+    given, gets the variables used at each path."""
     env = os.environ if environ is None else environ
     if isinstance(value, str):
-        return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(2) or ""), value)
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if refs is not None:
+                refs.setdefault(path, []).append(name)
+            if name in env:
+                return env[name]
+            if default is None:
+                raise ConfigError([
+                    f"{_dotted(path)}: ${{{name}}} is not set (set it, or write "
+                    f"${{{name}:-default}})"
+                ])
+            return default
+
+        return _ENV_REF.sub(substitute, value)
     if isinstance(value, dict):
-        return {k: expand_env(v, env) for k, v in value.items()}
+        return {k: expand_env(v, env, refs, (*path, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, env) for v in value]
+        return [expand_env(v, env, refs, (*path, i)) for i, v in enumerate(value)]
     return value
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
+def _field(path: list[str]) -> Any:
+    """The annotation of the config key at `path`, or None when there is no such key."""
+    model: Any = Config
+    annotation: Any = None
+    for name in path:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or name not in fields:
+            return None
+        annotation = fields[name].annotation
+        model = annotation
+    return annotation
+
+
+def _kind(annotation: Any) -> str:
+    """How an environment value is read for a key of this type."""
+    for arg in (annotation, *get_args(annotation)):
+        origin = get_origin(arg) or arg
+        if origin is list:
+            return "list"
+        if origin is dict or (isinstance(origin, type) and issubclass(origin, BaseModel)):
+            return "json"
+        if origin in (int, float, bool):
+            return "scalar"
+    return "text"
+
+
+def _env_value(name: str, path: list[str], text: str) -> Any:
+    kind = _kind(_field(path))
+    if kind == "text":
+        return text
+    if kind == "scalar":
+        try:
+            return yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError:
+            return text
+    if kind == "list" and not text.lstrip().startswith("["):
+        return [item.strip() for item in text.split(",") if item.strip()]
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        shape = "a JSON list or comma-separated values" if kind == "list" else "a JSON object"
+        raise ConfigError([f"{name} ({'.'.join(path)}): must be {shape}"]) from None
+
+
+def _from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[Path_, str]]:
+    """`FLEXT_OBS_<SECTION>__<KEY>` values as a tree, and the variable of each path. Names
+    of no config section (the SDK's FLEXT_OBS_ENDPOINT...) are not the daemon's."""
+    tree: dict[str, Any] = {}
+    sources: dict[Path_, str] = {}
+    errors: list[str] = []
+    for name, text in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        if path[0] not in Config.model_fields or "" in path:
+            continue
+        try:
+            value = _env_value(name, path, text)
+        except ConfigError as exc:
+            errors += exc.errors
+            continue
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[path[-1]] = value
+            sources[tuple(path)] = name
+    if errors:
+        raise ConfigError(errors)
+    return tree, sources
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    message: str = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def _format_errors(
+    exc: ValidationError,
+    file: Path | None,
+    env: dict[Path_, str],
+    refs: dict[Path_, list[str]],
+    environ: Mapping[str, str],
+) -> list[str]:
     lines = []
     for error in exc.errors():
-        path = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{path}: {message}")
+        loc = tuple(error["loc"])
+        where, message = _dotted(loc), _message(error)
+        variables = [v for p, v in env.items() if p == loc[: len(p)]] or [
+            v for p, v in env.items() if p[: len(loc)] == loc
+        ]
+        if variables:
+            lines.append(f"{', '.join(variables)} ({where}): {message}")
+            continue
+        used = [
+            n for p, names in refs.items()
+            if p[: len(loc)] == loc or loc[: len(p)] == p
+            for n in names
+        ]
+        if used:
+            empty = [n for n in used if not environ.get(n)]
+            message += f" (from ${{{used[0]}}}{', which is empty' if empty else ''})"
+        lines.append(f"{file}: {where}: {message}" if file is not None else f"{where}: {message}")
     return lines
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Build the config from an optional YAML file plus the environment; raise ConfigError."""
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the config from an optional YAML file plus the environment; raise ConfigError
+    with every problem, each naming its source (the file and YAML path, or the variable)."""
+    env = os.environ if environ is None else environ
     data: Any = {}
+    refs: dict[Path_, list[str]] = {}
     if path is not None:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -430,8 +578,13 @@ def load_config(path: Path | None = None) -> Config:
         except yaml.YAMLError as exc:
             raise ConfigError([f"{path}: not valid YAML: {exc}"]) from exc
         if not isinstance(data, dict):
-            raise ConfigError(["(top level): must be a mapping of sections"])
+            raise ConfigError([f"{path}: (top level): must be a mapping of sections"])
+        try:
+            data = expand_env(data, env, refs)
+        except ConfigError as exc:
+            raise ConfigError([f"{path}: {line}" for line in exc.errors]) from None
+    overrides, sources = _from_environment(env)
     try:
-        return Config(**expand_env(data))
+        return Config.model_validate(_merge(data, overrides))
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from exc
+        raise ConfigError(_format_errors(exc, path, sources, refs, env)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import signal
 import socket
 import tempfile
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from flext_observability.app import create_app
+from flext_observability.app import Collector, create_app
 from flext_observability.config import Config, ServerConfig
 from flext_observability.receivers.connections import (
     ConnectionLimits,
@@ -26,11 +27,14 @@ from flext_observability.receivers.connections import (
     guarded_protocol,
     raise_open_files_limit,
 )
+from flext_observability.startup import StartupError
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
 
 if TYPE_CHECKING:
     from flext_observability.workers.pool import WorkerPool
+
+log = logging.getLogger("flext_observability")
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # A request allocates thousands of short-lived containers: collect the young generation
@@ -39,26 +43,55 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class Server(uvicorn.Server):
-    """SIGTERM/SIGINT drain and stop; the process then exits 0, not by the signal."""
+    """Starts the collector before it serves, stops it after; SIGTERM/SIGINT drain and stop,
+    and the process then exits 0, not by the signal. Nothing says "started" before every
+    listener (HTTP, gRPC, the queue's lock) is held."""
 
-    def __init__(self, config: uvicorn.Config, pool: WorkerPool | None = None) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        collector: Collector | None = None,
+        pool: WorkerPool | None = None,
+    ) -> None:
         super().__init__(config)
+        self.collector = collector
         self.pool = pool
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        collector = self.collector
+        if collector is not None:
+            try:
+                await collector.start()
+            except StartupError as exc:
+                log.error("cannot start: %s", exc)
+                await collector.shutdown()
+                self.should_exit = True
+                return
         await super().startup(sockets)
+        if not self.started:
+            if collector is not None:
+                await collector.shutdown()
+            return
         # What exists once the app runs (modules, routes, models) lives as long as the
         # process: keep it out of every later garbage collection.
         gc.collect()
         gc.freeze()
-        if self.pool is not None and self.started:
-            await self.pool.start(self.config.app.state.collector)
+        if collector is None:
+            return
+        if self.pool is not None:
+            await self.pool.start(collector)
+        server = collector.config.server
+        log.info("collector started http=%s:%d grpc=%s:%d queue=%s", server.host,
+                 server.http_port, server.host, collector.grpc.port, collector.config.queue.kind)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # The workers drain first: their requests in flight still need this process.
         if self.pool is not None:
             await self.pool.shutdown()
         await super().shutdown(sockets)
+        if self.collector is not None:
+            await self.collector.shutdown()
+            log.info("collector stopped")
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -71,7 +104,7 @@ class Server(uvicorn.Server):
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The HTTP listening socket, shared by the workers."""
+    """The HTTP listening socket (shared by the workers); OSError names `server.http_port`."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -79,9 +112,11 @@ def listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(
+            exc.errno, f"cannot listen on {host}:{port} (server.http_port): {exc.strerror}"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -103,26 +138,28 @@ def http_options(server: ServerConfig, telemetry: SelfTelemetry) -> dict[str, An
 
 
 def serve(config: Config, log_format: str, log_level: str) -> bool:
-    """Run until SIGTERM/SIGINT; False if the daemon could not start."""
+    """Run until SIGTERM/SIGINT; False if the daemon could not start. The HTTP port is
+    bound first (OSError if taken), then the collector starts, then HTTP is served."""
     from flext_observability.workers.pool import WorkerPool
 
     gc.set_threshold(*GC_THRESHOLDS)
-    app = create_app(config)
-    options = http_options(config.server, app.state.collector.telemetry)
-    if not config.server.workers:
-        server = Server(uvicorn.Config(
-            app, host=config.server.host, port=config.server.http_port, **options,
-            **uvicorn_ssl_options(config.server.tls),
-        ))
-        server.run()
-        return server.started
     listener = listen(config.server.host, config.server.http_port)
-    with tempfile.TemporaryDirectory(prefix="flext-observability-") as private:
-        uds = str(Path(private) / "collector.sock")
-        pool = WorkerPool(config, listener, uds, log_format, log_level)
-        server = Server(uvicorn.Config(app, uds=uds, **options), pool)
-        try:
+    try:
+        app = create_app(config)
+        collector: Collector = app.state.collector
+        options = http_options(config.server, collector.telemetry)
+        if not config.server.workers:
+            server = Server(uvicorn.Config(
+                app, host=config.server.host, port=config.server.http_port, **options,
+                **uvicorn_ssl_options(config.server.tls),
+            ), collector)
+            server.run(sockets=[listener])
+            return server.started
+        with tempfile.TemporaryDirectory(prefix="flext-observability-") as private:
+            uds = str(Path(private) / "collector.sock")
+            pool = WorkerPool(config, listener, uds, log_format, log_level)
+            server = Server(uvicorn.Config(app, uds=uds, **options), collector, pool)
             server.run()
-        finally:
-            listener.close()
-    return server.started
+        return server.started
+    finally:
+        listener.close()

@@ -9,7 +9,9 @@ second and with every alert's ``for:`` shortened to 5s (the script's ``SCRAPE_IN
   reports: ``demo`` unhealthy, ``billing`` healthy, ``search`` degraded, ``mail`` reported
   once with a 1s ttl (stale), and one native alert;
 - OTLP/HTTP spans and metrics from the OpenTelemetry SDK (one instrument with exponential
-  histogram aggregation, which the Prometheus exporter drops and counts);
+  histogram aggregation, which the Prometheus exporter converts to explicit buckets), and
+  now and then an OTLP gauge point older than the one before it (dropped as out of order,
+  and counted);
 - an invalid native request now and then (refusals);
 - the local stack has no Jaeger: an OTLP sink plays it (``exporters.jaeger`` set through
   the collector's environment), refusing the first exports (failures, retries, exporter
@@ -90,7 +92,7 @@ ALERT_RULES: dict[str, tuple[str, str]] = {
     ),
     "FlextCollectorDroppingItems": (
         "fires",
-        "the Prometheus exporter drops the OTLP exponential histogram points",
+        "the Prometheus exporter drops the out-of-order OTLP gauge points of the load",
     ),
     "FlextServiceUnhealthy": ("fires", "demo reports unhealthy"),
     "FlextServiceDegraded": ("fires", "search reports degraded"),
@@ -382,6 +384,11 @@ class Load(threading.Thread):
                         payload_size.record(512 + tick)
                         answer = http.post(f"{self.collector}/api/v1/metrics", json={"bad": 1})
                         assert answer.status_code == 422, answer.text
+                        now = time.time_ns()
+                        for stamp in (now, now - 10**9):  # the second is out of order
+                            answer = http.post(f"{self.collector}/v1/metrics",
+                                               json=late_gauge(stamp))
+                            assert answer.status_code == 200, answer.text
                     tick += 1
                     self.halt.wait(0.1)
             finally:
@@ -389,6 +396,16 @@ class Load(threading.Thread):
                 meter_provider.shutdown()
                 for f in (demo, billing, search, mail):
                     f.close(2)
+
+
+def late_gauge(time_ns: int) -> dict[str, Any]:
+    """An OTLP/JSON request with one point of the gauge `demo.late` at `time_ns`."""
+    point = {"timeUnixNano": str(time_ns), "asDouble": 1.0}
+    return {"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name",
+                                     "value": {"stringValue": "demo-otel"}}]},
+        "scopeMetrics": [{"metrics": [{"name": "demo.late", "gauge": {"dataPoints": [point]}}]}],
+    }]}
 
 
 @dataclass

@@ -28,7 +28,8 @@ GOOD = [
     {"name": "http_requests", "type": "counter", "value": 1, "service": "api"},
     {"name": "http.server.duration", "type": "histogram", "value": 0.2, "service": "api",
      "instance": "a:1", "labels": {"route": "/x", "http.method": "GET", "_": "1"},
-     "buckets": [0.1, 0.5, 1], "unit": "s", "description": "d", "timestamp": 12},
+     "buckets": [0.1, 0.5, 1], "unit": "s", "description": "d",
+     "timestamp": 1_795_773_000_123_456_789},
     {"name": "temp:c", "type": "gauge", "value": -3.5, "service": "s", "labels": {}},
     {"name": "x", "type": "gauge", "value": 1e300, "service": "s", "timestamp": None},
 ]
@@ -79,13 +80,16 @@ BAD = [
     {"name": "ok", "type": "gauge", "value": "1", "service": "s"},
     {"name": "ok", "type": "gauge", "value": 1, "service": "s", "extra": 1},
     {"name": "ok", "type": "gauge", "value": 1, "service": "s", "timestamp": -1},
+    {"name": "ok", "type": "gauge", "value": 1, "service": "s", "timestamp": 12},
+    {"name": "ok", "type": "gauge", "value": 1, "service": "s", "timestamp": 1_795_773_000_000},
+    {"name": "ok", "type": "gauge", "value": 1, "service": "s", "timestamp": 2**64},
     {"name": "ok", "type": "gauge", "service": "s"},
 ]
 
 
 @pytest.mark.parametrize("item", BAD)
 def test_what_the_model_refuses_the_hot_path_leaves_to_it(item):
-    body = orjson.dumps([item])
+    body = json.dumps([item]).encode()  # 2**64 too
     assert model_items(body) is None
     assert wire_items(body) is None
 
@@ -102,6 +106,14 @@ def test_rfc3339_timestamps_take_the_models_path_and_come_out_as_nanoseconds():
     assert wire_items(body) is None
     [item] = model_items(body)
     assert item["timestamp"] == 1_767_225_600 * 10**9
+
+
+@pytest.mark.parametrize("seconds", [1_795_773_000, 1_795_773_000.25])
+def test_timestamps_in_seconds_take_the_models_path_and_come_out_as_nanoseconds(seconds):
+    body = orjson.dumps([{**GOOD[0], "timestamp": seconds}])
+    assert wire_items(body) is None
+    [item] = model_items(body)
+    assert item["timestamp"] == int(seconds * 4) * 10**9 // 4
 
 
 def test_a_digest_keeps_families_series_and_values_and_packs_losslessly():
@@ -148,7 +160,8 @@ metric = st.fixed_dictionaries(
         "labels": st.dictionaries(label_names, st.text(max_size=4), max_size=3),
         "unit": st.text(max_size=3),
         "buckets": mostly([None, [0.1, 1.0]], st.lists(values, max_size=4)),
-        "timestamp": mostly([0, 10**18, None], st.one_of(values, st.just("2026-01-01T00:00:00Z"))),
+        "timestamp": mostly([0, 10**18, 1_795_773_000, 1_795_773_000.5, 2**63 - 1, 2**63, None],
+                            st.one_of(values, st.just("2026-01-01T00:00:00Z"))),
     },
 )
 

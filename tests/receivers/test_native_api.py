@@ -81,7 +81,9 @@ def daemon(tmp_path_factory, request):
     from helpers.procs import Daemon
 
     process = Daemon(tmp_path_factory.mktemp("native"), config_overrides={
-        "server": {"max_body_bytes": 2_000_000, "workers": request.param}})
+        "server": {"max_body_bytes": 2_000_000, "workers": request.param},
+        # Spans are held (no span exporter here), not refused.
+        "queue": {"hold_unexported": True}})
     process.start()
     yield process
     process.stop()

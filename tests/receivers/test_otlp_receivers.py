@@ -63,9 +63,13 @@ def queued_spans(daemon):
     return merged
 
 
+# Spans with no span exporter are held in the queue, not refused.
+HELD = {"queue": {"hold_unexported": True}}
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_sdk_span_exporter_spans_are_queued_with_every_field(daemon_factory, protocol):
-    daemon = daemon_factory()
+    daemon = daemon_factory(HELD)
     if protocol == "grpc":
         exporter = GrpcSpanExporter(endpoint=daemon.grpc_target, insecure=True)
     else:
@@ -202,7 +206,7 @@ RESPONSES = {"traces": ExportTraceServiceResponse, "metrics": ExportMetricsServi
 def shared_daemon(tmp_path_factory):
     from helpers.procs import Daemon
 
-    daemon = Daemon(tmp_path_factory.mktemp("otlp")).start()
+    daemon = Daemon(tmp_path_factory.mktemp("otlp"), config_overrides=HELD).start()
     yield daemon
     daemon.stop()
 
@@ -335,7 +339,8 @@ def test_grpc_message_size_limit_is_configurable(daemon_factory):
 
 def test_full_queue_throttles_http_and_grpc_and_the_sdk_retries(daemon_factory):
     daemon = daemon_factory(
-        {"queue": {"max_items": 3, "retry_after_seconds": 1, "signal_share": 1}})
+        {"queue": {"max_items": 3, "retry_after_seconds": 1, "signal_share": 1,
+                   "hold_unexported": True}})
     body = traces_request(GOOD, GOOD, GOOD).SerializeToString()
     assert httpx.post(f"{daemon.url}/v1/traces", content=body, headers=PROTOBUF).status_code == (
         200)

@@ -34,7 +34,8 @@ def wait_for_sample(url: str, name: str, value: float, **labels: str) -> None:
 
 @pytest.fixture
 def daemon(daemon_factory):
-    return daemon_factory()
+    # The decorator sends spans: held (no span exporter here), not refused.
+    return daemon_factory({"queue": {"hold_unexported": True}})
 
 
 @pytest.fixture

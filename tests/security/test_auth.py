@@ -58,7 +58,7 @@ def secured(tmp_path_factory):
             "auth": {"tokens": [TOKEN, {"token": TOKEN_A, "tenant": "team-a"}],
                      "tokens_file": str(tokens_file)},
             "cors": {"allowed_origins": [ORIGIN], "allowed_headers": ["X-Request-Id"]},
-        }},
+        }, "queue": {"hold_unexported": True}},
         command=(*DAEMON_COMMAND, "--log-level", "debug"),
     )
     daemon.start()

@@ -86,6 +86,8 @@ def daemon(tmp_path_factory):
         "server": {"max_body_bytes": MAX_BODY, "grpc_max_message_bytes": MAX_BODY},
         # Accepted fuzz metrics make series: bounded, so that growth means a leak.
         "exporters": {"prometheus": {"max_series": 5000}},
+        # Spans are queued (held), not refused for want of an exporter.
+        "queue": {"hold_unexported": True},
         # Tight enough that the limit checks run on most requests.
         "limits": {"max_labels_per_metric": 4, "max_label_value_length": 100,
                    "max_attributes_per_item": 3, "max_attribute_value_length": 64},

@@ -328,6 +328,7 @@ def limited(tmp_path_factory):
         "limits": {"max_labels_per_metric": 3, "max_label_value_length": 64,
                    "max_attributes_per_item": 4, "max_attribute_value_length": 100},
         "exporters": {"prometheus": {"max_series_per_service": 3}},
+        "queue": {"hold_unexported": True},
     })
     daemon.start()
     yield daemon
@@ -501,7 +502,8 @@ def test_http_requests_past_max_concurrent_requests_get_503_at_once(daemon_facto
 
 
 def test_grpc_calls_past_max_concurrent_requests_are_resource_exhausted(daemon_factory):
-    daemon = daemon_factory({"limits": {"max_concurrent_requests": 1}})
+    daemon = daemon_factory({"limits": {"max_concurrent_requests": 1},
+                             "queue": {"hold_unexported": True}})
     body = traces_request(*(otlp_span(i + 1, many_attributes(8)) for i in range(4000)))
     body = body.SerializeToString()
 

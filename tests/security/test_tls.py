@@ -204,6 +204,7 @@ def mtls_daemon(tmp_path_factory, certs, request) -> Iterator[TlsDaemon]:
         "server": {"workers": request.param,
                    "tls": {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key),
                            "client_ca_file": str(certs.ca)}},
+        "queue": {"hold_unexported": True},
     }, client_context(certs, with_client_cert=True))
     daemon.start()
     yield daemon
@@ -319,31 +320,35 @@ def write_config(tmp_path: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize(("tls", "expected"), [
-    ("{cert_file: CERT}", "server.tls: Value error, cert_file and key_file must be set together"),
-    ("{key_file: KEY}", "server.tls: Value error, cert_file and key_file must be set together"),
-    ("{client_ca_file: CA}", "server.tls: Value error, client_ca_file needs cert_file"),
+    ("{cert_file: CERT}", "server.tls: cert_file and key_file must be set together"),
+    ("{key_file: KEY}", "server.tls: cert_file and key_file must be set together"),
+    ("{client_ca_file: CA}", "server.tls: client_ca_file needs cert_file"),
     ("{cert_file: /nonexistent.pem, key_file: KEY}",
-     "server.tls.cert_file: Value error, cannot read /nonexistent.pem: No such file"),
-    ("{cert_file: CERT, key_file: CLIENT_KEY}", "server.tls: Value error, cert_file, key_file"),
+     "server.tls.cert_file: cannot read /nonexistent.pem: No such file"),
+    ("{cert_file: CERT, key_file: CLIENT_KEY}", "server.tls: cert_file, key_file"),
 ])
 def test_server_tls_config_errors(tmp_path, certs, tls, expected):
     for name, path in (("CLIENT_KEY", certs.client_key), ("CERT", certs.server_cert),
                        ("KEY", certs.server_key), ("CA", certs.ca)):
         tls = tls.replace(name, str(path))
+    path = write_config(tmp_path, f"server: {{tls: {tls}}}\n")
     with pytest.raises(ConfigError) as failed:
-        load_config(write_config(tmp_path, f"server: {{tls: {tls}}}\n"))
-    assert any(line.startswith(expected) for line in failed.value.errors), failed.value.errors
+        load_config(path)
+    # Each error names the file it is in, then the YAML path.
+    assert any(line.startswith(f"{path}: {expected}") for line in failed.value.errors), (
+        failed.value.errors)
 
 
 def test_exporter_tls_config_errors(tmp_path, certs):
-    with pytest.raises(ConfigError) as failed:
-        load_config(write_config(tmp_path, f"""
+    path = write_config(tmp_path, f"""
 exporters:
   jaeger: {{tls: {{ca_file: {certs.server_key}}}}}
   alertmanager: {{tls: {{cert_file: {certs.client_cert}}}}}
-"""))
+""")
+    with pytest.raises(ConfigError) as failed:
+        load_config(path)
     jaeger, alertmanager = failed.value.errors
     assert jaeger.startswith(
-        "exporters.jaeger.tls: Value error, ca_file, cert_file or key_file does not load:")
+        f"{path}: exporters.jaeger.tls: ca_file, cert_file or key_file does not load:")
     assert alertmanager == (
-        "exporters.alertmanager.tls: Value error, cert_file and key_file must be set together")
+        f"{path}: exporters.alertmanager.tls: cert_file and key_file must be set together")

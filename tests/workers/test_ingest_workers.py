@@ -164,7 +164,7 @@ def test_otlp_http_through_the_workers(daemon_factory):
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    daemon = daemon_factory({"server": {"workers": 2}})
+    daemon = daemon_factory({"server": {"workers": 2}, "queue": {"hold_unexported": True}})
     provider = TracerProvider()
     provider.add_span_processor(
         SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{daemon.url}/v1/traces")))

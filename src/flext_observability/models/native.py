@@ -1,13 +1,12 @@
 """Domain models of the native JSON API (CONTRACT §4) and their validation rules.
 
 These are the one set of rules: the receivers validate requests with them and the SDK's
-entities are built on them. Times are RFC 3339 strings or integer Unix nanoseconds and are
-held as integer nanoseconds.
+entities are built on them. Times follow `models.times` (RFC 3339, Unix seconds or integer
+Unix nanoseconds, refused when ambiguous) and are held as integer nanoseconds.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any, Self
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from flext_observability.exporters.prometheus.naming import label_name
+from flext_observability.models.times import to_unix_nanos
 
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
 # A Prometheus label name (dots accepted and translated) that does not start with `__`.
@@ -39,19 +39,6 @@ LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN, max_len
 LabelValue = Annotated[str, StringConstraints(max_length=2048)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=8192)]
-
-
-def to_unix_nanos(value: Any) -> Any:
-    """RFC 3339 string -> integer Unix nanoseconds; integers pass; the rest fails the type."""
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise ValueError("must be an RFC 3339 time or integer Unix nanoseconds") from None
-        if moment.tzinfo is None:
-            raise ValueError("an RFC 3339 time needs a time zone offset (e.g. Z)")
-        return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
-    return value
 
 
 UnixNanos = Annotated[int, BeforeValidator(to_unix_nanos), Field(ge=0)]
@@ -253,19 +240,58 @@ class HealthStatus(StrEnum):
     UNHEALTHY = "unhealthy"
 
 
+HEALTH_ORDER = (HealthStatus.HEALTHY, HealthStatus.DEGRADED, HealthStatus.UNHEALTHY)
+
+
+def _check_object(value: Any) -> Any:
+    """A check given as its status string (`"db": "healthy"`) is that check's `status`."""
+    return {"status": value} if isinstance(value, str) else value
+
+
 class HealthCheck(_Model):
+    """One named check: `{status, message, observed_value}`, or just the status string."""
+
     status: HealthStatus
     message: Text = ""
     observed_value: Annotated[float | int | str | bool | None, BeforeValidator(_int64)] = None
 
 
+def worst_status(checks: Any) -> str:
+    """The worst status among the checks that name a known one; healthy with none."""
+    worst = 0
+    if isinstance(checks, dict):
+        for check in map(_check_object, checks.values()):
+            status = check.get("status") if isinstance(check, dict) else None
+            if status in HEALTH_ORDER:
+                worst = max(worst, HEALTH_ORDER.index(status))
+    return HEALTH_ORDER[worst].value
+
+
+def _status_optional(schema: dict[str, Any]) -> None:
+    schema["required"] = [name for name in schema.get("required", []) if name != "status"]
+    schema["properties"]["status"]["description"] = (
+        "defaults to the worst status of the checks (healthy with none)"
+    )
+
+
 class HealthReport(_Model):
+    """A service's health; `status` defaults to the worst of its checks."""
+
+    model_config = ConfigDict(json_schema_extra=_status_optional)
+
     service: NonEmpty
     instance: Annotated[str, StringConstraints(max_length=200)] = ""
     status: HealthStatus
-    checks: dict[NonEmpty, HealthCheck] = {}
+    checks: dict[NonEmpty, Annotated[HealthCheck, BeforeValidator(_check_object)]] = {}
     timestamp: UnixNanos | None = None
     ttl_seconds: Annotated[float, Field(gt=0, le=86_400 * 7)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_status(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "status" not in data:
+            return {**data, "status": worst_status(data.get("checks"))}
+        return data
 
 
 __all__ = [
@@ -284,4 +310,5 @@ __all__ = [
     "StatusCode",
     "metric_rules",
     "to_unix_nanos",
+    "worst_status",
 ]

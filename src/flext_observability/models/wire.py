@@ -6,7 +6,7 @@ input): msgspec checks types, lengths and bounds while it parses; the patterns o
 and label names are checked once per distinct string and remembered; the rules across
 fields are `metric_rules`' own, written for a struct. Whatever it does not accept goes to
 the model, which accepts it or says why; so a request costs the model's price only when
-it is refused or uses a rare form (an RFC 3339 timestamp).
+it is refused or uses a rare form (an RFC 3339 or seconds timestamp).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from flext_observability.models.native import (
     Metric,
     label_collision,
 )
+from flext_observability.models.times import MAX_NANOS, MIN_NANOS
 
 METRICS = TypeAdapter(list[Metric])
 Short = Annotated[str, msgspec.Meta(max_length=200)]
@@ -43,7 +44,8 @@ class WireMetric(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     unit: Annotated[str, msgspec.Meta(max_length=64)] = ""
     description: Annotated[str, msgspec.Meta(max_length=8192)] = ""
     buckets: list[float] | None = None
-    timestamp: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    # Integer nanoseconds only: seconds and RFC 3339 strings take the model's path.
+    timestamp: Annotated[int, msgspec.Meta(ge=MIN_NANOS, le=MAX_NANOS)] | None = None
 
 
 _DECODE_MANY = msgspec.json.Decoder(list[WireMetric]).decode

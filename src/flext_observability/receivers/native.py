@@ -60,6 +60,10 @@ MAX_ERRORS_LISTED = 100
 # Batches with a body larger than this are validated this many items at a time.
 _CHUNK_BODY = 256 * 1024
 _CHUNK_ITEMS = 500
+SPANS_REFUSED = (
+    "spans are not accepted: no span exporter is configured (set exporters.jaeger.endpoint, "
+    "or queue.hold_unexported: true to hold them in the queue until one is)"
+)
 
 
 class Refusal(Exception):
@@ -181,8 +185,10 @@ class NativeReceiver:
         *,
         read_timeout: float,
         limits: LimitsConfig,
+        accepts_spans: bool = True,
     ) -> None:
         self._put = queue_put
+        self._accepts_spans = accepts_spans
         self._telemetry = telemetry
         self._max_body = max_body_bytes
         self._max_items = max_items
@@ -327,6 +333,8 @@ class NativeReceiver:
             errors = self._attribute_errors(items)
             if errors:
                 raise Refusal(422, "attribute_limit", errors, items=len(items))
+            if not self._accepts_spans:
+                raise Refusal.single(422, "no_exporter", SPANS_REFUSED, items=len(items))
             otlp = spans_to_otlp(items)
             if tenant is not None:
                 tag_resources(otlp.resource_spans, tenant)

@@ -28,7 +28,7 @@ from flext_observability.pipeline.intake import OTLP_PROTOBUF, Rejected
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.auth import request_tenant, tag_otlp
 from flext_observability.receivers.body import media_type
-from flext_observability.receivers.native import Refusal, read_limited
+from flext_observability.receivers.native import SPANS_REFUSED, Refusal, read_limited
 from flext_observability.telemetry import SelfTelemetry
 
 PROTOBUF = "application/x-protobuf"
@@ -85,10 +85,18 @@ class OtlpIngest:
         accepts_logs: bool,
         *,
         limits: LimitsConfig,
+        accepts_spans: bool = True,
     ) -> None:
         self._put = queue_put
         self._telemetry = telemetry
-        self._accepts_logs = accepts_logs
+        # Signals no exporter would ever deliver: refused, with why and the key to set.
+        self._refused: dict[Signal, str] = {}
+        if not accepts_logs:
+            self._refused[Signal.LOGS] = (
+                "log records are not accepted: no logs exporter is configured"
+            )
+        if not accepts_spans:
+            self._refused[Signal.SPANS] = SPANS_REFUSED
         attributes = AttributeLimits(
             limits.max_attributes_per_item, limits.max_attribute_value_length
         )
@@ -124,13 +132,10 @@ class OtlpIngest:
             self._telemetry.refused.labels(signal, "invalid").inc(parsed.rejected - parsed.limited)
         for reason, count in parsed.limits.items():
             self._telemetry.refused.labels(signal, reason).inc(count)
-        if otlp.signal is Signal.LOGS and not self._accepts_logs and parsed.accepted:
+        refused = self._refused.get(otlp.signal)
+        if refused is not None and parsed.accepted:
             self._telemetry.refused.labels(signal, "no_exporter").inc(parsed.accepted)
-            return Accepted(
-                0,
-                parsed.accepted + parsed.rejected,
-                "log records are not accepted: no logs exporter is configured",
-            )
+            return Accepted(0, parsed.accepted + parsed.rejected, refused)
         if not parsed.accepted:
             return Accepted(0, parsed.rejected, parsed.message)
         payload = parsed.payload
@@ -161,9 +166,29 @@ def _status_response(status: int, code: int, message: str, json: bool,
     )
 
 
+_SERVICE = {"traces": "Trace", "metrics": "Metrics", "logs": "Logs"}
+
+
+def _otlp_openapi(kind: str) -> dict[str, object]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    json_body = {"schema": {"type": "object"}}
+    return {
+        "requestBody": {"required": True, "content": {PROTOBUF: binary, JSON: json_body}},
+        "responses": {
+            "200": {"description": f"Export{_SERVICE[kind]}ServiceResponse (partial_success)",
+                    "content": {PROTOBUF: binary, JSON: json_body}},
+            "400": {"description": "not a valid OTLP message (google.rpc.Status)"},
+            "413": {"description": "larger than server.max_body_bytes"},
+            "415": {"description": "Content-Type is not protobuf or JSON"},
+            "429": {"description": "the queue is full; Retry-After"},
+            "503": {"description": "not accepting now; Retry-After"},
+        },
+    }
+
+
 def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: float,
                       telemetry: SelfTelemetry) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["otlp"], include_in_schema=False)
+    router = APIRouter(prefix="/v1", tags=["otlp"])
 
     def add(kind: str) -> None:
         signal = SIGNALS[kind].signal.value
@@ -203,7 +228,13 @@ def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: flo
             )
 
         endpoint.__name__ = f"otlp_{kind}"
-        router.add_api_route(f"/{kind}", endpoint, methods=["POST"])
+        router.add_api_route(
+            f"/{kind}", endpoint, methods=["POST"], summary=f"OTLP/HTTP {kind}",
+            description=f"An OTLP Export{_SERVICE[kind]}ServiceRequest, protobuf or JSON, "
+            "optionally gzip- or deflate-encoded. Invalid items are rejected in "
+            "`partial_success`; the rest is kept.",
+            openapi_extra=_otlp_openapi(kind),
+        )
 
     for kind in SIGNALS:
         add(kind)

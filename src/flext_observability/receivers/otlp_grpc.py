@@ -19,6 +19,7 @@ from flext_observability.models.otlp import OtlpDecodeError, encode_response
 from flext_observability.receivers.auth import MESSAGE, Authenticator
 from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
 from flext_observability.receivers.otlp import SIGNALS, OtlpIngest, OtlpThrottled
+from flext_observability.startup import StartupError
 from flext_observability.tls import grpc_server_credentials
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,8 @@ class OtlpGrpcServer:
                 ("grpc.max_receive_message_length",
                  max(2 * self._max_message, self._max_message + GRPC_HEADROOM)),
                 ("grpc.max_send_message_length", self._max_message),
+                # Without this, a second process binds the same port and takes half the calls.
+                ("grpc.so_reuseport", 0),
             ],
             maximum_concurrent_rpcs=2 * self._gate.max_in_flight,
         )
@@ -154,10 +157,19 @@ class OtlpGrpcServer:
         ]
         server.add_generic_rpc_handlers(handlers)
         credentials = grpc_server_credentials(self._tls)
-        if credentials is None:
-            self.port = server.add_insecure_port(self._address)
-        else:
-            self.port = server.add_secure_port(self._address, credentials)
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(self._address)
+            else:
+                port = server.add_secure_port(self._address, credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise StartupError(
+                f"cannot listen on {self._address} (server.grpc_port): the port is taken "
+                "or the address is not local"
+            )
+        self.port = port
         await server.start()
         self._server = server
         log.info("otlp grpc receiver listening on %s%s", self._address,

@@ -83,9 +83,10 @@ def create_edge_app(
     native = NativeReceiver(
         intake.put, telemetry, config.server.max_body_bytes,
         config.server.max_items_per_request, read_timeout=config.server.read_timeout,
-        limits=limits,
+        limits=limits, accepts_spans=config.accepts_spans(),
     )
-    otlp = OtlpIngest(intake.put, telemetry, accepts_logs=False, limits=limits)
+    otlp = OtlpIngest(intake.put, telemetry, accepts_logs=False, limits=limits,
+                      accepts_spans=config.accepts_spans())
     memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
                            limits.memory_check_interval)
     gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,

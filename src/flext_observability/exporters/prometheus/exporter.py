@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from flext_observability.exporters.prometheus.naming import unit_suffix
 from flext_observability.exporters.prometheus.otlp_metrics import admit_otlp, apply_otlp
 from flext_observability.exporters.prometheus.store import (
     MetricStore,
@@ -137,7 +138,8 @@ class PrometheusExporter:
             keys, numbers = series[start:end], values[start:end]
             try:
                 family = store.family(
-                    store.family_name(run.name, kind), kind, run.description, run.unit
+                    store.family_name(run.name, kind), kind, run.description,
+                    unit_suffix(run.unit),
                 )
                 if kind in ("counter", "gauge"):
                     store.scalars(family, keys, numbers, now, add=kind == "counter")

@@ -115,3 +115,15 @@ def native_metric_name(name: str) -> str:
         return name
     translated = _NOT_METRIC_CHARS.sub("_", name)
     return f"_{translated}" if translated[:1].isdigit() else translated
+
+
+@lru_cache(maxsize=1024)
+def unit_suffix(unit: str) -> str:
+    """The words a unit adds to a name (`s` -> `seconds`, `By/s` -> `bytes_per_second`);
+    empty for no unit, `1` and annotations such as `{requests}`."""
+    main_unit, _, per_unit = unit.partition("/")
+    words = [_unit_words(main_unit, _UNITS)]
+    per = _unit_words(per_unit, _PER_UNITS)
+    if per:
+        words += ["per", per]
+    return "_".join(word for word in words if word)

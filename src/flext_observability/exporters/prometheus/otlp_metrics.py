@@ -7,7 +7,8 @@
 - Attribute keys that sanitize to one label name are merged: their values joined with `;`
   in the order of the original keys.
 - Points older than the series' last point are ignored (out of order).
-- Exponential histograms are not converted: they are dropped and counted.
+- Exponential histograms become explicit-bucket histograms, as the OpenTelemetry
+  Collector's Prometheus exporter does for the text format (`exponential_buckets`).
 
 `admit_otlp` decides before a request is answered what the store refuses (types, reserved
 names, series limits); `apply_otlp` applies what was admitted, one metric at a time.
@@ -15,7 +16,9 @@ names, series limits); `apply_otlp` applies what was admitted, one metric at a t
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +27,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
+from opentelemetry.proto.metrics.v1.metrics_pb2 import (
+    AggregationTemporality,
+    ExponentialHistogramDataPoint,
+    Metric,
+)
 
 from flext_observability.exporters.prometheus.naming import label_name, metric_name
 from flext_observability.exporters.prometheus.store import (
@@ -130,10 +137,9 @@ def family_of(metric: Metric) -> tuple[str, str, str] | None:
     if data is None:
         return None
     monotonic = data == "sum" and metric.sum.is_monotonic
-    kind = "counter" if monotonic else {"gauge": "gauge", "sum": "gauge"}.get(data, data)
-    if kind == "exponential_histogram":
-        kind = "histogram"
-    name = metric_name(metric.name, metric.unit, kind=data, monotonic=monotonic)
+    shape = "histogram" if data == "exponential_histogram" else data
+    kind = "counter" if monotonic else {"gauge": "gauge", "sum": "gauge"}.get(shape, shape)
+    name = metric_name(metric.name, metric.unit, kind=shape, monotonic=monotonic)
     if kind == "counter" and name.endswith("_total"):
         name = name[: -len("_total")]
     return data, name, kind
@@ -276,9 +282,6 @@ def _apply_metric(
     data, name, kind = found
     if not getattr(metric, data).data_points:
         return
-    if data == "exponential_histogram":
-        outcome.drop("exponential_histogram", len(metric.exponential_histogram.data_points))
-        return
     body = getattr(metric, data)
     try:
         family = store.family(name, kind, metric.description)
@@ -317,6 +320,11 @@ def _apply_point(
         else:
             store.set(family, key, value, now)
         return
+    if data == "exponential_histogram":
+        _apply_exponential(
+            store, family, key, point, delta, existing, now  # type: ignore[arg-type]
+        )
+        return
     if data == "histogram":
         bounds = tuple(point.explicit_bounds)  # type: ignore[attr-defined]
         counts = [float(c) for c in point.bucket_counts]  # type: ignore[attr-defined]
@@ -336,3 +344,71 @@ def _apply_point(
     store.set_summary(
         family, key, quantiles, point.sum, float(point.count), now  # type: ignore[attr-defined]
     )
+
+
+def exponential_buckets(point: ExponentialHistogramDataPoint) -> tuple[list[float], list[float]]:
+    """(upper bounds, per-bucket counts) of an exponential histogram point; the last count
+    is the +Inf bucket. Bucket `i` of scale `s` holds (2^(i/2^s), 2^((i+1)/2^s)], negative
+    buckets their mirror; the zero bucket ends at the zero threshold. Bounds that would not
+    increase fold into their neighbour; bounds past the float range into the outer buckets."""
+    step = 2.0 ** -point.scale if point.scale < 1024 else 0.0
+    negative, positive = point.negative, point.positive
+    edges = [
+        (-_power2((negative.offset + i) * step), float(negative.bucket_counts[i]))
+        for i in reversed(range(len(negative.bucket_counts)))
+    ]
+    edges.append((point.zero_threshold, float(point.zero_count)))
+    edges += [
+        (_power2((positive.offset + i + 1) * step), float(count))
+        for i, count in enumerate(positive.bucket_counts)
+    ]
+    bounds: list[float] = []
+    counts: list[float] = []
+    carried = 0.0
+    for bound, count in edges:
+        if bound == -math.inf:
+            carried += count
+        elif bound == math.inf:
+            break  # this bucket and the ones above are the +Inf bucket's
+        elif bounds and not bound > bounds[-1]:
+            counts[-1] += count + carried
+            carried = 0.0
+        else:
+            bounds.append(bound)
+            counts.append(count + carried)
+            carried = 0.0
+    counts.append(max(0.0, float(point.count) - sum(counts)))
+    return bounds, counts
+
+
+def _power2(exponent: float) -> float:
+    try:
+        return math.pow(2.0, exponent)
+    except OverflowError:
+        return math.inf
+
+
+def _apply_exponential(
+    store: MetricStore,
+    family: Family,
+    key: LabelKey,
+    point: ExponentialHistogramDataPoint,
+    delta: bool,
+    existing: Scalar | Histogram | Summary | None,
+    now: float,
+) -> None:
+    """A delta point adds to the series' buckets, on the union of both bounds (each bucket's
+    count lands in the union bucket with its upper bound)."""
+    bounds, counts = exponential_buckets(point)
+    total = point.sum if point.HasField("sum") else 0.0
+    count = float(point.count)
+    if delta and isinstance(existing, Histogram):
+        union = sorted({*existing.bounds, *bounds})
+        merged = [0.0] * (len(union) + 1)
+        for old_bounds, old_counts in ((existing.bounds, existing.counts), (bounds, counts)):
+            for bound, bucket in zip((*old_bounds, math.inf), old_counts, strict=True):
+                merged[bisect.bisect_left(union, bound)] += bucket
+        bounds, counts = union, merged
+        total += existing.sum
+        count += existing.count
+    store.set_histogram(family, key, tuple(bounds), counts, total, count, now)
