@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from flext_observability.exporters.prometheus.naming import label_name
+from flext_observability.models.labels import label_name
 
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"
 # A Prometheus label name (dots accepted and translated) that does not start with `__`.
