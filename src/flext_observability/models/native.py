@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from flext_observability.exporters.prometheus.naming import label_name
+from flext_observability.models.labels import label_name
 from flext_observability.models.times import to_unix_nanos
 
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$"

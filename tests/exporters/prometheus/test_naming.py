@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from flext_observability.exporters.prometheus.naming import (
-    label_name,
-    metric_name,
-    native_metric_name,
-)
+from flext_observability.exporters.prometheus.naming import metric_name, native_metric_name
+from flext_observability.models.labels import label_name
 
 GAUGE = {"kind": "gauge", "monotonic": False}
 COUNTER = {"kind": "sum", "monotonic": True}

@@ -57,7 +57,6 @@ _PER_UNITS = {
 }
 
 _WORD = re.compile(r"[a-zA-Z0-9]+")
-_NOT_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9]+")
 _NOT_METRIC_CHARS = re.compile(r"[^a-zA-Z0-9:]+")
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
@@ -91,21 +90,6 @@ def _unit_words(unit: str, names: dict[str, str]) -> str:
     if not unit or "{" in unit or "}" in unit:
         return ""
     return "_".join(_WORD.findall(names.get(unit, unit)))
-
-
-@lru_cache(maxsize=8192)
-def label_name(key: str) -> str:
-    """A Prometheus label name for an attribute key.
-
-    Runs of invalid characters become one `_`; a leading digit gets `key_` and a leading `_`
-    gets `key`, so no result starts with the reserved `__`.
-    """
-    name = _NOT_LABEL_CHARS.sub("_", key)
-    if name[:1].isdigit():
-        return f"key_{name}"
-    if not name or name[0] == "_":
-        return f"key{name}"
-    return name
 
 
 @lru_cache(maxsize=4096)

@@ -33,7 +33,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     Metric,
 )
 
-from flext_observability.exporters.prometheus.naming import label_name, metric_name
+from flext_observability.exporters.prometheus.naming import metric_name
 from flext_observability.exporters.prometheus.store import (
     Family,
     Histogram,
@@ -44,6 +44,7 @@ from flext_observability.exporters.prometheus.store import (
     SeriesRejected,
     Summary,
 )
+from flext_observability.models.labels import label_name
 from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
 from flext_observability.models.otlp import any_value_text, delete_entries, drop_empty
 from flext_observability.pipeline.intake import Admitted, Rejected

@@ -23,7 +23,8 @@ from typing import Any
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
 
-from flext_observability.exporters.prometheus.naming import label_name, native_metric_name
+from flext_observability.exporters.prometheus.naming import native_metric_name
+from flext_observability.models.labels import label_name
 from flext_observability.models.wire import series_key
 
 LabelKey = tuple[tuple[str, str], ...]
