@@ -374,7 +374,8 @@ def test_health_services_are_limited(daemon):
     errors = answer.json()["errors"]
     assert [e["index"] for e in errors] == [1]
     assert "health.max_services=20" in errors[0]["message"]
-    assert refused(daemon, "health", "health_limit") == before + 2
+    wait_counted(daemon, "flext_collector_refused_items_total", before + 2, signal="health",
+                 reason="health_limit")
     # Services already held still report.
     assert post(daemon, "/api/v1/health", orjson.dumps(
         health("limited-3", status="degraded"))).status_code == 202
@@ -507,12 +508,13 @@ def test_slow_bodies_do_not_hold_every_slot(daemon):
                           lambda a: a.status_code == 202, 8, 0.2, "a request served")
             assert answer.status_code == 202
             assert time.monotonic() - started < 8  # not server.read_timeout (20 s)
+            # Past the slow-body slots, the slow senders are refused (while still sending).
+            wait_counted(daemon, "flext_collector_refused_items_total", 1, signal="metrics",
+                         reason="slow_body")
         finally:
             for sock in sockets:
                 sock.close()
     wait_scraped(daemon, "served_while_slow{")
-    wait_counted(daemon, "flext_collector_refused_items_total", 1, signal="metrics",
-                 reason="slow_body")
 
 
 # --- 4. open files ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ admitted is applied even where a limit is now reached (it was answered 2xx)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -16,7 +17,7 @@ from flext_observability.exporters.prometheus.store import (
     native_labels,
 )
 from flext_observability.models.wire import decode_metrics, digest, pack_digest
-from flext_observability.pipeline.intake import METRICS_DIGEST, OTLP_PROTOBUF
+from flext_observability.pipeline.intake import METRICS_DIGEST, OTLP_PROTOBUF, Inadmissible
 from flext_observability.pipeline.queue import Record, Signal
 from flext_observability.telemetry import SelfTelemetry
 
@@ -93,3 +94,23 @@ def test_what_was_admitted_is_held_until_applied_then_released():
     # Applied: the two are series now, not reservations; held ones take points again.
     assert store.admit_series("held", native_labels("s", "", {"n": "0"}), Reservation()) is None
     assert store.admit_series("held", third, Reservation()) is not None
+
+
+def test_requests_in_flight_sending_the_same_series_are_not_refused_near_a_limit():
+    """A request far from every limit holds only a bound on its new series; near a limit
+    the held ones are read by key, so that the same eight series sent by many requests
+    not yet applied count eight times no more."""
+    prometheus, _ = exporter(max_series_per_metric=10)
+    items = [{"name": "same", "type": "counter", "value": 1, "service": "s",
+              "labels": {"n": str(i)}} for i in range(8)]
+    body = orjson.dumps(items)
+    for seq in range(1, 21):
+        prometheus.hold(seq, prometheus.admit(digest(decode_metrics(body, True))))
+    new = [{**items[0], "labels": {"n": "new"}}, {**items[0], "labels": {"n": "new2"}}]
+    prometheus.hold(21, prometheus.admit(digest(decode_metrics(orjson.dumps(new), True))))
+    past = [{**items[0], "labels": {"n": "one too many"}}]
+    with pytest.raises(Inadmissible):
+        prometheus.admit(digest(decode_metrics(orjson.dumps(past), True)))
+    prometheus.handle([native_record(seq, items) for seq in range(1, 21)]
+                      + [native_record(21, new)])
+    assert len(prometheus.store.families["same"].series) == 10

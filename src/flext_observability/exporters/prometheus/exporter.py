@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from functools import partial
 
 from flext_observability.exporters.prometheus.naming import unit_suffix
 from flext_observability.exporters.prometheus.otlp_metrics import admit_otlp, apply_otlp
 from flext_observability.exporters.prometheus.store import (
+    LabelKey,
     MetricStore,
     Reservation,
     SeriesRejected,
@@ -24,6 +27,18 @@ from flext_observability.pipeline.queue import Record
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
+
+
+def _native_series(
+    store: MetricStore, names: list[str], metrics: MetricsDigest
+) -> Iterator[tuple[str, LabelKey]]:
+    """(family, series key) of every item of validated native metrics."""
+    series = metrics.series()
+    index = 0
+    for run, name in zip(metrics.runs, names, strict=True):
+        for key in series[index:index + run.count]:
+            yield name, store.label_key(key)
+        index += run.count
 
 NAME = "prometheus"
 
@@ -66,7 +81,9 @@ class PrometheusExporter:
             raise Inadmissible(errors, reason)
         if store.far_from_limits(upper):
             reservation.upper = upper
+            reservation.source = partial(_native_series, store, names, metrics)
             return reservation
+        store.refine()
         series = metrics.series()
         index = 0
         for run, name in zip(metrics.runs, names, strict=True):

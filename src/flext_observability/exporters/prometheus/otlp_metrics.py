@@ -19,8 +19,9 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -218,17 +219,37 @@ def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
     if store.far_from_limits(upper):
         reservation.upper = upper
     else:
+        store.refine()
         for info in infos:
             # A resource's own series: never refused alone (its points carry the data).
             store.admit_series(TARGET_INFO, info, reservation)
         removals.extend(_admit_series(store, admitted, reservation, refusals))
-    if not refusals.points:
-        return Admitted(payload, total, refusals.rejected(), reservation)
-    for items, indices in removals:
-        delete_entries(items, indices)
-    drop_empty(request.resource_metrics, _FIELDS)
+    if refusals.points:
+        for items, indices in removals:
+            delete_entries(items, indices)
+        drop_empty(request.resource_metrics, _FIELDS)
+        payload = request.SerializeToString()
+    if reservation.upper:
+        reservation.source = partial(_series_of, payload)
     accepted = total - refusals.counts.get("series_limit", 0)
-    return Admitted(request.SerializeToString(), accepted, refusals.rejected(), reservation)
+    return Admitted(payload, accepted, refusals.rejected(), reservation)
+
+
+def _series_of(payload: bytes) -> Iterator[tuple[str, LabelKey]]:
+    """(family, series key) of every point of an admitted request, and its target_info."""
+    request = ExportMetricsServiceRequest.FromString(payload)
+    for resource_metrics in request.resource_metrics:
+        base, others = _job_instance(resource_metrics.resource.attributes)
+        info = _target_info_key(base, others)
+        if info is not None:
+            yield TARGET_INFO, info
+        for scope_metrics in resource_metrics.scope_metrics:
+            labels = _scope_labels(base, scope_metrics.scope)
+            for metric in scope_metrics.metrics:
+                found = family_of(metric)
+                if found is not None:
+                    for point in getattr(metric, found[0]).data_points:
+                        yield found[1], _key(labels, point.attributes)
 
 
 def _admit_series(

@@ -58,13 +58,15 @@ class Reservation:
     """What one admitted request may add before it is applied: the families it uses
     (name -> kind: held even if a family expires meanwhile), and its new series, by key
     (`series`, with their count per service and in all) or, far from every limit, as an
-    upper bound per family (`upper`)."""
+    upper bound per family (`upper`), with `source` to read them by key when a request
+    comes near a limit (`MetricStore.refine`)."""
 
     kinds: dict[str, str] = field(default_factory=dict)
     series: dict[str, set[LabelKey]] = field(default_factory=dict)
     services: dict[str, int] = field(default_factory=dict)
     new: int = 0
     upper: dict[str, int] = field(default_factory=dict)
+    source: Callable[[], Iterable[tuple[str, LabelKey]]] | None = None
 
 
 @dataclass(slots=True)
@@ -259,6 +261,28 @@ class MetricStore:
             ):
                 return False
         return True
+
+    def refine(self) -> None:
+        """Count the series of held reservations that have only an upper bound by key, so
+        that a request near a limit is judged by what is really new, not by the bound
+        (which counts a series sent again by each request in flight)."""
+        for reservation in self._held.values():
+            source = reservation.source
+            if source is None:
+                continue
+            self._count_held(reservation, -1)
+            reservation.upper, reservation.source = {}, None
+            for name, key in source():
+                family = self.families.get(name)
+                if family is not None and key in family.series:
+                    continue
+                mine = reservation.series.setdefault(name, set())
+                if key not in mine:
+                    mine.add(key)
+                    service = job_of(key)
+                    reservation.services[service] = reservation.services.get(service, 0) + 1
+                    reservation.new += 1
+            self._count_held(reservation, 1)
 
     def admit_series(
         self, name: str, key: LabelKey, reservation: Reservation
