@@ -47,7 +47,7 @@ test: install-test peers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 
-bench: install-test
+bench: install-test peers
 	$(BIN)/python -m bench
 
 # Not in CI: 30 minutes (SOAK_MINUTES) at a steady rate, the span downstream flapping.

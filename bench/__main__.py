@@ -10,6 +10,7 @@ BENCHES = {
     "otlp": "bench.otlp_ingest",
     "e2e": "bench.e2e_spans",
     "sdk": "bench.sdk_overhead",
+    "otelcol": "bench.otelcol",
 }
 
 
