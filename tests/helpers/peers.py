@@ -38,7 +38,7 @@ class Jaeger(ManagedProcess):
 
     ``url`` is the query service (``/api/services``, ``/api/traces/<id>``); spans go to
     ``otlp_grpc_endpoint`` or ``otlp_http_endpoint``. The memory storage starts empty at
-    every start; ``restart`` keeps the ports.
+    every start; a ``stop`` and ``start`` keep the ports.
     """
 
     def __init__(self, work_dir: Path) -> None:
@@ -87,11 +87,6 @@ class Jaeger(ManagedProcess):
     def otlp_endpoint(self, protocol: str) -> str:
         """The OTLP receiver for ``grpc`` or ``http/protobuf``."""
         return self.otlp_grpc_endpoint if protocol == "grpc" else self.otlp_http_endpoint
-
-    def restart(self) -> Jaeger:
-        self.stop()
-        self.start()
-        return self
 
     def services(self) -> list[str]:
         """GET /api/services: the service names of every span stored."""
