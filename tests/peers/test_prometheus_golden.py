@@ -13,15 +13,13 @@ fails on a new difference and on a listed one that is gone, so the list stays tr
 from __future__ import annotations
 
 import httpx
-import pytest
 from exposition_diff import Exposition, differences, parse
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from otlp_metric_cases import cases, gauge_metric, number, request
 
-from helpers.peers import OtelcolPrometheus, PeerMissing
-from helpers.procs import ManagedProcess, poll
+from helpers.procs import poll
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 TEXT = "text/plain;version=0.0.4"
@@ -30,16 +28,6 @@ SENTINEL = "golden_sentinel"
 
 # "<format>: <difference>" -> why it is so. Kept equal to what the test finds.
 KNOWN_DIFFERENCES: dict[str, str] = {}
-
-
-@pytest.fixture
-def otelcol(tmp_path, process_reaper: list[ManagedProcess]) -> OtelcolPrometheus:
-    try:
-        process = OtelcolPrometheus(tmp_path / "otelcol")
-    except PeerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    process_reaper.append(process)
-    return process.start()
 
 
 def send(url: str, body: ExportMetricsServiceRequest) -> None:
@@ -54,7 +42,9 @@ def scrape(url: str, accept: str) -> Exposition:
     return parse(answer.text)
 
 
-def test_otlp_metrics_on_metrics_match_the_opentelemetry_collector(daemon_factory, otelcol):
+def test_otlp_metrics_on_metrics_match_the_opentelemetry_collector(daemon_factory,
+                                                                  otelcol_prometheus):
+    otelcol = otelcol_prometheus
     daemon = daemon_factory()
     ours_url = f"{daemon.url}/metrics"
     baseline = {fmt: set(scrape(ours_url, fmt).families) for fmt in (TEXT, OPENMETRICS)}
