@@ -149,7 +149,7 @@ def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, int]]:
             "extensions": extensions,
             "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
             "processors": {"batch": {}},
-            "exporters": {"otlp": {
+            "exporters": {"otlp_grpc": {
                 "endpoint": sink.grpc_endpoint.removeprefix("http://"),
                 "tls": {"insecure": True},
                 "sending_queue": queue,
@@ -157,7 +157,7 @@ def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, int]]:
             "service": {
                 "extensions": list(extensions),
                 "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
-                                         "exporters": ["otlp"]}},
+                                         "exporters": ["otlp_grpc"]}},
                 "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
             },
         }

@@ -165,7 +165,8 @@ class Otelcol(ManagedProcess):
 
 
 class OtelcolPrometheus(Otelcol):
-    """otelcol as OTLP receiver -> Prometheus exporter, in its default settings.
+    """otelcol as OTLP receiver -> Prometheus exporter, in its default settings but for
+    ``enable_open_metrics`` (OpenMetrics when the scraper asks for it).
 
     Send OTLP/HTTP to ``otlp_http_url`` + ``/v1/metrics``; scrape ``metrics_url``.
     """
@@ -179,7 +180,8 @@ class OtelcolPrometheus(Otelcol):
                 "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
                 "http": {"endpoint": f"127.0.0.1:{http_port}"},
             }}},
-            "exporters": {"prometheus": {"endpoint": f"127.0.0.1:{prometheus_port}"}},
+            "exporters": {"prometheus": {"endpoint": f"127.0.0.1:{prometheus_port}",
+                                         "enable_open_metrics": True}},
             "service": {"pipelines": {
                 "metrics": {"receivers": ["otlp"], "exporters": ["prometheus"]},
             }},

@@ -54,7 +54,8 @@ def _labels(text: str, line: str) -> tuple[tuple[str, str], ...]:
         match = pattern.match(text, position)
         if match is None:
             raise ValueError(f"bad labels in {line!r}")
-        labels.append((match.group(1), _unescape(match.group(2))))
+        if match.group(2):  # a label with an empty value is no label (Prometheus' data model)
+            labels.append((match.group(1), _unescape(match.group(2))))
         position = match.end()
     return tuple(sorted(labels))
 
@@ -109,8 +110,9 @@ def _same(a: float, b: float) -> bool:
     return a == b or (math.isnan(a) and math.isnan(b))
 
 
-def differences(ours: Exposition, theirs: Exposition) -> list[str]:
-    """Every way ``ours`` differs from ``theirs`` (the OpenTelemetry Collector), one line each."""
+def differences(ours: Exposition, theirs: Exposition, series: bool = True) -> list[str]:
+    """Every way ``ours`` differs from ``theirs`` (the OpenTelemetry Collector), one line each:
+    families (TYPE, HELP, UNIT) and, with ``series``, every series' labels and value."""
     found = []
     for family in sorted(ours.families.keys() | theirs.families.keys()):
         mine, other = ours.families.get(family), theirs.families.get(family)
@@ -119,12 +121,11 @@ def differences(ours: Exposition, theirs: Exposition) -> list[str]:
             continue
         found.extend(f"family {family}: {key} ours={mine.get(key)!r} otelcol={other.get(key)!r}"
                      for key in ("TYPE", "HELP", "UNIT") if mine.get(key) != other.get(key))
-    for series in sorted(ours.samples.keys() | theirs.samples.keys()):
-        mine_value, other_value = ours.samples.get(series), theirs.samples.get(series)
+    for one in sorted(ours.samples.keys() | theirs.samples.keys()) if series else ():
+        mine_value, other_value = ours.samples.get(one), theirs.samples.get(one)
         if mine_value is None or other_value is None:
             where = "otelcol" if mine_value is None else "ours"
-            found.append(f"series {show(series)}: only in {where}")
+            found.append(f"series {show(one)}: only in {where}")
         elif not _same(mine_value, other_value):
-            found.append(f"series {show(series)}: value ours={mine_value!r} "
-                         f"otelcol={other_value!r}")
+            found.append(f"series {show(one)}: value ours={mine_value!r} otelcol={other_value!r}")
     return found

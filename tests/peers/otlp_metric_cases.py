@@ -57,9 +57,12 @@ def attributes(values: Mapping[str, Any]) -> list[KeyValue]:
     return pairs
 
 
-def number(value: float, labels: Mapping[str, Any] | None = None, at: int = 1) -> NumberDataPoint:
-    point = NumberDataPoint(start_time_unix_nano=START, time_unix_nano=START + at * SECOND,
-                            attributes=attributes(labels or {}))
+def number(value: float, labels: Mapping[str, Any] | None = None, at: int = 1,
+           since: int = 0) -> NumberDataPoint:
+    """A point at START + ``at`` s covering [START + ``since`` s, that]: a delta's ``since`` is
+    the previous point's ``at``."""
+    point = NumberDataPoint(start_time_unix_nano=START + since * SECOND,
+                            time_unix_nano=START + at * SECOND, attributes=attributes(labels or {}))
     if isinstance(value, int):
         point.as_int = value
     else:
@@ -68,9 +71,10 @@ def number(value: float, labels: Mapping[str, Any] | None = None, at: int = 1) -
 
 
 def histogram_point(bounds: Sequence[float], counts: Sequence[int], total: float,
-                    labels: Mapping[str, Any] | None = None, at: int = 1) -> HistogramDataPoint:
+                    labels: Mapping[str, Any] | None = None, at: int = 1,
+                    since: int = 0) -> HistogramDataPoint:
     return HistogramDataPoint(
-        start_time_unix_nano=START, time_unix_nano=START + at * SECOND,
+        start_time_unix_nano=START + since * SECOND, time_unix_nano=START + at * SECOND,
         attributes=attributes(labels or {}), explicit_bounds=list(bounds),
         bucket_counts=list(counts), count=sum(counts), sum=total,
     )
@@ -119,8 +123,8 @@ def generated() -> dict[str, list[ExportMetricsServiceRequest]]:
         "delta monotonic sum, twice": [
             request([sum_metric("golden.bytes.sent", "By", [number(10, at=1)], monotonic=True,
                                 temporality=DELTA)]),
-            request([sum_metric("golden.bytes.sent", "By", [number(5, at=2)], monotonic=True,
-                                temporality=DELTA)]),
+            request([sum_metric("golden.bytes.sent", "By", [number(5, at=2, since=1)],
+                                monotonic=True, temporality=DELTA)]),
         ],
         "cumulative non-monotonic sum": [request([sum_metric(
             "golden.queue.depth", "{item}", [number(-4)], monotonic=False,
@@ -128,8 +132,8 @@ def generated() -> dict[str, list[ExportMetricsServiceRequest]]:
         "delta non-monotonic sum, twice": [
             request([sum_metric("golden.balance", "1", [number(3.5, at=1)], monotonic=False,
                                 temporality=DELTA)]),
-            request([sum_metric("golden.balance", "1", [number(-1.0, at=2)], monotonic=False,
-                                temporality=DELTA)]),
+            request([sum_metric("golden.balance", "1", [number(-1.0, at=2, since=1)],
+                                monotonic=False, temporality=DELTA)]),
         ],
         "gauges: int, double, negative, ratio, percent": [request([
             gauge_metric("golden.memory.usage", "By", [number(1_048_576)]),
@@ -156,13 +160,15 @@ def generated() -> dict[str, list[ExportMetricsServiceRequest]]:
                                       [histogram_point([1.0], [1, 0], 0.5, at=1)],
                                       temporality=DELTA)]),
             request([histogram_metric("golden.rpc.duration", "s",
-                                      [histogram_point([1.0], [1, 2], 9.5, at=2)],
+                                      [histogram_point([1.0], [1, 2], 9.5, at=2, since=1)],
                                       temporality=DELTA)]),
         ],
         "dotted, odd and colliding names": [request([
             gauge_metric("golden.weird-name/x", "", [number(1, {
-                "http.request.method": "GET", "2xx.count": 4, "a.b": "dot", "a_b": "under",
-                "ünïcode": "v", "flag": True, "ratio": 0.5})]),
+                "http.request.method": "GET", "2xx.count": 4, "ünïcode": "v", "flag": True,
+                "ratio": 0.5, "_private": "p"})]),
+            gauge_metric("golden.reserved.label", "", [number(1, {"__reserved": "r"})]),
+            gauge_metric("golden.label.collision", "", [number(1, {"a.b": "dot", "a_b": "under"})]),
             gauge_metric("golden:colon.name", "", [number(2)]),
         ])],
         "HELP text with a backslash and a newline": [request([gauge_metric(
