@@ -38,7 +38,7 @@ run: install
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 
-# The real OpenTelemetry Collector and Jaeger, built from the Go module proxy (Go >= 1.24) into
+# The real OpenTelemetry Collector and Jaeger, built from the Go module proxy (Go >= 1.26) into
 # ~/.cache/flext-observability/peers and linked into .peers/bin; minutes the first time only.
 peers:
 	peers/build.sh

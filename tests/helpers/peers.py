@@ -28,7 +28,7 @@ def peer_binary(name: str) -> Path:
     if not path.exists():
         raise PeerMissing(
             f"{path} is missing: run `make peers` (builds the OpenTelemetry Collector and "
-            "Jaeger from the Go module proxy; Go >= 1.24; `make test` runs it first)"
+            "Jaeger from the Go module proxy; Go >= 1.26; `make test` runs it first)"
         )
     return path
 
