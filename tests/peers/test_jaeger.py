@@ -227,6 +227,7 @@ def test_native_sdk_and_otlp_spans_reach_jaeger_as_sent(jaeger, daemon_factory, 
 
     sdk = {s["name"]: s for s in (seen(traces[sdk_trace], span)
                                   for span in traces[sdk_trace]["spans"])}
+    assert len(traces[sdk_trace]["spans"]) == len(sdk) == 2  # each once
     outer_span, inner_span = sdk["outer.job"], sdk["inner.step"]
     assert outer_span["parent_span_id"] == f"{context.span_id:016x}"
     assert inner_span["parent_span_id"] == outer_span["span_id"]
