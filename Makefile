@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk
 
-.PHONY: run test lint bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
+.PHONY: run test lint peers bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,16 @@ run: install
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 
-test: install-test
+# The real OpenTelemetry Collector and Jaeger, built from the Go module proxy (Go >= 1.26) into
+# ~/.cache/flext-observability/peers and linked into .peers/bin; minutes the first time only.
+peers:
+	peers/build.sh
+
+test: install-test peers
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
 
-bench: install-test
+bench: install-test peers
 	$(BIN)/python -m bench
 
 # Not in CI: 30 minutes (SOAK_MINUTES) at a steady rate, the span downstream flapping.
@@ -66,4 +71,4 @@ monitoring-local: install system-deps
 	scripts/monitoring-local.sh
 
 clean:
-	rm -rf $(VENV) .flext-observability .pytest_cache .ruff_cache
+	rm -rf $(VENV) .flext-observability .pytest_cache .ruff_cache .peers

@@ -11,6 +11,7 @@ BENCHES = {
     "e2e": "bench.e2e_spans",
     "sdk": "bench.sdk_overhead",
     "restart": "bench.restart",
+    "otelcol": "bench.otelcol",
 }
 
 
