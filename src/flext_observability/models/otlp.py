@@ -693,7 +693,7 @@ class _MetricCheck:
 _TEXT_GROWTH = 3
 _BUCKET_LIMIT_KEY = "limits.max_buckets_per_histogram"
 # The label a point's own attribute may not take: the exposition sets it per sample.
-_SAMPLE_LABEL = {"histogram": "le", "summary": "quantile"}
+_SAMPLE_LABEL = {"histogram": "le", "exponential_histogram": "le", "summary": "quantile"}
 
 
 def _point_count(metric: Any) -> int:
@@ -736,6 +736,16 @@ def _metric_point_problems(
             if bounds > max_buckets:
                 found.append((pi, (
                     f"explicitBounds: {bounds} bounds are more than "
+                    f"{_BUCKET_LIMIT_KEY}={max_buckets}",
+                    "bucket_limit",
+                )))
+    if kind == "exponential_histogram":
+        # Exposed as an explicit-bucket histogram: one bound per bucket and the zero bucket.
+        for pi, point in enumerate(points):
+            bounds = len(point.positive.bucket_counts) + len(point.negative.bucket_counts) + 1
+            if bounds > max_buckets:
+                found.append((pi, (
+                    f"positive/negative.bucketCounts: {bounds} buckets are more than "
                     f"{_BUCKET_LIMIT_KEY}={max_buckets}",
                     "bucket_limit",
                 )))

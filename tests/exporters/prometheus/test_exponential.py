@@ -86,3 +86,32 @@ def test_delta_points_accumulate_across_layouts_and_extreme_scales(daemon_factor
                 "two deltas")
     assert buckets(text)["+Inf"] == 5
     assert sample(text, "rpc_latency_seconds_sum", route="/x") == 12
+
+
+@pytest.mark.parametrize("scale", [-2000, -1100, 5000])
+def test_scales_past_the_float_range_fold_into_the_outer_buckets(daemon_factory, scale):
+    """2^(index / 2^scale) overflows for very negative scales: the bounds fold, nothing fails."""
+    daemon = daemon_factory()
+    post(daemon, request(AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE, scale=scale,
+                         count=6, sum=1.0, zero_count=1,
+                         positive=ExponentialHistogramDataPoint.Buckets(offset=-3,
+                                                                        bucket_counts=[1, 2]),
+                         negative=ExponentialHistogramDataPoint.Buckets(offset=-1,
+                                                                        bucket_counts=[1, 1])))
+    text = poll(lambda: httpx.get(f"{daemon.url}/metrics", timeout=10).text,
+                lambda t: sample(t, "rpc_latency_seconds_count", route="/x") == 6, 10, 0.05,
+                "the point applied")
+    assert buckets(text)["+Inf"] == 6
+    assert "Traceback" not in daemon.log_tail(10_000)
+
+
+def test_more_buckets_than_the_limit_are_rejected_in_the_partial_success(daemon_factory):
+    daemon = daemon_factory({"limits": {"max_buckets_per_histogram": 10}})
+    body = request(AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE, scale=0, count=20,
+                   positive=ExponentialHistogramDataPoint.Buckets(offset=0,
+                                                                  bucket_counts=[1] * 20))
+    answer = httpx.post(f"{daemon.url}/v1/metrics", content=body, headers=PROTOBUF, timeout=10)
+    assert answer.status_code == 200, answer.text
+    response = ExportMetricsServiceResponse.FromString(answer.content)
+    assert response.partial_success.rejected_data_points == 1
+    assert "limits.max_buckets_per_histogram=10" in response.partial_success.error_message

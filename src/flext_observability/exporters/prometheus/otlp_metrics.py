@@ -373,15 +373,15 @@ def exponential_buckets(point: ExponentialHistogramDataPoint) -> tuple[list[floa
     is the +Inf bucket. Bucket `i` of scale `s` holds (2^(i/2^s), 2^((i+1)/2^s)], negative
     buckets their mirror; the zero bucket ends at the zero threshold. Bounds that would not
     increase fold into their neighbour; bounds past the float range into the outer buckets."""
-    step = 2.0 ** -point.scale if point.scale < 1024 else 0.0
+    step = _power2(-point.scale) if point.scale < 1024 else 0.0
     negative, positive = point.negative, point.positive
     edges = [
-        (-_power2((negative.offset + i) * step), float(negative.bucket_counts[i]))
+        (-_bound(negative.offset + i, step), float(negative.bucket_counts[i]))
         for i in reversed(range(len(negative.bucket_counts)))
     ]
     edges.append((point.zero_threshold, float(point.zero_count)))
     edges += [
-        (_power2((positive.offset + i + 1) * step), float(count))
+        (_bound(positive.offset + i + 1, step), float(count))
         for i, count in enumerate(positive.bucket_counts)
     ]
     bounds: list[float] = []
@@ -401,6 +401,11 @@ def exponential_buckets(point: ExponentialHistogramDataPoint) -> tuple[list[floa
             carried = 0.0
     counts.append(max(0.0, float(point.count) - sum(counts)))
     return bounds, counts
+
+
+def _bound(index: int, step: float) -> float:
+    """2^(index * step); index 0 is 1 whatever the step (an infinite one included)."""
+    return _power2(index * step) if index else 1.0
 
 
 def _power2(exponent: float) -> float:
