@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk
 
-.PHONY: run test lint bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
+.PHONY: run test lint type-check bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ run: install
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
+
+# mypy in strict mode on src/ (settings in pyproject.toml's [tool.mypy]).
+type-check: $(VENV)/.installed-test
+	$(BIN)/mypy
 
 test: install-test
 	$(BIN)/ruff check src tests bench
