@@ -18,7 +18,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
@@ -107,6 +107,18 @@ class Family:
     series: dict[LabelKey, Scalar | Histogram | Summary] = field(default_factory=dict)
     # Series changed (or expired) since the state was last persisted.
     dirty: set[LabelKey] = field(default_factory=set)
+
+
+_SeriesT = TypeVar("_SeriesT", Scalar, Histogram, Summary)
+
+
+def _series_as(
+    family: Family, series: Scalar | Histogram | Summary, kind: type[_SeriesT]
+) -> _SeriesT:
+    """A family's series as the type of its kind (`MetricStore.family` refuses another kind)."""
+    if isinstance(series, kind):
+        return series
+    raise TypeError(f"metric '{family.name}' is a {family.kind}, not a {kind.__name__}")
 
 
 class MetricStore:
@@ -379,6 +391,7 @@ class MetricStore:
             self._new_series(key)
             family.series[key] = Scalar(value, now)
         else:
+            series = _series_as(family, series, Scalar)
             series.value = series.value + value if add else value
             series.updated = now
         family.dirty.add(key)
@@ -393,12 +406,12 @@ class MetricStore:
         for key, value in zip(keys, values, strict=True):
             label_key = label_keys.get(key) or self.label_key(key)
             found = series.get(label_key)
-            if found is None:
-                self._scalar(family, label_key, value, now, add=add)
-            else:
+            if isinstance(found, Scalar):
                 found.value = found.value + value if add else value
                 found.updated = now
                 dirty.add(label_key)
+            else:
+                self._scalar(family, label_key, value, now, add=add)
 
     def observe(
         self, family: Family, key: LabelKey, value: float, bounds: tuple[float, ...], now: float
@@ -407,6 +420,8 @@ class MetricStore:
         if series is None:
             self._new_series(key)
             series = family.series[key] = Histogram(bounds, [0.0] * (len(bounds) + 1))
+        else:
+            series = _series_as(family, series, Histogram)
         series.observe(value)
         series.updated = now
         family.dirty.add(key)
@@ -427,6 +442,7 @@ class MetricStore:
             self._new_series(key)
             family.series[key] = Histogram(bounds, counts, total, count, now)
         else:
+            series = _series_as(family, series, Histogram)
             series.bounds, series.counts = bounds, counts
             series.sum, series.count, series.updated = total, count, now
         family.dirty.add(key)
@@ -516,7 +532,8 @@ def _to_metric(family: Family) -> Metric:
         for key, series in family.series.items():
             labels = dict(key)
             for quantile, value in series.quantiles:  # type: ignore[union-attr]
-                metric.add_sample(name, {**labels, "quantile": floatToGoString(quantile)}, value)
+                quantile_text = floatToGoString(quantile)  # type: ignore[no-untyped-call]
+                metric.add_sample(name, {**labels, "quantile": quantile_text}, value)
             metric.add_sample(name + "_sum", labels, series.sum)  # type: ignore[union-attr]
             metric.add_sample(name + "_count", labels, series.count)  # type: ignore[union-attr]
     else:
@@ -529,7 +546,8 @@ def _histogram_samples(metric: Metric, name: str, labels: dict[str, str], h: His
     running = 0.0
     for bound, count in zip((*h.bounds, _INF), h.counts, strict=True):
         running += count
-        metric.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, running)
+        le = floatToGoString(bound)  # type: ignore[no-untyped-call]
+        metric.add_sample(name + "_bucket", {**labels, "le": le}, running)
     metric.add_sample(name + "_sum", labels, h.sum)
     metric.add_sample(name + "_count", labels, h.count)
 
