@@ -26,7 +26,7 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AggregationTemporality,
     ExponentialHistogramDataPoint,
@@ -94,12 +94,14 @@ def _key(base: dict[str, str], attributes: Iterable[KeyValue]) -> LabelKey:
     return tuple(sorted(labels.items()))
 
 
-def _job_instance(resource_attributes: object) -> tuple[dict[str, str], list[KeyValue]]:
+def _job_instance(
+    resource_attributes: Iterable[KeyValue],
+) -> tuple[dict[str, str], list[KeyValue]]:
     """(job/instance labels, and tenant when authentication set one; the other resource
     attributes, for target_info). The tenant is a label, as on native metrics."""
     raw: dict[str, str] = {}
     others = []
-    for kv in resource_attributes:  # type: ignore[attr-defined]
+    for kv in resource_attributes:
         if kv.key in ("service.name", "service.namespace", "service.instance.id",
                       TENANT_ATTRIBUTE):
             raw[kv.key] = any_value_text(kv.value)
@@ -123,12 +125,12 @@ def _target_info_key(base: dict[str, str], others: list[KeyValue]) -> LabelKey |
     return _key(base, others) if others and base else None
 
 
-def _scope_labels(base: dict[str, str], scope: object) -> dict[str, str]:
+def _scope_labels(base: dict[str, str], scope: InstrumentationScope) -> dict[str, str]:
     labels = dict(base)
-    if scope.name:  # type: ignore[attr-defined]
-        labels["otel_scope_name"] = scope.name  # type: ignore[attr-defined]
-    if scope.version:  # type: ignore[attr-defined]
-        labels["otel_scope_version"] = scope.version  # type: ignore[attr-defined]
+    if scope.name:
+        labels["otel_scope_name"] = scope.name
+    if scope.version:
+        labels["otel_scope_version"] = scope.version
     return labels
 
 

@@ -524,21 +524,22 @@ def _to_metric(family: Family) -> Metric:
     name = family.name
     if family.kind == "counter":
         for key, series in family.series.items():
-            metric.add_sample(name + "_total", dict(key), series.value)  # type: ignore[union-attr]
+            metric.add_sample(name + "_total", dict(key), _series_as(family, series, Scalar).value)
     elif family.kind == "histogram":
         for key, series in family.series.items():
-            _histogram_samples(metric, name, dict(key), series)  # type: ignore[arg-type]
+            _histogram_samples(metric, name, dict(key), _series_as(family, series, Histogram))
     elif family.kind == "summary":
-        for key, series in family.series.items():
+        for key, series_of_key in family.series.items():
             labels = dict(key)
-            for quantile, value in series.quantiles:  # type: ignore[union-attr]
+            series = _series_as(family, series_of_key, Summary)
+            for quantile, value in series.quantiles:
                 quantile_text = floatToGoString(quantile)  # type: ignore[no-untyped-call]
                 metric.add_sample(name, {**labels, "quantile": quantile_text}, value)
-            metric.add_sample(name + "_sum", labels, series.sum)  # type: ignore[union-attr]
-            metric.add_sample(name + "_count", labels, series.count)  # type: ignore[union-attr]
+            metric.add_sample(name + "_sum", labels, series.sum)
+            metric.add_sample(name + "_count", labels, series.count)
     else:
         for key, series in family.series.items():
-            metric.add_sample(name, dict(key), series.value)  # type: ignore[union-attr]
+            metric.add_sample(name, dict(key), _series_as(family, series, Scalar).value)
     return metric
 
 
