@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk
 
-.PHONY: run test lint peers bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
+.PHONY: run test lint type-check peers bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ run: install
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 
+# mypy in strict mode on src/ (settings in pyproject.toml's [tool.mypy]).
+type-check: $(VENV)/.installed-test
+	$(BIN)/mypy
+
 # The real OpenTelemetry Collector and Jaeger, built from the Go module proxy (Go >= 1.26) into
 # ~/.cache/flext-observability/peers and linked into .peers/bin; minutes the first time only.
 peers:
@@ -45,6 +49,7 @@ peers:
 
 test: install-test peers
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 bench: install-test peers

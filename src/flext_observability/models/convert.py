@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
@@ -43,9 +44,11 @@ def set_any_value(target: AnyValue, value: object) -> None:
         target.string_value = str(value)
 
 
-def add_attributes(target: Iterable[KeyValue], attributes: dict[str, object]) -> None:
+def add_attributes(
+    target: RepeatedCompositeFieldContainer[KeyValue], attributes: Mapping[str, object]
+) -> None:
     for key, value in attributes.items():
-        entry = target.add()  # type: ignore[attr-defined]
+        entry = target.add()
         entry.key = key
         set_any_value(entry.value, value)
 
@@ -53,7 +56,7 @@ def add_attributes(target: Iterable[KeyValue], attributes: dict[str, object]) ->
 def spans_to_otlp(spans: list[Span]) -> ExportTraceServiceRequest:
     """One ResourceSpans per service (`service.name`), one scope for native spans."""
     request = ExportTraceServiceRequest()
-    by_service: dict[str, list[OtlpSpan]] = {}
+    by_service: dict[str, RepeatedCompositeFieldContainer[OtlpSpan]] = {}
     for span in spans:
         scope_spans = by_service.get(span.service)
         if scope_spans is None:
@@ -61,8 +64,8 @@ def spans_to_otlp(spans: list[Span]) -> ExportTraceServiceRequest:
             add_attributes(resource_spans.resource.attributes, {"service.name": span.service})
             scope = resource_spans.scope_spans.add()
             scope.scope.name = NATIVE_SCOPE
-            scope_spans = by_service[span.service] = scope.spans  # type: ignore[assignment]
-        out = scope_spans.add()  # type: ignore[attr-defined]
+            scope_spans = by_service[span.service] = scope.spans
+        out = scope_spans.add()
         out.trace_id = bytes.fromhex(span.trace_id)
         out.span_id = bytes.fromhex(span.span_id)
         if span.parent_span_id:

@@ -36,7 +36,8 @@ TENANT_ATTRIBUTE = "flext.tenant"
 
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN, max_length=200)]
 LabelName = Annotated[str, StringConstraints(pattern=LABEL_NAME_PATTERN, max_length=200)]
-LabelValue = Annotated[str, StringConstraints(max_length=2048)]
+LABEL_VALUE_MAX_LENGTH = 2048
+LabelValue = Annotated[str, StringConstraints(max_length=LABEL_VALUE_MAX_LENGTH)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=8192)]
 

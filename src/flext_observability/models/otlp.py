@@ -151,11 +151,14 @@ _TRACE_AND_SPAN_ID = _ids("traceId", "spanId")
 _POINTS = _ids(dataPoints=_ids(exemplars=_TRACE_AND_SPAN_ID))
 
 
+_Response = ExportTraceServiceResponse | ExportMetricsServiceResponse | ExportLogsServiceResponse
+
+
 class _Layout(NamedTuple):
     """How one signal's request is shaped and answered."""
 
     request: type[Message]
-    response: type[Message]
+    response: type[_Response]
     rejected_field: str
     fields: tuple[str, str, str]  # resource list, scope list, item list (proto names)
     json_names: tuple[str, str, str]

@@ -17,10 +17,11 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 import httpx
+from google.protobuf.descriptor import Descriptor
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 
@@ -90,7 +91,8 @@ def _grpc_retry_delay(error: grpc.aio.AioRpcError) -> float | None:
             continue
         status = Status.FromString(value)
         for detail in status.details:
-            if detail.Is(RetryInfo.DESCRIPTOR):
+            # types-protobuf: DESCRIPTOR may be upb's Descriptor, which `Is` takes at run time.
+            if detail.Is(cast(Descriptor, RetryInfo.DESCRIPTOR)):
                 info = RetryInfo()
                 detail.Unpack(info)
                 return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
@@ -371,7 +373,10 @@ class QueueExporter:
                 after = more[-1].seq
                 if deadline is None:
                     deadline = self._clock() + self._batch_timeout
-            if batch and (items >= self._batch_max_items or self._clock() >= deadline):
+            if batch and (
+                items >= self._batch_max_items
+                or (deadline is not None and self._clock() >= deadline)
+            ):
                 return batch
             wait = 1.0 if deadline is None else deadline - self._clock()
             await self._queue.wait(self.name, wait)

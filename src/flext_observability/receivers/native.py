@@ -21,10 +21,10 @@ from flext_observability.config import LimitsConfig
 from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, describe, raw_errors
 from flext_observability.models.native import (
+    LABEL_VALUE_MAX_LENGTH,
     TENANT,
     Alert,
     HealthReport,
-    LabelValue,
     Metric,
     Span,
 )
@@ -423,7 +423,7 @@ class NativeReceiver:
 
 _LABEL_VALUE_KEY = "limits.max_label_value_length"
 # The models' own cap on a label value's length (limits.max_label_value_length is at most it).
-_MODEL_LABEL_VALUE_CAP = LabelValue.__metadata__[0].max_length
+_MODEL_LABEL_VALUE_CAP = LABEL_VALUE_MAX_LENGTH
 
 
 def _too_long(key: str, limit: int) -> str:
@@ -482,7 +482,7 @@ def request_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-_ANSWERS = {
+_ANSWERS: dict[int | str, dict[str, Any]] = {
     "202": {"description": "Every item valid and durably queued: {\"accepted\": N}"},
     "400": {"description": "Body is not JSON"},
     "408": {"description": "The body did not arrive within server.read_timeout"},

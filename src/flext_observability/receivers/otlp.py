@@ -24,6 +24,7 @@ from flext_observability.models.otlp import (
     parse_metrics,
     parse_traces,
 )
+from flext_observability.models.otlp import Signal as OtlpKind
 from flext_observability.pipeline.intake import OTLP_PROTOBUF, Rejected
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.auth import request_tenant, tag_otlp
@@ -47,7 +48,7 @@ class OtlpSignal:
     signal: Signal
 
 
-SIGNALS = {
+SIGNALS: dict[OtlpKind, OtlpSignal] = {
     "traces": OtlpSignal("traces", Signal.SPANS),
     "metrics": OtlpSignal("metrics", Signal.METRICS),
     "logs": OtlpSignal("logs", Signal.LOGS),
@@ -113,12 +114,12 @@ class OtlpIngest:
             "logs": partial(parse_logs, limits=attributes),
         }
 
-    def count_refused(self, kind: str, reason: str) -> None:
+    def count_refused(self, kind: OtlpKind, reason: str) -> None:
         """One request of `kind` refused before it was decoded (its items are unknown)."""
         self._telemetry.refused.labels(SIGNALS[kind].signal.value, reason).inc()
 
     async def ingest(
-        self, kind: str, body: bytes, *, json: bool, receiver: str, tenant: str | None = None
+        self, kind: OtlpKind, body: bytes, *, json: bool, receiver: str, tenant: str | None = None
     ) -> Accepted:
         """`tenant` (set when authentication is on) goes on every resource as `flext.tenant`."""
         otlp = SIGNALS[kind]
@@ -190,7 +191,7 @@ def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: flo
                       telemetry: SelfTelemetry) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["otlp"])
 
-    def add(kind: str) -> None:
+    def add(kind: OtlpKind) -> None:
         signal = SIGNALS[kind].signal.value
 
         async def endpoint(request: Request) -> Response:

@@ -16,6 +16,7 @@ from google.rpc.status_pb2 import Status
 
 from flext_observability.config import TlsServerConfig
 from flext_observability.models.otlp import OtlpDecodeError, encode_response
+from flext_observability.models.otlp import Signal as OtlpKind
 from flext_observability.receivers.auth import MESSAGE, Authenticator
 from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
 from flext_observability.receivers.otlp import SIGNALS, OtlpIngest, OtlpThrottled
@@ -24,17 +25,18 @@ from flext_observability.tls import grpc_server_credentials
 
 log = logging.getLogger(__name__)
 
-SERVICES = {
+SERVICES: dict[OtlpKind, str] = {
     "traces": "opentelemetry.proto.collector.trace.v1.TraceService",
     "metrics": "opentelemetry.proto.collector.metrics.v1.MetricsService",
     "logs": "opentelemetry.proto.collector.logs.v1.LogsService",
 }
 
-Handler = Callable[[bytes, grpc.aio.ServicerContext], Awaitable[bytes]]
+Context = grpc.aio.ServicerContext[bytes, bytes]
+Handler = Callable[[bytes, Context], Awaitable[bytes]]
 GRPC_HEADROOM = 1 << 20
 
 
-def _authorization(context: grpc.aio.ServicerContext) -> bytes | None:
+def _authorization(context: Context) -> bytes | None:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization":
             return value.encode() if isinstance(value, str) else value
@@ -42,9 +44,9 @@ def _authorization(context: grpc.aio.ServicerContext) -> bytes | None:
 
 
 def _handler(
-    ingest: OtlpIngest, kind: str, authenticator: Authenticator | None, max_bytes: int
+    ingest: OtlpIngest, kind: OtlpKind, authenticator: Authenticator | None, max_bytes: int
 ) -> Handler:
-    async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def export(request: bytes, context: Context) -> bytes:
         tenant = None
         if authenticator is not None:
             tenant = authenticator.tenant(_authorization(context))
@@ -73,7 +75,7 @@ def _handler(
 
 
 async def _abort_retryable(
-    context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, retry_after: int
+    context: Context, code: grpc.StatusCode, message: str, retry_after: int
 ) -> None:
     """End the call with `code` and a RetryInfo detail, as OTLP clients expect."""
     details = Status(code=code.value[0], message=message)
@@ -87,7 +89,7 @@ def _gated(handler: Handler, gate: Gate, signal: str) -> Handler:
     while the queue is full or past limits.max_concurrent_requests calls in flight; all
     with RetryInfo."""
 
-    async def export(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def export(request: bytes, context: Context) -> bytes:
         try:
             gate.enter(signal)
         except Throttled as exc:

@@ -22,6 +22,7 @@ from flext_observability.sdk.client import ClientStats, CounterKey, HistogramKey
 from flext_observability.sdk.factory import get_global_factory
 from flext_observability.sdk.result import FlextResult
 from flext_observability.sdk.tracecontext import (
+    ContextToken,
     deactivate,
     enter_span,
     error_status,
@@ -112,7 +113,7 @@ class _CallSpan:
 
 
 # (target, (trace id, span id, parent span id), wall start ns, context token, perf start ns)
-_Call = tuple[_Target, tuple[int, int, int], int, object, int]
+_Call = tuple[_Target, tuple[int, int, int], int, ContextToken, int]
 
 
 class _Probe:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import random
 import traceback
+from contextvars import Token
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
+from opentelemetry.context import Context
 
 SAMPLED = otel_trace.TraceFlags(otel_trace.TraceFlags.SAMPLED)
+# What `activate` returns and `deactivate` takes back.
+ContextToken = Token[Context]
 MAX_TEXT = 8192  # models.native.Text: the longest string attribute the collector accepts
 
 
@@ -40,7 +44,7 @@ def current_parent() -> tuple[int, int]:
     return new_trace_id(), 0
 
 
-def activate(trace_id: int, span_id: int) -> object:
+def activate(trace_id: int, span_id: int) -> ContextToken:
     """Make the span current (for us and for OpenTelemetry); returns the token to restore."""
     span_context = otel_trace.SpanContext(trace_id, span_id, False, SAMPLED)
     return otel_context.attach(
@@ -48,7 +52,7 @@ def activate(trace_id: int, span_id: int) -> object:
     )
 
 
-def enter_span() -> tuple[tuple[int, int, int], object]:
+def enter_span() -> tuple[tuple[int, int, int], ContextToken]:
     """Start a span under the current one and make it current, in one context lookup.
 
     Returns ((trace id, span id, parent span id or 0), the token for `deactivate`).
@@ -65,8 +69,8 @@ def enter_span() -> tuple[tuple[int, int, int], object]:
     return (trace_id, span_id, parent_id), token
 
 
-def deactivate(token: object) -> None:
-    otel_context.detach(token)  # type: ignore[arg-type]
+def deactivate(token: ContextToken) -> None:
+    otel_context.detach(token)
 
 
 def trace_hex(trace_id: int) -> str:

@@ -139,7 +139,8 @@ class AlertState:
             held = self.firing.get(key) or already
             if ends is None:
                 # A repeated `resolved` keeps the first resolve time.
-                ends = already.ends_at if already is not None and held is already else now
+                kept = already.ends_at if already is not None and held is already else None
+                ends = now if kept is None else kept
             begun = held.starts_at if held is not None else (starts or ends)
             new = HeldAlert(
                 labels,

@@ -59,7 +59,7 @@ class PrometheusExporter:
         store = self.store
         reservation = Reservation()
         kinds = reservation.kinds
-        errors = []
+        errors: list[ItemError] = []
         reason = ""
         names = []
         upper: dict[str, int] = {}

@@ -27,11 +27,14 @@ from typing import Any
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AggregationTemporality,
     ExponentialHistogramDataPoint,
+    HistogramDataPoint,
     Metric,
+    NumberDataPoint,
+    SummaryDataPoint,
 )
 
 from flext_observability.exporters.prometheus.naming import metric_name
@@ -95,12 +98,14 @@ def _key(base: dict[str, str], attributes: Iterable[KeyValue]) -> LabelKey:
     return tuple(sorted(labels.items()))
 
 
-def _job_instance(resource_attributes: object) -> tuple[dict[str, str], list[KeyValue]]:
+def _job_instance(
+    resource_attributes: Iterable[KeyValue],
+) -> tuple[dict[str, str], list[KeyValue]]:
     """(job/instance labels, and tenant when authentication set one; the other resource
     attributes, for target_info). The tenant is a label, as on native metrics."""
     raw: dict[str, str] = {}
     others = []
-    for kv in resource_attributes:  # type: ignore[attr-defined]
+    for kv in resource_attributes:
         if kv.key in ("service.name", "service.namespace", "service.instance.id",
                       TENANT_ATTRIBUTE):
             raw[kv.key] = any_value_text(kv.value)
@@ -124,12 +129,12 @@ def _target_info_key(base: dict[str, str], others: list[KeyValue]) -> LabelKey |
     return _key(base, others) if others and base else None
 
 
-def _scope_labels(base: dict[str, str], scope: object) -> dict[str, str]:
+def _scope_labels(base: dict[str, str], scope: InstrumentationScope) -> dict[str, str]:
     labels = dict(base)
-    if scope.name:  # type: ignore[attr-defined]
-        labels["otel_scope_name"] = scope.name  # type: ignore[attr-defined]
-    if scope.version:  # type: ignore[attr-defined]
-        labels["otel_scope_version"] = scope.version  # type: ignore[attr-defined]
+    if scope.name:
+        labels["otel_scope_name"] = scope.name
+    if scope.version:
+        labels["otel_scope_version"] = scope.version
     return labels
 
 
@@ -330,42 +335,36 @@ def _apply_point(
     family: Family,
     key: LabelKey,
     data: str,
-    point: object,
+    point: NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint | SummaryDataPoint,
     delta: bool,
     existing: Scalar | Histogram | Summary | None,
     now: float,
 ) -> None:
-    if data in ("gauge", "sum"):
-        value = float(getattr(point, point.WhichOneof("value") or "as_double"))  # type: ignore[attr-defined]
+    if isinstance(point, NumberDataPoint):  # gauge, sum
+        value = float(getattr(point, point.WhichOneof("value") or "as_double"))
         if delta and data == "sum":
             store.add(family, key, value, now)
         else:
             store.set(family, key, value, now)
         return
-    if data == "exponential_histogram":
-        _apply_exponential(
-            store, family, key, point, delta, existing, now  # type: ignore[arg-type]
-        )
+    if isinstance(point, ExponentialHistogramDataPoint):
+        _apply_exponential(store, family, key, point, delta, existing, now)
         return
-    if data == "histogram":
-        bounds = tuple(point.explicit_bounds)  # type: ignore[attr-defined]
-        counts = [float(c) for c in point.bucket_counts]  # type: ignore[attr-defined]
+    if isinstance(point, HistogramDataPoint):
+        bounds = tuple(point.explicit_bounds)
+        counts = [float(c) for c in point.bucket_counts]
         if not counts:
-            counts = [0.0] * len(bounds) + [float(point.count)]  # type: ignore[attr-defined]
-        total = point.sum if point.HasField("sum") else 0.0  # type: ignore[attr-defined]
-        count = float(point.count)  # type: ignore[attr-defined]
+            counts = [0.0] * len(bounds) + [float(point.count)]
+        total = point.sum if point.HasField("sum") else 0.0
+        count = float(point.count)
         if delta and isinstance(existing, Histogram) and existing.bounds == bounds:
             counts = [a + b for a, b in zip(existing.counts, counts, strict=True)]
             total += existing.sum
             count += existing.count
         store.set_histogram(family, key, bounds, counts, total, count, now)
         return
-    quantiles = tuple(
-        (q.quantile, q.value) for q in point.quantile_values  # type: ignore[attr-defined]
-    )
-    store.set_summary(
-        family, key, quantiles, point.sum, float(point.count), now  # type: ignore[attr-defined]
-    )
+    quantiles = tuple((q.quantile, q.value) for q in point.quantile_values)
+    store.set_summary(family, key, quantiles, point.sum, float(point.count), now)
 
 
 def exponential_buckets(point: ExponentialHistogramDataPoint) -> tuple[list[float], list[float]]:

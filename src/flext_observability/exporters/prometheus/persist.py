@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -57,23 +58,23 @@ def encode_series(family: Family, series: Scalar | Histogram | Summary, updated:
     return orjson.dumps([*head, quantiles, _out(series.sum), _out(series.count)])
 
 
-def decode_series(kind: str, updated: float, time_ns: int, rest: list[object]) -> (
+def decode_series(kind: str, updated: float, time_ns: int, rest: list[Any]) -> (
     Scalar | Histogram | Summary
 ):
     if kind == "histogram":
         bounds, counts, total, count = rest
         return Histogram(
-            tuple(_ins(bounds)), _ins(counts), float(total), float(count),  # type: ignore[arg-type]
+            tuple(_ins(bounds)), _ins(counts), float(total), float(count),
             updated, time_ns,
         )
     if kind == "summary":
         quantiles, total, count = rest
         return Summary(
-            tuple((float(q), float(v)) for q, v in quantiles),  # type: ignore[attr-defined]
-            float(total), float(count), updated, time_ns,  # type: ignore[arg-type]
+            tuple((float(q), float(v)) for q, v in quantiles),
+            float(total), float(count), updated, time_ns,
         )
     (value,) = rest
-    return Scalar(float(value), updated, time_ns)  # type: ignore[arg-type]
+    return Scalar(float(value), updated, time_ns)
 
 
 class StoreState:

@@ -18,7 +18,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import Metric
 from prometheus_client.utils import floatToGoString
@@ -109,6 +109,18 @@ class Family:
     series: dict[LabelKey, Scalar | Histogram | Summary] = field(default_factory=dict)
     # Series changed (or expired) since the state was last persisted.
     dirty: set[LabelKey] = field(default_factory=set)
+
+
+_SeriesT = TypeVar("_SeriesT", Scalar, Histogram, Summary)
+
+
+def _series_as(
+    family: Family, series: Scalar | Histogram | Summary, kind: type[_SeriesT]
+) -> _SeriesT:
+    """A family's series as the type of its kind (`MetricStore.family` refuses another kind)."""
+    if isinstance(series, kind):
+        return series
+    raise TypeError(f"metric '{family.name}' is a {family.kind}, not a {kind.__name__}")
 
 
 class MetricStore:
@@ -403,6 +415,7 @@ class MetricStore:
             self._new_series(key)
             family.series[key] = Scalar(value, now)
         else:
+            series = _series_as(family, series, Scalar)
             series.value = series.value + value if add else value
             series.updated = now
         family.dirty.add(key)
@@ -417,12 +430,12 @@ class MetricStore:
         for key, value in zip(keys, values, strict=True):
             label_key = label_keys.get(key) or self.label_key(key)
             found = series.get(label_key)
-            if found is None:
-                self._scalar(family, label_key, value, now, add=add)
-            else:
+            if isinstance(found, Scalar):
                 found.value = found.value + value if add else value
                 found.updated = now
                 dirty.add(label_key)
+            else:
+                self._scalar(family, label_key, value, now, add=add)
 
     def observe(
         self, family: Family, key: LabelKey, value: float, bounds: tuple[float, ...], now: float
@@ -431,6 +444,8 @@ class MetricStore:
         if series is None:
             self._new_series(key)
             series = family.series[key] = Histogram(bounds, [0.0] * (len(bounds) + 1))
+        else:
+            series = _series_as(family, series, Histogram)
         series.observe(value)
         series.updated = now
         family.dirty.add(key)
@@ -451,6 +466,7 @@ class MetricStore:
             self._new_series(key)
             family.series[key] = Histogram(bounds, counts, total, count, now)
         else:
+            series = _series_as(family, series, Histogram)
             series.bounds, series.counts = bounds, counts
             series.sum, series.count, series.updated = total, count, now
         family.dirty.add(key)
@@ -532,20 +548,22 @@ def _to_metric(family: Family) -> Metric:
     name = family.name
     if family.kind == "counter":
         for key, series in family.series.items():
-            metric.add_sample(name + "_total", dict(key), series.value)  # type: ignore[union-attr]
+            metric.add_sample(name + "_total", dict(key), _series_as(family, series, Scalar).value)
     elif family.kind == "histogram":
         for key, series in family.series.items():
-            _histogram_samples(metric, name, dict(key), series)  # type: ignore[arg-type]
+            _histogram_samples(metric, name, dict(key), _series_as(family, series, Histogram))
     elif family.kind == "summary":
-        for key, series in family.series.items():
+        for key, series_of_key in family.series.items():
             labels = dict(key)
-            for quantile, value in series.quantiles:  # type: ignore[union-attr]
-                metric.add_sample(name, {**labels, "quantile": floatToGoString(quantile)}, value)
-            metric.add_sample(name + "_sum", labels, series.sum)  # type: ignore[union-attr]
-            metric.add_sample(name + "_count", labels, series.count)  # type: ignore[union-attr]
+            series = _series_as(family, series_of_key, Summary)
+            for quantile, value in series.quantiles:
+                quantile_text = floatToGoString(quantile)  # type: ignore[no-untyped-call]
+                metric.add_sample(name, {**labels, "quantile": quantile_text}, value)
+            metric.add_sample(name + "_sum", labels, series.sum)
+            metric.add_sample(name + "_count", labels, series.count)
     else:
         for key, series in family.series.items():
-            metric.add_sample(name, dict(key), series.value)  # type: ignore[union-attr]
+            metric.add_sample(name, dict(key), _series_as(family, series, Scalar).value)
     return metric
 
 
@@ -553,7 +571,8 @@ def _histogram_samples(metric: Metric, name: str, labels: dict[str, str], h: His
     running = 0.0
     for bound, count in zip((*h.bounds, _INF), h.counts, strict=True):
         running += count
-        metric.add_sample(name + "_bucket", {**labels, "le": floatToGoString(bound)}, running)
+        le = floatToGoString(bound)  # type: ignore[no-untyped-call]
+        metric.add_sample(name + "_bucket", {**labels, "le": le}, running)
     metric.add_sample(name + "_sum", labels, h.sum)
     metric.add_sample(name + "_count", labels, h.count)
 
