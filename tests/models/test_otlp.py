@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from flext_observability.models.otlp import (
@@ -62,6 +62,15 @@ def gauge(name: str, *values: float) -> Metric:
     metric = Metric(name=name)
     for value in values:
         metric.gauge.data_points.add(as_double=value, time_unix_nano=7)
+    return metric
+
+
+def delta_sum(name: str, *values: float, monotonic: bool = False) -> Metric:
+    metric = Metric(name=name)
+    metric.sum.is_monotonic = monotonic
+    metric.sum.aggregation_temporality = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    for value in values:
+        metric.sum.data_points.add(as_double=value, time_unix_nano=7)
     return metric
 
 
@@ -249,15 +258,35 @@ def test_all_spans_bad_leaves_an_empty_request():
 
 
 def test_one_bad_data_point_is_rejected_and_the_rest_kept():
-    parsed = parse_metrics(metrics_body(gauge("g", 1.0, math.nan, 3.0)), json=False)
+    parsed = parse_metrics(metrics_body(delta_sum("g", 1.0, math.nan, 3.0)), json=False)
     assert (parsed.accepted, parsed.rejected) == (2, 1)
     assert parsed.message == (
-        "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[1].asDouble: "
-        "must be a finite number"
+        "resourceMetrics[0].scopeMetrics[0].metrics[0].sum.dataPoints[1].asDouble: "
+        "a point of a delta sum must be a finite number (it adds to the series' running total)"
     )
     request = ExportMetricsServiceRequest.FromString(parsed.payload)
-    points = request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points
+    points = request.resource_metrics[0].scope_metrics[0].metrics[0].sum.data_points
     assert [point.as_double for point in points] == [1.0, 3.0]
+
+
+def test_nan_and_infinities_of_gauges_and_cumulative_sums_are_values():
+    cumulative = monotonic_sum(math.nan)
+    cumulative.sum.aggregation_temporality = (
+        AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+    )
+    body = metrics_body(gauge("g", math.nan, math.inf, -math.inf), cumulative)
+    parsed = parse_metrics(body, json=False)
+    assert (parsed.accepted, parsed.rejected, parsed.payload) == (4, 0, body)
+
+
+def test_a_delta_sum_refuses_infinities_monotonic_or_not():
+    body = metrics_body(delta_sum("d", math.inf), delta_sum("m", -math.inf, 2.0, monotonic=True))
+    parsed = parse_metrics(body, json=False)
+    assert (parsed.accepted, parsed.rejected) == (1, 2)
+    assert "metrics[0].sum.dataPoints[0].asDouble: a point of a delta sum must be a finite" \
+        in parsed.message
+    assert "metrics[1].sum.dataPoints[0].asDouble: a point of a delta sum must be a finite" \
+        in parsed.message
 
 
 def histogram(**point) -> Metric:
@@ -290,7 +319,8 @@ def monotonic_sum(value: float) -> Metric:
 @pytest.mark.parametrize(
     ("metric", "problem"),
     [
-        (monotonic_sum(math.inf), "sum.dataPoints[0].asDouble: must be a finite number"),
+        (delta_sum("c", math.inf, monotonic=True),
+         "sum.dataPoints[0].asDouble: a point of a delta sum must be a finite number"),
         (histogram(bucket_counts=[1, 2]), "histogram.dataPoints[0].bucketCounts: must have one"),
         (histogram(count=4), "histogram.dataPoints[0].count: must equal the sum of bucketCounts"),
         (histogram(explicit_bounds=[2.0, 1.0]), "histogram.dataPoints[0].explicitBounds: must"),
@@ -498,7 +528,7 @@ def test_data_points_past_the_label_limits_are_rejected_naming_the_key():
     points[2].attributes.add(key="b").value.int_value = 1
     points[2].attributes.add(key="c").value.bool_value = True
     points[3].attributes.add(key="long").value.string_value = "y" * 11
-    parsed = parse_metrics(metrics_body(metric, gauge("h", math.inf)), json=False,
+    parsed = parse_metrics(metrics_body(metric, delta_sum("h", math.inf)), json=False,
                            limits=LABEL_LIMITS)
     assert (parsed.accepted, parsed.rejected, parsed.limited) == (2, 3, 2)
     assert "dataPoints[2].attributes: 3 attributes are more than " \
@@ -511,9 +541,9 @@ def test_data_points_past_the_label_limits_are_rejected_naming_the_key():
 
 
 def test_an_invalid_point_past_a_limit_counts_once_as_invalid():
-    metric = gauge("g", math.nan)
+    metric = delta_sum("g", math.nan)
     for key in "abc":
-        metric.gauge.data_points[0].attributes.add(key=key).value.string_value = "v"
+        metric.sum.data_points[0].attributes.add(key=key).value.string_value = "v"
     parsed = parse_metrics(metrics_body(metric), json=False, limits=LABEL_LIMITS)
     assert (parsed.accepted, parsed.rejected, parsed.limited) == (0, 1, 0)
     assert "finite" in parsed.message
@@ -580,6 +610,33 @@ def test_scope_names_are_label_values_within_the_limit():
     parsed = _parse(request)
     assert parsed.rejected == 1
     assert "scopeMetrics[0].scope.name" in parsed.message
+
+
+def test_scope_attributes_are_labels_within_the_limits_naming_the_key():
+    request, resource, _ = _metrics_request(points=2)
+    resource.scope_metrics[0].scope.attributes.add(key="tier").value.string_value = "t" * 17
+    parsed = _parse(request)
+    assert (parsed.accepted, parsed.rejected, parsed.limits) == (0, 2, {"label_limit": 2})
+    assert "scopeMetrics[0].scope.attributes[0].value: the value of 'tier' is longer than " \
+           "limits.max_label_value_length=16" in parsed.message
+
+
+def test_scope_attributes_count_with_each_points_attributes():
+    request, resource, metric = _metrics_request(points=2)
+    for key in ("a", "b"):
+        resource.scope_metrics[0].scope.attributes.add(key=key).value.string_value = "x"
+    for key in ("c", "d", "e"):
+        metric.gauge.data_points[1].attributes.add(key=key).value.string_value = "y"
+    parsed = _parse(request)
+    assert (parsed.accepted, parsed.rejected, parsed.limits) == (1, 1, {"label_limit": 1})
+    assert "dataPoints[1].attributes: 3 attributes and 2 scope attributes are more than " \
+           "limits.max_labels_per_metric=4" in parsed.message
+    for key in "fgh":
+        resource.scope_metrics[0].scope.attributes.add(key=key).value.string_value = "x"
+    parsed = _parse(request)
+    assert (parsed.accepted, parsed.rejected) == (0, 2)
+    assert "scopeMetrics[0].scope.attributes: 5 attributes are more than " \
+           "limits.max_labels_per_metric=4" in parsed.message
 
 
 def test_negative_delta_counter_points_le_attributes_and_wide_histograms_are_rejected():

@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from otlp_metric_cases import cases, gauge_metric, number, request
 
+from helpers.exposition import exposition_problems
 from helpers.procs import poll
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -69,6 +70,12 @@ def test_otlp_metrics_on_metrics_match_the_opentelemetry_collector(daemon_factor
     for url in (ours_url, otelcol.metrics_url):
         poll(lambda url=url: scrape(url, TEXT), lambda e: any(
             name == SENTINEL for name, _ in e.samples), 20, 0.2, f"{SENTINEL} on {url}")
+
+    # NaN, infinities and scope attribute labels included, ours stays valid for Prometheus.
+    ours_text = httpx.get(ours_url, headers={"Accept": TEXT}, timeout=10).text
+    assert exposition_problems(ours_text) == []
+    assert 'golden_nan_gauge{instance="i-1",job="golden",otel_scope_name="golden.scope"} NaN' \
+        in ours_text
 
     found = []
     # Series in the text format; the families also in OpenMetrics (the same series, but

@@ -527,14 +527,6 @@ def _log_problem(
     return None
 
 
-def _number_problems(points: Any) -> list[tuple[int, str]]:
-    return [
-        (i, "asDouble: must be a finite number")
-        for i, point in enumerate(points)
-        if not math.isfinite(point.as_double)
-    ]
-
-
 def _sum_min_max_problem(point: HistogramDataPoint | ExponentialHistogramDataPoint) -> str | None:
     # Absent ones read as 0.0, which passes.
     if math.isfinite(point.sum) and math.isfinite(point.min) and math.isfinite(point.max):
@@ -575,9 +567,15 @@ def _summary_problem(point: SummaryDataPoint) -> str | None:
 
 
 # metric.WhichOneof("data") -> its JSON name and the problems of its data points
+def _no_problems(points: Any) -> list[tuple[int, str]]:
+    """A gauge's or sum's points: NaN and the infinities are values (a delta sum's are not:
+    `_metric_point_problems`)."""
+    return []
+
+
 _POINT_PROBLEMS: dict[str, tuple[str, _Problems]] = {
-    "gauge": ("gauge", _number_problems),
-    "sum": ("sum", _number_problems),
+    "gauge": ("gauge", _no_problems),
+    "sum": ("sum", _no_problems),
     "histogram": ("histogram", _one_by_one(_histogram_problem)),
     "exponential_histogram": ("exponentialHistogram", _one_by_one(_sum_min_max_problem)),
     "summary": ("summary", _one_by_one(_summary_problem)),
@@ -617,8 +615,9 @@ class _MetricCheck:
     """The walk over the data points of a request of `body_length` bytes; a metric without
     data has none and is left out silently. What becomes a label is held to the label
     limits: a point's attributes, the resource's attributes (`job`, `instance` and the
-    `target_info` labels) and the scope's name and version; a resource or scope past them
-    takes its points with it."""
+    `target_info` labels) and the scope's name, version and attributes (`otel_scope_<key>`
+    labels, counted with each point's attributes); a resource or scope past them takes its
+    points with it."""
 
     limits: AttributeLimits
     body_length: int
@@ -635,7 +634,7 @@ class _MetricCheck:
                 metrics = scope.metrics
                 problem = (
                     f"{where}.resource.{resource_problem}" if resource_problem is not None
-                    else _scope_problem(scope.scope, limits, f"{where}.scopeMetrics[{si}]")
+                    else _scope_problem(scope.scope, limits, values, f"{where}.scopeMetrics[{si}]")
                 )
                 if problem is not None:
                     points = sum(map(_point_count, metrics))
@@ -644,9 +643,14 @@ class _MetricCheck:
                         findings.reject(points, problem, limit=limits.reason)
                     findings.removals.append((metrics, list(range(len(metrics)))))
                     continue
-                self._metrics(metrics, f"{where}.scopeMetrics[{si}]", values, findings)
+                self._metrics(
+                    metrics, f"{where}.scopeMetrics[{si}]", values, len(scope.scope.attributes),
+                    findings,
+                )
 
-    def _metrics(self, metrics: Any, where: str, values: bool, findings: _Findings) -> None:
+    def _metrics(
+        self, metrics: Any, where: str, values: bool, scoped: int, findings: _Findings
+    ) -> None:
         dropped = []
         for mi, metric in enumerate(metrics):
             points = _point_count(metric)
@@ -663,7 +667,7 @@ class _MetricCheck:
             kind = metric.WhichOneof("data")
             json_kind, problems = _POINT_PROBLEMS[kind]
             data = getattr(metric, kind)
-            bad = self._problems(metric, data.data_points, problems, values)
+            bad = self._problems(metric, data.data_points, problems, values, scoped)
             for pi, problem, limit in bad:
                 findings.reject(1, f"{at}.{json_kind}.dataPoints[{pi}].{problem}", limit=limit)
             if len(bad) == points:
@@ -674,9 +678,10 @@ class _MetricCheck:
             findings.removals.append((metrics, dropped))
 
     def _problems(
-        self, metric: Any, points: Any, problems: _Problems, values: bool
+        self, metric: Any, points: Any, problems: _Problems, values: bool, scoped: int
     ) -> list[tuple[int, str, str | None]]:
-        """(index, problem, the limit it passes or None) of the bad points, in order."""
+        """(index, problem, the limit it passes or None) of the bad points, in order;
+        `scoped` scope attributes count with each point's attributes."""
         bad: dict[int, tuple[str, str | None]] = {
             pi: (problem, None) for pi, problem in problems(points)
         }
@@ -685,7 +690,15 @@ class _MetricCheck:
         limits = self.limits
         for pi, point in enumerate(points):
             attributes = point.attributes
-            if pi not in bad and (values or len(attributes) > limits.max_attributes):
+            if pi in bad:
+                continue
+            if scoped and len(attributes) + scoped > limits.max_attributes:
+                bad[pi] = (
+                    f"attributes: {len(attributes)} attributes and {scoped} scope attributes "
+                    f"are more than {limits.attributes_key}={limits.max_attributes}",
+                    limits.reason,
+                )
+            elif values or len(attributes) > limits.max_attributes:
                 found = _attributes_problem(attributes, limits, values)
                 if found is not None:
                     bad[pi] = (f"attributes{found}", limits.reason)
@@ -717,18 +730,25 @@ def _name_problem(name: str) -> str | None:
 def _metric_point_problems(
     metric: Any, points: Any, max_buckets: int
 ) -> list[tuple[int, tuple[str, str | None]]]:
-    """The rules of a point that depend on its metric: a monotonic delta sum's points are
-    not negative; a histogram's bounds are within the limit; a histogram's points have no
+    """The rules of a point that depend on its metric: a delta sum's points are finite (each
+    adds to a running total that a NaN or an infinity would hold for good) and a monotonic
+    one's not negative; a histogram's bounds are within the limit; a histogram's points have no
     `le` attribute and a summary's none named `quantile`."""
     kind = metric.WhichOneof("data")
     found: list[tuple[int, tuple[str, str | None]]] = []
-    if kind == "sum" and metric.sum.is_monotonic and (
-        metric.sum.aggregation_temporality == DELTA
-    ):
+    if kind == "sum" and metric.sum.aggregation_temporality == DELTA:
+        monotonic = metric.sum.is_monotonic
         for pi, point in enumerate(points):
             field_name = point.WhichOneof("value") or "as_double"
-            if getattr(point, field_name) < 0:
-                json_name = "asInt" if field_name == "as_int" else "asDouble"
+            value = getattr(point, field_name)
+            json_name = "asInt" if field_name == "as_int" else "asDouble"
+            if not math.isfinite(value):
+                found.append((pi, (
+                    f"{json_name}: a point of a delta sum must be a finite number (it adds "
+                    "to the series' running total)",
+                    None,
+                )))
+            elif monotonic and value < 0:
                 found.append((pi, (
                     f"{json_name}: a point of a monotonic delta sum must not be negative",
                     None,
@@ -801,13 +821,20 @@ def _resource_problem(attributes: Any, limits: AttributeLimits, values: bool) ->
     return None
 
 
-def _scope_problem(scope: Any, limits: AttributeLimits, where: str) -> str | None:
+def _scope_problem(
+    scope: Any, limits: AttributeLimits, values: bool, where: str
+) -> str | None:
+    """`<where>.scope...: <what>` when the labels a scope becomes pass a limit: its name,
+    version and attributes (`otel_scope_<key>`, held to the limits of labels)."""
     limit = limits.max_value_length
     for field_name in ("name", "version"):
         if len(getattr(scope, field_name)) > limit:
             return (
                 f"{where}.scope.{field_name}: is longer than {limits.value_length_key}={limit}"
             )
+    problem = _attributes_problem(scope.attributes, limits, values)
+    if problem is not None:
+        return f"{where}.scope.attributes{problem}"
     return None
 
 

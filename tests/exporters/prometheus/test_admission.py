@@ -11,6 +11,7 @@ missing, and nothing was dropped after the answer.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import time
 
 import httpx
@@ -91,7 +92,7 @@ def attribute(key, value) -> KeyValue:
     return KeyValue(key=key, value=AnyValue(string_value=value))
 
 
-def otlp_request(service="otlp-adm", resource=(), scope="", scope_version=""):
+def otlp_request(service="otlp-adm", resource=(), scope="", scope_version="", scoped=()):
     request = ExportMetricsServiceRequest()
     resource_metrics = request.resource_metrics.add()
     resource_metrics.resource.attributes.append(attribute("service.name", service))
@@ -99,6 +100,7 @@ def otlp_request(service="otlp-adm", resource=(), scope="", scope_version=""):
     scope_metrics = resource_metrics.scope_metrics.add()
     scope_metrics.scope.name = scope
     scope_metrics.scope.version = scope_version
+    scope_metrics.scope.attributes.extend(attribute(k, v) for k, v in scoped)
     return request, scope_metrics
 
 
@@ -331,12 +333,16 @@ def test_histograms_past_max_buckets_per_histogram_are_refused(daemon):
     ("resource_array", "'host.ips' is longer"),
     ("scope_name", "scope.name: is longer"),
     ("scope_version", "scope.version: is longer"),
+    ("scope_attribute", "scope.attributes[0].value: the value of 'tier' is longer"),
+    ("scope_attributes", "scope.attributes: 5 attributes are more than"),
+    ("scope_and_point", "2 attributes and 3 scope attributes are more than"),
     ("point_array", "'tags' is longer"),
     ("point_key", "key: is longer than 200"),
 ])
 def test_otlp_label_limits_cover_resources_scopes_names_and_arrays(daemon, case, words):
     long = "v" * 65
     resource, service, scope_name, scope_version, attributes = [], "otlp-lim", "", "", []
+    scoped = []
     if case == "resource_attributes":
         resource = [(f"attr{i}", "x") for i in range(5)]
     elif case == "service_name":
@@ -349,11 +355,17 @@ def test_otlp_label_limits_cover_resources_scopes_names_and_arrays(daemon, case,
         scope_name = long
     elif case == "scope_version":
         scope_version = long
+    elif case == "scope_attribute":
+        scoped = [("tier", long)]
+    elif case == "scope_attributes":
+        scoped = [(f"s{i}", "x") for i in range(5)]
+    elif case == "scope_and_point":
+        scoped, attributes = [("s0", "x"), ("s1", "x"), ("s2", "x")], [("a", "y"), ("b", "y")]
     elif case == "point_array":
         attributes = [("tags", ["abcdefgh"] * 8)]  # each member short, the label 88 long
     else:
         attributes = [("k" * 201, "v")]
-    request, scope = otlp_request(service, resource, scope_name, scope_version)
+    request, scope = otlp_request(service, resource, scope_name, scope_version, scoped)
     gauge(scope, "limited_labels", 1.0, attributes)
     before = refused(daemon, "label_limit")
     partial = otlp(daemon, request)
@@ -372,6 +384,68 @@ def test_otlp_within_the_label_limits_is_kept(daemon):
     text = wait_for(daemon, "fits_labels", job="otlp-fits")
     assert sample(text, "fits_labels", tags='[\\"ab\\",\\"cd\\"]') == 1.0
     assert sample(text, "target_info", job="otlp-fits", attr3="x") == 1.0
+    assert_valid(daemon)
+
+
+def test_otlp_scope_attributes_are_labels_under_the_point_attributes_and_job(daemon):
+    """otel_scope_<key>, as otelcol writes them; on a clash the point's attribute, job and
+    the scope's name win. Each scope attribute value is a series of its own: held to
+    max_series_per_metric at the door like any label."""
+    scoped = [("lib.tier", "gold"), ("shadowed", "scope"), ("name", "not-the-name")]
+    request, scope = otlp_request("otlp-scoped", [("service.instance.id", "i1")],
+                                  "io.lib", "2.0", scoped)
+    gauge(scope, "scoped_labels", 5.0, [("otel_scope_shadowed", "point")])
+    assert otlp(daemon, request).rejected_data_points == 0
+    text = wait_for(daemon, "scoped_labels", job="otlp-scoped")
+    [line] = [line for line in text.splitlines() if line.startswith("scoped_labels{")]
+    assert line == (
+        'scoped_labels{instance="i1",job="otlp-scoped",otel_scope_lib_tier="gold",'
+        'otel_scope_name="io.lib",otel_scope_shadowed="point",otel_scope_version="2.0"} 5.0'
+    )
+    before = refused(daemon, "series_limit")
+    request = ExportMetricsServiceRequest()
+    for i in range(7):
+        one, scope = otlp_request("otlp-scoped", scoped=[("n", str(i))])
+        gauge(scope, "scoped_series", float(i))
+        request.resource_metrics.extend(one.resource_metrics)
+    partial = otlp(daemon, request)
+    assert partial.rejected_data_points == 2
+    assert "max_series_per_metric=5" in partial.error_message
+    wait_refused(daemon, "series_limit", before + 2)
+    text = poll(lambda: scrape(daemon), lambda t: sample(t, "scoped_series", otel_scope_n="4")
+                is not None, 10, 0.05, "the admitted series")
+    assert sorted(sample(text, "scoped_series", otel_scope_n=str(i)) for i in range(5)) == [
+        0, 1, 2, 3, 4]
+    assert sample(text, "scoped_series", otel_scope_n="5") is None
+    assert_valid(daemon)
+
+
+# --- NaN and infinities ----------------------------------------------------------------------
+
+
+def test_nan_and_infinities_of_gauges_and_cumulative_sums_are_exposed(daemon):
+    request, scope = otlp_request("otlp-nan")
+    for name, value in (("nan_gauge", math.nan), ("inf_gauge", math.inf),
+                        ("minus_inf_gauge", -math.inf)):
+        gauge(scope, name, value)
+    otlp_metric(scope, "nan_counter", "counter", math.nan)
+    for monotonic in (True, False):
+        metric = scope.metrics.add(name=f"inf_delta_{monotonic}")
+        metric.sum.is_monotonic = monotonic
+        metric.sum.aggregation_temporality = DELTA
+        metric.sum.data_points.add(as_double=math.inf, time_unix_nano=time.time_ns())
+    before = refused(daemon, "invalid")
+    partial = otlp(daemon, request)
+    assert partial.rejected_data_points == 2
+    assert partial.error_message.count("a point of a delta sum must be a finite number") == 2
+    wait_refused(daemon, "invalid", before + 2)
+    text = wait_for(daemon, "nan_counter_total", job="otlp-nan")
+    assert math.isnan(sample(text, "nan_counter_total", job="otlp-nan"))
+    assert math.isnan(sample(text, "nan_gauge", job="otlp-nan"))
+    assert sample(text, "inf_gauge", job="otlp-nan") == math.inf
+    assert sample(text, "minus_inf_gauge", job="otlp-nan") == -math.inf
+    assert sample(text, "inf_delta_True_total") is None
+    assert sample(text, "inf_delta_False") is None
     assert_valid(daemon)
 
 

@@ -7,6 +7,10 @@
 - Attribute keys that sanitize to one label name are merged: their values joined with `;`
   in the order of the original keys.
 - Points older than the series' last point are ignored (out of order).
+- The instrumentation scope's name, version and attributes become `otel_scope_name`,
+  `otel_scope_version` and `otel_scope_<key>` labels; a point's own attribute of the same
+  label name wins over a scope attribute, and `job`, `instance` and the scope's name and
+  version over both.
 - Exponential histograms become explicit-bucket histograms, as the OpenTelemetry
   Collector's Prometheus exporter does for the text format (`exponential_buckets`).
 
@@ -92,9 +96,20 @@ def _labels(attributes: Iterable[KeyValue]) -> dict[str, str]:
     return labels
 
 
-def _key(base: dict[str, str], attributes: Iterable[KeyValue]) -> LabelKey:
-    labels = _labels(attributes)
-    labels.update(base)
+@dataclass(frozen=True, slots=True)
+class ScopeLabels:
+    """The labels a point gets from its resource and scope: `base` (job, instance, tenant,
+    the scope's name and version) wins over the point's attributes, which win over `under`
+    (the scope's attributes)."""
+
+    base: dict[str, str]
+    under: dict[str, str] = field(default_factory=dict)
+
+
+def _key(scope: ScopeLabels, attributes: Iterable[KeyValue]) -> LabelKey:
+    labels = dict(scope.under)
+    labels.update(_labels(attributes))
+    labels.update(scope.base)
     return tuple(sorted(labels.items()))
 
 
@@ -126,16 +141,17 @@ def _job_instance(
 
 def _target_info_key(base: dict[str, str], others: list[KeyValue]) -> LabelKey | None:
     """The target_info series of a resource; None when it has none."""
-    return _key(base, others) if others and base else None
+    return _key(ScopeLabels(base), others) if others and base else None
 
 
-def _scope_labels(base: dict[str, str], scope: InstrumentationScope) -> dict[str, str]:
+def _scope_labels(base: dict[str, str], scope: InstrumentationScope) -> ScopeLabels:
     labels = dict(base)
     if scope.name:
         labels["otel_scope_name"] = scope.name
     if scope.version:
         labels["otel_scope_version"] = scope.version
-    return labels
+    under = {f"otel_scope_{name}": text for name, text in _labels(scope.attributes).items()}
+    return ScopeLabels(labels, under)
 
 
 def family_of(metric: Metric) -> tuple[str, str, str] | None:
@@ -184,7 +200,7 @@ def admit_otlp(store: MetricStore, payload: bytes) -> Admitted:
     refusals = _Refusals()
     removals: list[tuple[object, list[int]]] = []
     # (metric name, points, scope labels, where) of the admitted metrics, for the limits
-    admitted: list[tuple[str, Any, dict[str, str], str]] = []
+    admitted: list[tuple[str, Any, ScopeLabels, str]] = []
     infos: list[LabelKey] = []
     upper: dict[str, int] = {}
     total = 0
@@ -259,7 +275,7 @@ def _series_of(payload: bytes) -> Iterator[tuple[str, LabelKey]]:
 
 def _admit_series(
     store: MetricStore,
-    admitted: list[tuple[str, Any, dict[str, str], str]],
+    admitted: list[tuple[str, Any, ScopeLabels, str]],
     reservation: Reservation,
     refusals: _Refusals,
 ) -> list[tuple[object, list[int]]]:
@@ -301,7 +317,7 @@ def apply_otlp(store: MetricStore, payload: bytes) -> Outcome:
 
 
 def _apply_metric(
-    store: MetricStore, metric: Metric, base: dict[str, str], now: float, outcome: Outcome
+    store: MetricStore, metric: Metric, base: ScopeLabels, now: float, outcome: Outcome
 ) -> None:
     found = family_of(metric)
     if found is None:
