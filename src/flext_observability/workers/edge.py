@@ -10,7 +10,6 @@ answers; only then does the worker answer 202. Every other route (`/metrics`, `/
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +28,7 @@ from flext_observability.receivers.auth import Authenticator
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver
 from flext_observability.receivers.otlp import OtlpIngest
-from flext_observability.server import GC_THRESHOLDS, Server, http_options
+from flext_observability.server import Server, http_options, tune_process
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
@@ -151,7 +150,7 @@ def run_worker(
     the collector process is gone."""
     configure_logging(log_format, log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per passed request
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_process()
     server: Server | None = None
 
     def lost() -> None:
