@@ -1,8 +1,8 @@
 """Every example of the seed's API document runs as written against a real collector.
 
 The examples are read from `seed_examples/SEED-API.md`, a verbatim copy of the project's
-`SEED-API.md` (tests never read ../shared). Each runs as its own Python process with only
-the mapping that document allows: the `flext_core` names come from elsewhere (`FlextResult`
+`SEED-API.md` kept in the repository (a clone alone runs it). Each runs as its own process, with
+only the mapping that document allows: the `flext_core` names come from elsewhere (`FlextResult`
 from `flext_observability`, `get_logger` is `logging.getLogger`, `FlextDomainService` a plain
 base class; `FlextContainer`, `FlextUtilities` and `flext_cli` are out of scope), typing
 names from `typing` (`object` is a builtin, not a `typing` name). Every example runs after
