@@ -27,7 +27,8 @@ from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMAN
 from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
 from flext_observability.exporters.alertmanager.state import AlertState
 from flext_observability.exporters.jaeger.exporter import NAME as JAEGER
-from flext_observability.exporters.jaeger.exporter import JaegerExporter
+from flext_observability.exporters.jaeger.exporter import jaeger_preset
+from flext_observability.exporters.otlp.exporter import OtlpExporter, build_otlp_exporters
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
@@ -64,8 +65,8 @@ EXPORTER_SHUTDOWN_GRACE = 5.0
 # With queue.hold_unexported, how often the held spans are logged (when there are any).
 HELD_LOG_INTERVAL = 60.0
 HELD_REASON = (
-    "no span exporter is configured (exporters.jaeger.endpoint) and queue.hold_unexported "
-    "is true"
+    "no span exporter is configured (exporters.jaeger.endpoint or an exporters.otlp entry "
+    "with traces) and queue.hold_unexported is true"
 )
 
 
@@ -124,9 +125,10 @@ class Collector:
         self.exporters: dict[str, Exporter] = {}
         self._held_task: asyncio.Task[None] | None = None
         if config.exporters.jaeger.endpoint:
-            self.exporters[JAEGER] = JaegerExporter(
-                config.exporters.jaeger, self.queue, self.telemetry
+            self.exporters[JAEGER] = OtlpExporter(
+                jaeger_preset(config.exporters.jaeger), self.queue, self.telemetry
             )
+        self.exporters.update(build_otlp_exporters(config, self.queue, self.telemetry))
         if config.exporters.alertmanager.urls:
             self.exporters[ALERTMANAGER] = AlertmanagerExporter(
                 config.exporters.alertmanager, self.alerts, self.telemetry
@@ -145,7 +147,8 @@ class Collector:
             accepts_spans=config.accepts_spans(),
         )
         limits = config.limits
-        self.otlp = OtlpIngest(self.intake.put, self.telemetry, accepts_logs=False,
+        self.otlp = OtlpIngest(self.intake.put, self.telemetry,
+                               accepts_logs=config.exports("logs"),
                                limits=limits, accepts_spans=config.accepts_spans())
         self.memory = MemoryLimiter(
             limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
@@ -180,17 +183,17 @@ class Collector:
         for exporter in self.exporters.values():
             await exporter.start()
         await self.grpc.start()
-        if JAEGER not in self.exporters:
+        if not self.config.exports("traces"):
             if self.config.queue.hold_unexported:
                 log.warning("spans are held in the queue: %s", HELD_REASON)
                 self._held_task = asyncio.create_task(self._log_held(), name="held-spans")
             else:
                 log.warning("spans are refused: no span exporter is configured "
-                            "(exporters.jaeger.endpoint)")
+                            "(exporters.jaeger.endpoint or an exporters.otlp entry with traces)")
 
     def held(self) -> dict[str, Any]:
         """What is held with no exporter to deliver it (queue.hold_unexported)."""
-        if JAEGER in self.exporters or not self.config.queue.hold_unexported:
+        if self.config.exports("traces") or not self.config.queue.hold_unexported:
             return {}
         return {"spans": {"items": self.queue.depth(Signal.SPANS), "reason": HELD_REASON}}
 

@@ -338,10 +338,15 @@ class AlertmanagerExporterConfig(_Section):
     tls: TlsClientConfig = TlsClientConfig()
 
 
+# Defined in its component's folder, from the types above (whose package loads this first).
+from flext_observability.exporters.otlp.config import OtlpExporters  # noqa: E402
+
+
 class ExportersConfig(_Section):
     prometheus: PrometheusExporterConfig = PrometheusExporterConfig()
     jaeger: JaegerExporterConfig = JaegerExporterConfig()
     alertmanager: AlertmanagerExporterConfig = AlertmanagerExporterConfig()
+    otlp: OtlpExporters = []
 
 
 class HealthConfig(_Section):
@@ -390,7 +395,13 @@ class Config(_Section):
 
     def accepts_spans(self) -> bool:
         """Spans are taken in when an exporter will deliver them, or the queue holds them."""
-        return self.exporters.jaeger.endpoint is not None or self.queue.hold_unexported
+        return self.exports("traces") or self.queue.hold_unexported
+
+    def exports(self, signal: str) -> bool:
+        """Some exporter delivers `signal` (traces, metrics or logs) downstream as OTLP."""
+        if signal == "traces" and self.exporters.jaeger.endpoint is not None:
+            return True
+        return any(signal in entry.signals for entry in self.exporters.otlp)
 
 
 ENV_PREFIX = "FLEXT_OBS_"

@@ -259,6 +259,11 @@ class QueueExporter:
     Up to `num_senders` batches are in flight; the cursor only moves to the highest seq
     below which every batch is done (delivered, or dropped as permanently refused), so
     a crash re-sends at most the batches that were in flight.
+
+    `name` is the queue cursor's; `label` (default `name`) the self-metrics'. `report_up`
+    replaces setting `exporter_up{label}` from this delivery alone (an exporter made of
+    several helpers reports them together). `prepare(batch)` runs once per batch, in seq
+    order, before its first attempt: a conversion that keeps state across batches.
     """
 
     def __init__(
@@ -275,11 +280,17 @@ class QueueExporter:
         retry: RetryConfig,
         timeout: float,
         retryable_http: frozenset[int] = OTLP_RETRYABLE_HTTP_STATUS,
+        label: str | None = None,
+        report_up: Callable[[], None] | None = None,
+        prepare: Callable[[list[Record]], list[Record]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.name = name
+        self.label = label or name
+        self._report = report_up
+        self._prepare = prepare
         self._queue = queue
         self._push = push
         self._telemetry = telemetry
@@ -288,7 +299,7 @@ class QueueExporter:
         self._clock = clock
         self._stop = asyncio.Event()
         self.delivery = Delivery(
-            name, name, telemetry, retry, timeout, self._stop, self._report_up,
+            name, self.label, telemetry, retry, timeout, self._stop, self._report_up,
             retryable_http, sleep, rng,
         )
         self._slots = asyncio.Semaphore(num_senders)
@@ -300,7 +311,10 @@ class QueueExporter:
         queue.register(name, signals)
 
     def _report_up(self) -> None:
-        self._telemetry.exporter_up.labels(self.name).set(1 if self.delivery.up else 0)
+        if self._report is not None:
+            self._report()
+            return
+        self._telemetry.exporter_up.labels(self.label).set(1 if self.delivery.up else 0)
 
     def state(self) -> dict[str, Any]:
         state = self.delivery.state()
@@ -354,6 +368,8 @@ class QueueExporter:
                 self._slots.release()
                 return
             after = batch[-1].seq
+            if self._prepare is not None:
+                batch = self._prepare(batch)
             self._batches[after] = False
             task = asyncio.create_task(self._send(batch), name=f"exporter-{self.name}-send")
             self._senders.add(task)
@@ -387,7 +403,7 @@ class QueueExporter:
         try:
             rejected = await self.delivery.deliver(lambda: self._push(batch))
         except PermanentError as error:
-            self._telemetry.dropped.labels(self.name, error.reason).inc(items)
+            self._telemetry.dropped.labels(self.label, error.reason).inc(items)
             log.error("%s: dropped %d items (records %d..%d): %s",
                       self.name, items, batch[0].seq, batch[-1].seq, error)
         except Interrupted:
@@ -395,9 +411,9 @@ class QueueExporter:
                      self.name, batch[0].seq, batch[-1].seq)
             return
         else:
-            self._telemetry.exported.labels(self.name).inc(items - rejected)
+            self._telemetry.exported.labels(self.label).inc(items - rejected)
             if rejected:
-                self._telemetry.dropped.labels(self.name, "rejected_by_downstream").inc(rejected)
+                self._telemetry.dropped.labels(self.label, "rejected_by_downstream").inc(rejected)
         finally:
             self._slots.release()
         try:

@@ -61,8 +61,9 @@ MAX_ERRORS_LISTED = 100
 _CHUNK_BODY = 256 * 1024
 _CHUNK_ITEMS = 500
 SPANS_REFUSED = (
-    "spans are not accepted: no span exporter is configured (set exporters.jaeger.endpoint, "
-    "or queue.hold_unexported: true to hold them in the queue until one is)"
+    "spans are not accepted: no span exporter is configured (set exporters.jaeger.endpoint "
+    "or an exporters.otlp entry with traces, or queue.hold_unexported: true to hold them in "
+    "the queue until one is)"
 )
 
 

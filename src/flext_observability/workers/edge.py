@@ -84,7 +84,8 @@ def create_edge_app(
         config.server.max_items_per_request, read_timeout=config.server.read_timeout,
         limits=limits, accepts_spans=config.accepts_spans(),
     )
-    otlp = OtlpIngest(intake.put, telemetry, accepts_logs=False, limits=limits,
+    otlp = OtlpIngest(intake.put, telemetry, accepts_logs=config.exports("logs"),
+                      limits=limits,
                       accepts_spans=config.accepts_spans())
     memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
                            limits.memory_check_interval)
