@@ -118,7 +118,6 @@ class NativeMetricsToOtlp:
     def convert(self, metrics: MetricsDigest) -> bytes:
         """The digest as a serialized ExportMetricsServiceRequest."""
         now = self._clock()
-        self._expire(now)
         keys = metrics.series()
         values = metrics.numbers()
         resources: _Resources = {}
@@ -149,6 +148,7 @@ class NativeMetricsToOtlp:
                     total.count += 1
                     total.counts[bisect_left(total.bounds, value)] += 1
             start += run.count
+        self._expire(now)
         return self._request(resources, metrics, now).SerializeToString()
 
     def _request(
