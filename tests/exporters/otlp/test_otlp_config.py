@@ -32,7 +32,9 @@ def test_an_entry_takes_every_signal_and_the_jaeger_defaults(tmp_path):
         ["traces", "metrics", "logs"], "grpc", "gzip", 10.0)
     assert (second.signals, second.headers, second.compression, second.timeout) == (
         ["logs"], {"x-api-key": "secret"}, "none", 2.0)
-    assert config.exports("traces") and config.exports("logs") and config.accepts_spans()
+    assert config.exports("traces")
+    assert config.exports("logs")
+    assert config.accepts_spans()
 
 
 def test_logs_and_spans_are_exported_only_when_an_entry_takes_them(tmp_path):
@@ -41,7 +43,8 @@ def test_logs_and_spans_are_exported_only_when_an_entry_takes_them(tmp_path):
           otlp: [{name: m, endpoint: "http://m:4317", signals: [metrics]}]
     """)
     assert config.exports("metrics")
-    assert not config.exports("logs") and not config.exports("traces")
+    assert not config.exports("logs")
+    assert not config.exports("traces")
     assert not config.accepts_spans()
     assert load(tmp_path, "exporters: {jaeger: {endpoint: 'http://j:4317'}}").exports("traces")
 

@@ -118,6 +118,7 @@ class NativeMetricsToOtlp:
     def convert(self, metrics: MetricsDigest) -> bytes:
         """The digest as a serialized ExportMetricsServiceRequest."""
         now = self._clock()
+        self._expire(now)  # idle series, before this request's are updated
         keys = metrics.series()
         values = metrics.numbers()
         resources: _Resources = {}
@@ -148,7 +149,7 @@ class NativeMetricsToOtlp:
                     total.count += 1
                     total.counts[bisect_left(total.bounds, value)] += 1
             start += run.count
-        self._expire(now)
+        self._expire(now)  # past the cap, after
         return self._request(resources, metrics, now).SerializeToString()
 
     def _request(
