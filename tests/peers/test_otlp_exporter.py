@@ -294,6 +294,7 @@ def test_traces_metrics_and_logs_arrive_intact_over_grpc_and_http(daemon, otelco
 
 
 def test_what_is_accepted_while_otelcol_is_down_arrives_once_it_is_back(daemon, otelcol):
+    """Also across a kill -9 of the collector in the middle of the outage."""
     tag = secrets.token_hex(3)
     otelcol.stop()
     started = time.monotonic()
@@ -314,6 +315,12 @@ def test_what_is_accepted_while_otelcol_is_down_arrives_once_it_is_back(daemon, 
     assert state["state"] == "down"
     assert "UNAVAILABLE" in state["last_error"]
     assert set(state["signals"]) == {"traces", "metrics", "logs"}
+    # Accepted means durable: a kill -9 now loses nothing either.
+    daemon.kill9()
+    daemon.restart()
+    for name in ("via-grpc", "via-http"):
+        poll(lambda name=name: scrape(daemon, "flext_collector_exporter_up", exporter=name),
+             lambda up: up == 0, 10, 0.1, f"{name} down after the restart")
     time.sleep(max(0.0, 2 - (time.monotonic() - started)))  # an outage of 2 s at least
 
     otelcol.start()

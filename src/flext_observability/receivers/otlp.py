@@ -94,7 +94,8 @@ class OtlpIngest:
         self._refused: dict[Signal, str] = {}
         if not accepts_logs:
             self._refused[Signal.LOGS] = (
-                "log records are not accepted: no logs exporter is configured"
+                "log records are not accepted: no logs exporter is configured (add an "
+                "exporters.otlp entry whose signals include logs)"
             )
         if not accepts_spans:
             self._refused[Signal.SPANS] = SPANS_REFUSED
