@@ -339,7 +339,7 @@ class AlertmanagerExporterConfig(_Section):
 
 
 # Defined in its component's folder, from the types above (whose package loads this first).
-from flext_observability.exporters.otlp.config import OtlpExporters  # noqa: E402
+from flext_observability.exporters.otlp.config import OtlpExporters, OtlpSignal  # noqa: E402
 
 
 class ExportersConfig(_Section):
@@ -397,7 +397,7 @@ class Config(_Section):
         """Spans are taken in when an exporter will deliver them, or the queue holds them."""
         return self.exports("traces") or self.queue.hold_unexported
 
-    def exports(self, signal: str) -> bool:
+    def exports(self, signal: OtlpSignal) -> bool:
         """Some exporter delivers `signal` (traces, metrics or logs) downstream as OTLP."""
         if signal == "traces" and self.exporters.jaeger.endpoint is not None:
             return True
