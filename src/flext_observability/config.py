@@ -338,10 +338,26 @@ class AlertmanagerExporterConfig(_Section):
     tls: TlsClientConfig = TlsClientConfig()
 
 
+# The component's model is made of the types above (its package imports this module first).
+from flext_observability.exporters.prometheus_remote_write.config import (  # noqa: E402
+    PrometheusRemoteWriteConfig,
+)
+
+
 class ExportersConfig(_Section):
     prometheus: PrometheusExporterConfig = PrometheusExporterConfig()
     jaeger: JaegerExporterConfig = JaegerExporterConfig()
     alertmanager: AlertmanagerExporterConfig = AlertmanagerExporterConfig()
+    prometheus_remote_write: PrometheusRemoteWriteConfig = PrometheusRemoteWriteConfig()
+
+    @model_validator(mode="after")
+    def _remote_write_reads_the_store(self) -> Self:
+        if self.prometheus_remote_write.url and not self.prometheus.enabled:
+            raise ValueError(
+                "prometheus_remote_write sends the series the prometheus exporter holds: "
+                "it needs prometheus.enabled"
+            )
+        return self
 
 
 class HealthConfig(_Section):

@@ -1,0 +1,261 @@
+"""The Prometheus remote-write exporter: every `interval`, the current value of every held
+series, to a remote-write 1.0 receiver.
+
+A round is what a scrape of /metrics would read (the Prometheus exporter's store, and the
+service health series), all at one timestamp: samples named and labelled as /metrics
+shows them (counters' `_total`, histograms' `_bucket`/`_sum`/`_count`, `target_info`),
+plus `external_labels` where a series has no label of that name. The round is cut into
+requests of at most `max_samples_per_request` samples, up to `num_senders` of them in
+flight, as Prometheus' queue manager shards; each is a snappy-compressed (block format)
+protobuf `WriteRequest`.
+
+Each request is retried as the Collector's exporter does (`pipeline.exporter.Delivery`):
+429, 5xx, timeouts and connection errors with backoff; any other answer >= 400 is
+permanent: its samples are counted as dropped and not sent again. Rounds do not overlap:
+a round still retrying when the next is due delays it, and the next round reads the
+values of its own time (the intervals a downstream outage spans have no samples, as a
+failed scrape has none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, Protocol
+
+import cramjam
+import httpx
+from prometheus_client.samples import Sample
+
+from flext_observability.exporters.prometheus_remote_write.config import (
+    PrometheusRemoteWriteConfig,
+)
+from flext_observability.exporters.prometheus_remote_write.proto import TimeSeries, WriteRequest
+from flext_observability.pipeline.exporter import (
+    ANY_5XX_RETRYABLE_HTTP_STATUS,
+    Delivery,
+    Interrupted,
+    PermanentError,
+)
+from flext_observability.telemetry import SelfTelemetry
+from flext_observability.tls import client_ssl_context
+
+log = logging.getLogger(__name__)
+
+NAME = "prometheus_remote_write"
+HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+    "User-Agent": "flext-observability",
+}
+
+# A series' labels as remote write wants them: `__name__` and the others sorted by name.
+SeriesLabels = tuple[tuple[str, str], ...]
+
+
+class SampleSource(Protocol):
+    """What /metrics reads: the metric families as they stand now."""
+
+    def collect(self) -> Iterable[Any]: ...
+
+
+def series_labels(sample: Sample, external: dict[str, str]) -> SeriesLabels:
+    """`__name__` and the sample's labels, plus the external labels it does not have."""
+    labels = sample.labels
+    if external:
+        labels = {**external, **labels}
+    return (("__name__", sample.name), *sorted(labels.items()))
+
+
+def _labels_only(labels: SeriesLabels) -> bytes:
+    """A one-series `WriteRequest` holding only the series' labels, serialized."""
+    series = TimeSeries(labels=[{"name": name, "value": value} for name, value in labels])
+    return bytes(WriteRequest(timeseries=[series]).SerializeToString())
+
+
+class Encoder:
+    """Samples -> `WriteRequest` bodies, the labels of every series encoded once.
+
+    Serialized messages of one type concatenate into one merged message, so a request is
+    the join of each series' cached labels-only request, parsed once, its samples then
+    added in order. The cache keeps the series of the last round only.
+    """
+
+    def __init__(self, external_labels: dict[str, str]) -> None:
+        self._external = external_labels
+        self._cache: dict[SeriesLabels, bytes] = {}
+        self._next: dict[SeriesLabels, bytes] = {}
+
+    def encode(self, samples: list[Sample], timestamp_ms: int) -> bytes:
+        """One request's body: the samples at `timestamp_ms`, protobuf, snappy-compressed."""
+        parts = []
+        for sample in samples:
+            key = series_labels(sample, self._external)
+            part = self._next.get(key) or self._cache.get(key) or _labels_only(key)
+            self._next[key] = part
+            parts.append(part)
+        request = WriteRequest.FromString(b"".join(parts))
+        for series, sample in zip(request.timeseries, samples, strict=True):
+            series.samples.add(value=sample.value, timestamp=timestamp_ms)
+        return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+
+    def end_round(self) -> None:
+        """Forget the series the round just ended did not send."""
+        self._cache, self._next = self._next, {}
+
+
+def chunks(items: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
+class PrometheusRemoteWriteExporter:
+    """Sends a round of samples every `interval` until shutdown."""
+
+    def __init__(
+        self,
+        url: str,
+        config: PrometheusRemoteWriteConfig,
+        sources: list[SampleSource],
+        telemetry: SelfTelemetry,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = url
+        self._config = config
+        self._sources = sources
+        self._telemetry = telemetry
+        self._clock = clock
+        self._wall = wall_clock
+        self._stop = asyncio.Event()
+        self.delivery = Delivery(
+            NAME, NAME, telemetry, config.retry, config.timeout, self._stop, self._report_up,
+            ANY_5XX_RETRYABLE_HTTP_STATUS,
+        )
+        self._encoder = Encoder(config.external_labels)
+        self._client: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_success: float | None = None
+        self._last_round: dict[str, Any] = {}
+
+    def _report_up(self) -> None:
+        self._telemetry.exporter_up.labels(NAME).set(1 if self.delivery.up else 0)
+
+    def state(self) -> dict[str, Any]:
+        state = self.delivery.state()
+        if self._task is None:
+            state["state"] = "stopped"
+        state["last_success_at"] = self._last_success
+        state["last_round"] = self._last_round
+        return state
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._stop.clear()
+        headers = {**self._config.headers, **HEADERS}
+        if self._config.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {self._config.bearer_token}"
+        basic = self._config.basic_auth
+        self._client = httpx.AsyncClient(
+            headers=headers,
+            auth=None if basic is None else httpx.BasicAuth(basic.username, basic.password),
+            timeout=self._config.timeout,
+            verify=client_ssl_context(self._config.tls),
+            trust_env=False,
+        )
+        self._report_up()
+        self._task = asyncio.create_task(self._run(), name=NAME)
+
+    async def shutdown(self, deadline: float) -> None:
+        """Let the requests in flight finish until `deadline` (on `clock`); no new round."""
+        if self._task is None:
+            return
+        self._stop.set()
+        done, _ = await asyncio.wait({self._task}, timeout=max(0.0, deadline - self._clock()))
+        if not done:
+            self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _run(self) -> None:
+        interval = self._config.interval
+        due = self._clock()
+        while not self._stop.is_set():
+            await self._round()
+            due += interval
+            late = self._clock() - due
+            if late > 0:
+                log.warning("%s: a round took %.1fs past its interval (%.1fs); the next one "
+                            "starts now", NAME, late, interval)
+                due = self._clock()
+            try:
+                await asyncio.wait_for(self._stop.wait(), due - self._clock())
+            except TimeoutError:
+                continue
+
+    async def _round(self) -> None:
+        started = self._clock()
+        timestamp_ms = int(self._wall() * 1000)
+        # The families are read at once (the store changes between awaits); their samples
+        # are plain values from then on, encoded a request at a time.
+        families = [family for source in self._sources for family in source.collect()]
+        samples = (sample for family in families for sample in family.samples)
+        slots = asyncio.Semaphore(self._config.num_senders)
+        sends: list[asyncio.Task[int]] = []
+        total = 0
+        for chunk in chunks(samples, self._config.max_samples_per_request):
+            await slots.acquire()
+            if self._stop.is_set():
+                slots.release()
+                break
+            body = self._encoder.encode(chunk, timestamp_ms)
+            total += len(chunk)
+            sends.append(asyncio.create_task(self._send(body, len(chunk), slots)))
+        sent = sum(await asyncio.gather(*sends))
+        self._encoder.end_round()
+        self._last_round = {
+            "samples": total,
+            "sent": sent,
+            "requests": len(sends),
+            "seconds": round(self._clock() - started, 3),
+        }
+
+    async def _send(self, body: bytes, samples: int, slots: asyncio.Semaphore) -> int:
+        """Deliver one request; the samples the receiver took (0 when refused or stopped)."""
+        try:
+            await self.delivery.deliver(partial(self._post, body))
+        except PermanentError as error:
+            self._telemetry.dropped.labels(NAME, error.reason).inc(samples)
+            log.error("%s: dropped %d samples the receiver refused: %s", NAME, samples, error)
+            return 0
+        except Interrupted:
+            return 0
+        finally:
+            slots.release()
+        self._last_success = self._wall()
+        self._telemetry.exported.labels(NAME).inc(samples)
+        self._telemetry.last_success.labels(NAME).set(self._last_success)
+        return samples
+
+    async def _post(self, body: bytes) -> None:
+        assert self._client is not None
+        response = await self._client.post(self._url, content=body)
+        response.raise_for_status()
+
+
+def create_exporter(
+    config: PrometheusRemoteWriteConfig, sources: list[SampleSource], telemetry: SelfTelemetry
+) -> PrometheusRemoteWriteExporter | None:
+    """The exporter of `exporters.prometheus_remote_write`; None when no `url` is set."""
+    if config.url is None:
+        return None
+    return PrometheusRemoteWriteExporter(config.url, config, sources, telemetry)
