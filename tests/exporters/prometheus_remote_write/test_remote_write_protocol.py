@@ -8,6 +8,8 @@ that requests overlap when the exporter sends several at once.
 
 from __future__ import annotations
 
+import math
+import struct
 import textwrap
 import threading
 import time
@@ -33,6 +35,7 @@ SENDERS = 3
 
 @dataclass
 class Received:
+    path: str
     headers: dict[str, str]
     body: bytes
     status: int
@@ -50,7 +53,7 @@ class Receiver:
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def handle(self, headers: dict[str, str], body: bytes) -> int:
+    def handle(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -62,12 +65,18 @@ class Receiver:
         assert all(len(ts.samples) == 1 for ts in request.timeseries)
         with self.lock:
             self.in_flight -= 1
-            self.received.append(Received(headers, body, status, series))
+            self.received.append(Received(path, headers, body, status, series))
         return status
 
-    def since(self, index: int) -> list[Received]:
+    def mark(self) -> int:
+        """Where `since` starts from to see only the requests after now."""
         with self.lock:
-            return self.received[index:]
+            return len(self.received)
+
+    def since(self, index: int, path: str = "/receive") -> list[Received]:
+        """The requests to `path` after `mark()` gave `index`."""
+        with self.lock:
+            return [r for r in self.received[index:] if r.path == path]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +86,8 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            status = state.handle({k.lower(): v for k, v in self.headers.items()}, body)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status = state.handle(self.path, headers, body)
             self.send_response(status)
             if status == 429:
                 self.send_header("Retry-After", "0")
@@ -90,7 +100,7 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield state, f"http://127.0.0.1:{server.server_address[1]}/receive"
+    yield state, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 
@@ -101,7 +111,7 @@ def daemon(receiver: tuple[Receiver, str],
     """A collector writing every 0.5 s to the receiver, with 65 gauge series held."""
     _, url = receiver
     process = Daemon(tmp_path_factory.mktemp("rw-daemon"), {"exporters": {NAME: {
-        "url": url,
+        "url": f"{url}/receive",
         "interval": "0.5s",
         "max_samples_per_request": MAX_SAMPLES,
         "num_senders": SENDERS,
@@ -144,7 +154,7 @@ def test_each_request_is_remote_write_1_0(
     daemon: Daemon, receiver: tuple[Receiver, str]
 ) -> None:
     state, _ = receiver
-    requests = full_round(state, len(state.since(0)))
+    requests = full_round(state, state.mark())
     for request in requests:
         headers = request.headers
         assert headers["content-encoding"] == "snappy"
@@ -182,7 +192,7 @@ def test_a_400_is_dropped_and_counted_not_retried(
     poll(lambda: counter(daemon, "flext_collector_dropped_items_total",
                          reason="permanent_error"),
          lambda now: now == dropped + samples, 10, 0.1, f"{samples} samples dropped")
-    full_round(state, len(state.since(0)))
+    full_round(state, state.mark())
     assert counter(daemon, "flext_collector_export_retries_total") == retries
     # A refused request is not sent again: its samples arrive with the next round's time.
     bodies = {request.body for request in refused}
@@ -213,6 +223,37 @@ def test_429_and_5xx_are_retried_with_the_same_samples(
     state_now = httpx.get(f"{daemon.url}/readyz", timeout=10).json()["exporters"][NAME]
     assert state_now["state"] == "up"
     assert state_now["last_success_at"] > time.time() - 30
+
+
+def test_a_series_that_expired_gets_one_staleness_marker(
+    daemon_factory: Any, receiver: tuple[Receiver, str]
+) -> None:
+    """As a scrape would: the series is marked stale (Prometheus' NaN) once, then not sent."""
+    state, url = receiver
+    start = state.mark()
+    short = daemon_factory({"exporters": {
+        "prometheus": {"metric_expiration": "1s"},
+        NAME: {"url": f"{url}/stale", "interval": "0.2s"},
+    }})
+    answer = httpx.post(f"{short.url}/api/v1/metrics", timeout=10, json={
+        "name": "fleeting", "type": "gauge", "value": 3, "service": "svc"})
+    assert answer.status_code == 202, answer.text
+    # Health series do not expire: the rounds go on after `fleeting` is gone.
+    answer = httpx.post(f"{short.url}/api/v1/health", timeout=10, json={
+        "service": "svc", "status": "healthy"})
+    assert answer.status_code == 202, answer.text
+
+    def values() -> list[float]:
+        return [value for request in state.since(start, "/stale")
+                for labels, value, _ in request.series if labels[0] == ("__name__", "fleeting")]
+
+    found = poll(values, lambda v: len(v) > 1 and math.isnan(v[-1]), 15, 0.1, "a stale marker")
+    assert found[:-1] == [3.0] * (len(found) - 1)
+    assert struct.pack("<d", found[-1]) == struct.pack("<Q", 0x7FF0000000000002)
+    rounds = len(state.since(start, "/stale"))
+    poll(lambda: len(state.since(start, "/stale")), lambda n: n >= rounds + 3, 10, 0.1,
+         "three more rounds")
+    assert values() == found
 
 
 def write(tmp_path: Path, text: str) -> Path:

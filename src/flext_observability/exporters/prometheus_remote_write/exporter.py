@@ -7,7 +7,8 @@ shows them (counters' `_total`, histograms' `_bucket`/`_sum`/`_count`, `target_i
 plus `external_labels` where a series has no label of that name. The round is cut into
 requests of at most `max_samples_per_request` samples, up to `num_senders` of them in
 flight, as Prometheus' queue manager shards; each is a snappy-compressed (block format)
-protobuf `WriteRequest`.
+protobuf `WriteRequest`. A series sent by the last round and gone from this one (expired)
+gets Prometheus' staleness marker once, as a scrape would write.
 
 Each request is retried as the Collector's exporter does (`pipeline.exporter.Delivery`):
 429, 5xx, timeouts and connection errors with backoff; any other answer >= 400 is
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -53,6 +55,9 @@ HEADERS = {
     "X-Prometheus-Remote-Write-Version": "0.1.0",
     "User-Agent": "flext-observability",
 }
+
+# Prometheus' staleness marker: the NaN a scrape writes for a series that is gone.
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 
 # A series' labels as remote write wants them: `__name__` and the others sorted by name.
 SeriesLabels = tuple[tuple[str, str], ...]
@@ -99,14 +104,27 @@ class Encoder:
             part = self._next.get(key) or self._cache.get(key) or _labels_only(key)
             self._next[key] = part
             parts.append(part)
-        request = WriteRequest.FromString(b"".join(parts))
-        for series, sample in zip(request.timeseries, samples, strict=True):
-            series.samples.add(value=sample.value, timestamp=timestamp_ms)
-        return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+        return _body(parts, [sample.value for sample in samples], timestamp_ms)
+
+    def gone(self) -> list[bytes]:
+        """The series the last round sent and this one did not (as `encode` caches them)."""
+        return [part for key, part in self._cache.items() if key not in self._next]
 
     def end_round(self) -> None:
         """Forget the series the round just ended did not send."""
         self._cache, self._next = self._next, {}
+
+
+def stale_markers(parts: list[bytes], timestamp_ms: int) -> bytes:
+    """A request marking the series of `parts` (from `Encoder.gone`) stale at `timestamp_ms`."""
+    return _body(parts, [STALE_NAN] * len(parts), timestamp_ms)
+
+
+def _body(parts: list[bytes], values: list[float], timestamp_ms: int) -> bytes:
+    request = WriteRequest.FromString(b"".join(parts))
+    for series, value in zip(request.timeseries, values, strict=True):
+        series.samples.add(value=value, timestamp=timestamp_ms)
+    return bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
 
 
 def chunks(items: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
@@ -212,14 +230,23 @@ class PrometheusRemoteWriteExporter:
         slots = asyncio.Semaphore(self._config.num_senders)
         sends: list[asyncio.Task[int]] = []
         total = 0
-        for chunk in chunks(samples, self._config.max_samples_per_request):
-            await slots.acquire()
-            if self._stop.is_set():
-                slots.release()
+        size = self._config.max_samples_per_request
+        for chunk in chunks(samples, size):
+            if not await self._acquire(slots):
                 break
             body = self._encoder.encode(chunk, timestamp_ms)
             total += len(chunk)
             sends.append(asyncio.create_task(self._send(body, len(chunk), slots)))
+        else:
+            # As a scrape does, a series that is gone gets a staleness marker, once.
+            gone = self._encoder.gone()
+            for start in range(0, len(gone), size):
+                if not await self._acquire(slots):
+                    break
+                parts = gone[start:start + size]
+                total += len(parts)
+                body = stale_markers(parts, timestamp_ms)
+                sends.append(asyncio.create_task(self._send(body, len(parts), slots)))
         sent = sum(await asyncio.gather(*sends))
         self._encoder.end_round()
         self._last_round = {
@@ -228,6 +255,14 @@ class PrometheusRemoteWriteExporter:
             "requests": len(sends),
             "seconds": round(self._clock() - started, 3),
         }
+
+    async def _acquire(self, slots: asyncio.Semaphore) -> bool:
+        """A sender slot; False (no slot taken) once shutdown began."""
+        await slots.acquire()
+        if self._stop.is_set():
+            slots.release()
+            return False
+        return True
 
     async def _send(self, body: bytes, samples: int, slots: asyncio.Semaphore) -> int:
         """Deliver one request; the samples the receiver took (0 when refused or stopped)."""
