@@ -61,6 +61,8 @@ STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 
 # A series' labels as remote write wants them: `__name__` and the others sorted by name.
 SeriesLabels = tuple[tuple[str, str], ...]
+# A sample's name and labels as the exposition has them (the cache's key: no sorting).
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 class SampleSource(Protocol):
@@ -69,12 +71,11 @@ class SampleSource(Protocol):
     def collect(self) -> Iterable[Any]: ...
 
 
-def series_labels(sample: Sample, external: dict[str, str]) -> SeriesLabels:
+def series_labels(name: str, labels: dict[str, str], external: dict[str, str]) -> SeriesLabels:
     """`__name__` and the sample's labels, plus the external labels it does not have."""
-    labels = sample.labels
     if external:
         labels = {**external, **labels}
-    return (("__name__", sample.name), *sorted(labels.items()))
+    return (("__name__", name), *sorted(labels.items()))
 
 
 def _labels_only(labels: SeriesLabels) -> bytes:
@@ -93,16 +94,19 @@ class Encoder:
 
     def __init__(self, external_labels: dict[str, str]) -> None:
         self._external = external_labels
-        self._cache: dict[SeriesLabels, bytes] = {}
-        self._next: dict[SeriesLabels, bytes] = {}
+        self._cache: dict[SampleKey, bytes] = {}
+        self._next: dict[SampleKey, bytes] = {}
 
     def encode(self, samples: list[Sample], timestamp_ms: int) -> bytes:
         """One request's body: the samples at `timestamp_ms`, protobuf, snappy-compressed."""
         parts = []
+        cache, found = self._cache, self._next
         for sample in samples:
-            key = series_labels(sample, self._external)
-            part = self._next.get(key) or self._cache.get(key) or _labels_only(key)
-            self._next[key] = part
+            key = (sample.name, tuple(sample.labels.items()))
+            part = cache.get(key)
+            if part is None:
+                part = _labels_only(series_labels(sample.name, sample.labels, self._external))
+            found[key] = part
             parts.append(part)
         return _body(parts, [sample.value for sample in samples], timestamp_ms)
 
