@@ -12,6 +12,7 @@ BENCHES = {
     "sdk": "bench.sdk_overhead",
     "restart": "bench.restart",
     "otelcol": "bench.otelcol",
+    "remote_write": "bench.remote_write",
 }
 
 

@@ -32,6 +32,8 @@ from flext_observability.exporters.otlp.exporter import OtlpExporter, build_otlp
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
+from flext_observability.exporters.prometheus_remote_write.exporter import NAME as REMOTE_WRITE
+from flext_observability.exporters.prometheus_remote_write.exporter import create_exporter
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.models.times import rfc3339
@@ -133,6 +135,11 @@ class Collector:
             self.exporters[ALERTMANAGER] = AlertmanagerExporter(
                 config.exporters.alertmanager, self.alerts, self.telemetry
             )
+        remote_write = create_exporter(
+            config.exporters.prometheus_remote_write, [self.store, self.health], self.telemetry
+        )
+        if remote_write is not None:
+            self.exporters[REMOTE_WRITE] = remote_write
         self.intake = Intake(self.queue, self.prometheus if prom.enabled else None, {
             Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, self.health.admit, self.health.release),
             Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, self.alerts.admit, self.alerts.release),

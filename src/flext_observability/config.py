@@ -340,6 +340,10 @@ class AlertmanagerExporterConfig(_Section):
 
 # Defined in its component's folder, from the types above (whose package loads this first).
 from flext_observability.exporters.otlp.config import OtlpExporters, OtlpSignal  # noqa: E402
+# The component's model is made of the types above (its package imports this module first).
+from flext_observability.exporters.prometheus_remote_write.config import (  # noqa: E402
+    PrometheusRemoteWriteConfig,
+)
 
 
 class ExportersConfig(_Section):
@@ -347,6 +351,16 @@ class ExportersConfig(_Section):
     jaeger: JaegerExporterConfig = JaegerExporterConfig()
     alertmanager: AlertmanagerExporterConfig = AlertmanagerExporterConfig()
     otlp: OtlpExporters = []
+    prometheus_remote_write: PrometheusRemoteWriteConfig = PrometheusRemoteWriteConfig()
+
+    @model_validator(mode="after")
+    def _remote_write_reads_the_store(self) -> Self:
+        if self.prometheus_remote_write.url and not self.prometheus.enabled:
+            raise ValueError(
+                "prometheus_remote_write sends the series the prometheus exporter holds: "
+                "it needs prometheus.enabled"
+            )
+        return self
 
 
 class HealthConfig(_Section):

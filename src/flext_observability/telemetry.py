@@ -105,6 +105,12 @@ class SelfTelemetry:
             "written; retried, the queue keeps their records meanwhile",
             registry=registry,
         )
+        self.last_success = Gauge(
+            "flext_collector_exporter_last_success_timestamp_seconds",
+            "Unix time of the exporter's last request the downstream accepted",
+            ["exporter"],
+            registry=registry,
+        )
         self.exporter_up = Gauge(
             "flext_collector_exporter_up",
             "1 when the exporter's last attempt succeeded (or it has nothing to send)",

@@ -194,7 +194,9 @@ class Prometheus(ManagedProcess):
     lands about 5 s after ``/-/ready``: wait with ``wait_for``, not a sleep.
     """
 
-    def __init__(self, work_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, work_dir: Path, config: dict[str, Any], args: Sequence[str] = ()
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = work_dir / "prometheus.yml"
@@ -205,6 +207,7 @@ class Prometheus(ManagedProcess):
                 f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={work_dir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                *args,
             ],
             work_dir,
             "prometheus",

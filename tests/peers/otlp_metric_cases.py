@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     AggregationTemporality,
+    DataPointFlags,
     Gauge,
     Histogram,
     HistogramDataPoint,
@@ -68,6 +69,12 @@ def number(value: float, labels: Mapping[str, Any] | None = None, at: int = 1,
     else:
         point.as_double = value
     return point
+
+
+def stale(at: int) -> NumberDataPoint:
+    """A point flagged "no recorded value" (the OTLP staleness marker), at START + ``at`` s."""
+    return NumberDataPoint(start_time_unix_nano=START, time_unix_nano=START + at * SECOND,
+                           flags=DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK)
 
 
 def histogram_point(bounds: Sequence[float], counts: Sequence[int], total: float,
@@ -149,6 +156,12 @@ def generated() -> dict[str, list[ExportMetricsServiceRequest]]:
             gauge_metric("golden.inf.gauge", "", [number(math.inf)]),
             sum_metric("golden.nan.sum", "", [number(math.nan)], monotonic=True),
         ])],
+        "staleness: a point with no recorded value after a value": [
+            request([gauge_metric("golden.stale.gauge", "", [number(5, at=1)]),
+                     sum_metric("golden.stale.sum", "", [number(8, at=1)], monotonic=True)]),
+            request([gauge_metric("golden.stale.gauge", "", [stale(at=2)]),
+                     sum_metric("golden.stale.sum", "", [stale(at=2)], monotonic=True)]),
+        ],
         "histogram with buckets": [request([histogram_metric(
             "golden.http.duration", "s",
             [histogram_point([0.1, 0.5, 1.0], [2, 3, 1, 1], 3.75, {"http.route": "/users"})],

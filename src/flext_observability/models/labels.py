@@ -15,12 +15,11 @@ _NOT_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9]+")
 def label_name(key: str) -> str:
     """A Prometheus label name for an attribute key.
 
-    Runs of invalid characters become one `_`; a leading digit gets `key_` and a leading `_`
-    gets `key`, so no result starts with the reserved `__`.
+    Runs of characters other than ASCII letters and digits (`_` included) become one `_`,
+    so no result starts with the `__` Prometheus reserves; a leading digit gets `key_`; a
+    leading `_` is kept, as the OpenTelemetry Collector keeps it; an empty key is `key`.
     """
     name = _NOT_LABEL_CHARS.sub("_", key)
     if name[:1].isdigit():
         return f"key_{name}"
-    if not name or name[0] == "_":
-        return f"key{name}"
-    return name
+    return name or "key"

@@ -114,3 +114,23 @@ def test_requests_in_flight_sending_the_same_series_are_not_refused_near_a_limit
     prometheus.handle([native_record(seq, items) for seq in range(1, 21)]
                       + [native_record(21, new)])
     assert len(prometheus.store.families["same"].series) == 10
+
+
+def test_a_point_with_no_recorded_value_removes_its_series():
+    """OTLP's staleness marker: the series leaves /metrics (and the limits' counts) at once;
+    one older than the series' last point is out of order and changes nothing."""
+    prometheus, _ = exporter()
+    prometheus.handle([otlp_record(1, "ended", 2.0), otlp_record(2, "kept", 1.0)])
+    late = otlp_record(3, "ended", 0.0)
+    request = ExportMetricsServiceRequest.FromString(late.payload)
+    point = request.resource_metrics[0].scope_metrics[0].metrics[0].gauge.data_points[0]
+    point.flags = 1
+    stale = Record(3, Signal.METRICS, OTLP_PROTOBUF, request.SerializeToString(), 1)
+    store = prometheus.store
+    store.families["ended"].series[(("job", "o"),)].time_ns = 10
+    prometheus.handle([stale])
+    assert (("job", "o"),) in store.families["ended"].series
+    point.time_unix_nano = 10
+    prometheus.handle([Record(4, Signal.METRICS, OTLP_PROTOBUF, request.SerializeToString(), 1)])
+    assert {family.name for family in store.collect()} == {"kept"}
+    assert store.series_count == 1

@@ -7,6 +7,7 @@
 - Attribute keys that sanitize to one label name are merged: their values joined with `;`
   in the order of the original keys.
 - Points older than the series' last point are ignored (out of order).
+- A point flagged "no recorded value" (OTLP's staleness marker) removes its series.
 - The instrumentation scope's name, version and attributes become `otel_scope_name`,
   `otel_scope_version` and `otel_scope_<key>` labels; a point's own attribute of the same
   label name wins over a scope attribute, and `job`, `instance` and the scope's name and
@@ -334,12 +335,15 @@ def _apply_metric(
         return
     delta = getattr(body, "aggregation_temporality", 0) == DELTA
     for point in body.data_points:
-        if point.flags & NO_RECORDED_VALUE:
-            continue
         key = _key(base, point.attributes)
         existing = family.series.get(key)
         if existing is not None and point.time_unix_nano < existing.time_ns:
             outcome.drop("out_of_order")
+            continue
+        if point.flags & NO_RECORDED_VALUE:
+            # The series ended: it leaves /metrics now (a scrape then marks it stale), as
+            # the Collector's Prometheus exporter does.
+            store.remove(family, key)
             continue
         _apply_point(store, family, key, data, point, delta, existing, now)
         family.series[key].time_ns = point.time_unix_nano

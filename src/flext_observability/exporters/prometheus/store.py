@@ -498,21 +498,29 @@ class MetricStore:
             self._series_count += 1
         family.series[key] = series
 
+    def remove(self, family: Family, key: LabelKey) -> None:
+        """Forget series `key` now (its family goes at the next `expire` if left empty)."""
+        if key in family.series:
+            self._forget(family, key)
+
+    def _forget(self, family: Family, key: LabelKey) -> None:
+        del family.series[key]
+        family.dirty.add(key)
+        service = job_of(key)
+        held = self._service_series[service] - 1
+        if held:
+            self._service_series[service] = held
+        else:
+            del self._service_series[service]
+        self._series_count -= 1
+
     def expire(self) -> None:
         deadline = self._clock() - self.expiration
         for name in list(self.families):
             family = self.families[name]
             stale = [key for key, s in family.series.items() if s.updated < deadline]
             for key in stale:
-                del family.series[key]
-                family.dirty.add(key)
-                service = job_of(key)
-                held = self._service_series[service] - 1
-                if held:
-                    self._service_series[service] = held
-                else:
-                    del self._service_series[service]
-            self._series_count -= len(stale)
+                self._forget(family, key)
             if not family.series:
                 self.removed.update((name, key) for key in family.dirty)
                 del self.families[name]
