@@ -28,6 +28,7 @@ from flext_observability.receivers.auth import Authenticator
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver
 from flext_observability.receivers.otlp import OtlpIngest
+from flext_observability.receivers.pushgateway.path import PREFIX as PUSH_PREFIX
 from flext_observability.server import Server, http_options, tune_process
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
@@ -126,8 +127,10 @@ def create_edge_app(
         target = COLLECTOR.copy_with(
             raw_path=request.scope["raw_path"] + (b"?" + query if query else b"")
         )
+        # Pushes (`receivers.pushgateway`) are served there with their body.
+        body = await request.body() if request.url.path.startswith(PUSH_PREFIX) else None
         try:
-            answer = await client.request(request.method, target, headers=headers)
+            answer = await client.request(request.method, target, headers=headers, content=body)
         except httpx.HTTPError as exc:
             return Response(f"collector process unavailable: {exc}\n", 503,
                             {"Retry-After": "5"}, media_type="text/plain")
