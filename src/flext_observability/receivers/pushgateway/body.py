@@ -6,6 +6,7 @@ absent, the labels are sorted)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ PUSH_FAILURE_TIME = "push_failure_time_seconds"
 GROUP_FAMILIES = frozenset({PUSH_TIME, PUSH_FAILURE_TIME})
 
 PROTOBUF = "application/vnd.google.protobuf"
+_COUNTER_TYPE = re.compile(rb"^#[ \t]+TYPE[ \t]+(\S+)[ \t]+counter[ \t]*$", re.MULTILINE)
 
 
 class BadBody(ValueError):
@@ -35,13 +37,19 @@ class BadBody(ValueError):
 @dataclass(slots=True)
 class PushedFamily:
     """One family of a group: `name` is its exposition name (a counter's with `_total`),
-    `base` prometheus_client's name for it (a counter's without)."""
+    `base` prometheus_client's name for it (a counter's without), `declared` its name in the
+    body (a counter's as its TYPE line gave it: the Pushgateway's name for the family)."""
 
     name: str
     base: str
     kind: str
     help: str
     samples: list[Sample] = field(default_factory=list)
+    declared: str = ""
+
+    def names(self) -> frozenset[str]:
+        """The names the family holds: another kind may not hold one."""
+        return frozenset((self.name, self.declared or self.name))
 
     def series(self) -> frozenset[tuple[str, LabelKey]]:
         return frozenset((name, labels) for name, labels, _ in self.samples)
@@ -60,18 +68,25 @@ def parse_text(body: bytes, grouping: dict[str, str]) -> dict[str, PushedFamily]
     except UnicodeDecodeError as exc:
         raise BadBody("malformed", f"text format parsing error: not UTF-8: {exc}") from None
     families: dict[str, PushedFamily] = {}
+    # prometheus_client names a counter `x` whether its TYPE line says `x` or `x_total`.
+    counters = {
+        name.removesuffix(b"_total").decode("utf-8", "replace"): name.decode("utf-8", "replace")
+        for name in _COUNTER_TYPE.findall(body)
+    }
     try:
         parsed = list(text_string_to_metric_families(text))
     except ValueError as exc:
         raise BadBody("malformed", f"text format parsing error: {exc}") from None
     for metric in parsed:
         name = exposition_name(metric.name, metric.type)
-        if name in GROUP_FAMILIES:
+        # A family with no sample is left out, as the Go parser does.
+        if name in GROUP_FAMILIES or not metric.samples:
             continue
         family = families.get(name)
         if family is None:
             family = families[name] = PushedFamily(
-                name, metric.name, metric.type, metric.documentation
+                name, metric.name, metric.type, metric.documentation,
+                declared=counters.get(metric.name, name) if metric.type == "counter" else name,
             )
         elif family.kind != metric.type:
             raise BadBody("malformed", f"text format parsing error: second TYPE for {name}")
@@ -113,16 +128,18 @@ def encode_value(value: float) -> float | str:
 def encode_families(families: dict[str, PushedFamily]) -> list[list[object]]:
     return [
         [f.name, f.base, f.kind, f.help,
-         [[s, [list(pair) for pair in labels], encode_value(v)] for s, labels, v in f.samples]]
+         [[s, [list(pair) for pair in labels], encode_value(v)] for s, labels, v in f.samples],
+         f.declared]
         for f in families.values()
     ]
 
 
 def decode_families(raw: list[Any]) -> dict[str, PushedFamily]:
     families: dict[str, PushedFamily] = {}
-    for name, base, kind, help_text, samples in raw:
+    for name, base, kind, help_text, samples, declared in raw:
         families[str(name)] = PushedFamily(
             str(name), str(base), str(kind), str(help_text),
             [(s, tuple((k, v) for k, v in labels), float(v)) for s, labels, v in samples],
+            str(declared),
         )
     return families

@@ -34,8 +34,8 @@ POST = "post"
 DELETE = "delete"
 FAIL = "fail"
 
-# A family's kind and series ids, as the view holds them.
-_Shape = tuple[str, frozenset[tuple[str, LabelKey]]]
+# A family's kind, series ids and names, as the view holds them.
+_Shape = tuple[str, frozenset[tuple[str, LabelKey]], frozenset[str]]
 
 
 class Inconsistent(ValueError):
@@ -88,7 +88,7 @@ class Group:
 
 
 def _shapes(families: dict[str, PushedFamily]) -> dict[str, _Shape]:
-    return {name: (f.kind, f.series()) for name, f in families.items()}
+    return {name: (f.kind, f.series(), f.names()) for name, f in families.items()}
 
 
 def _fold(shapes: dict[str, _Shape], push: Push) -> dict[str, _Shape]:
@@ -140,18 +140,18 @@ class PushGroups:
             problem = self._native_problem(family.base, family.kind)
             if problem is not None:
                 raise Inconsistent(*problem)
-            owners = self._owners.get(name, {})
+            for held in family.names():
+                for key, kind in self._owners.get(held, {}).items():
+                    if key != push.key and kind != family.kind:
+                        raise Inconsistent(
+                            "type_conflict",
+                            f"pushed metric {held} is a {family.kind}, but the group "
+                            f"{_key_text(key)} holds it as a {kind}",
+                        )
             series = family.series()
-            for key, kind in owners.items():
-                if key == push.key:
-                    continue
-                if kind != family.kind:
-                    raise Inconsistent(
-                        "type_conflict",
-                        f"pushed metric {name} is a {family.kind}, but the group "
-                        f"{_key_text(key)} holds it as a {kind}",
-                    )
-                if series & self._view[key][name][1]:
+            for key in self._owners.get(name, {}):
+                shape = self._view[key].get(name)
+                if key != push.key and shape is not None and series & shape[1]:
                     raise Inconsistent(
                         "invalid",
                         f"a series of {name} was collected before with the same name and "
@@ -222,15 +222,17 @@ class PushGroups:
         return shapes
 
     def _set_view(self, key: GroupKey, shapes: dict[str, _Shape]) -> None:
-        for name in self._view.get(key, {}):
-            owners = self._owners[name]
-            del owners[key]
-            if not owners:
-                del self._owners[name]
+        for _, _, names in self._view.get(key, {}).values():
+            for name in names:
+                owners = self._owners[name]
+                owners.pop(key, None)
+                if not owners:
+                    del self._owners[name]
         if shapes:
             self._view[key] = shapes
-            for name, (kind, _) in shapes.items():
-                self._owners.setdefault(name, {})[key] = kind
+            for kind, _, names in shapes.values():
+                for name in names:
+                    self._owners.setdefault(name, {})[key] = kind
         else:
             self._view.pop(key, None)
 
