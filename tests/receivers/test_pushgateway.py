@@ -161,7 +161,7 @@ def test_prometheus_client_push_functions_and_refusals(daemon_factory):
 
     # A type clash with the pushed group: refused, counted, failure time recorded.
     clash = CollectorRegistry()
-    Counter("rows", "Rows.", registry=clash).inc()
+    Gauge("jobs_done_total", "A counter's name as a gauge.", registry=clash).set(1)
     with pytest.raises(OSError, match="400"):
         push_to_gateway(gateway, job="other", registry=clash)
     # The delimited protobuf format is refused with 415.
@@ -195,10 +195,12 @@ def test_prometheus_client_push_functions_and_refusals(daemon_factory):
 
 
 def test_groups_survive_a_restart_and_a_kill_9_then_expire(daemon_factory):
-    daemon = daemon_factory({"exporters": {"prometheus": {"push_group_ttl": "4s"}}})
+    daemon = daemon_factory()
     assert push(daemon.url, "PUT", "/kept/instance/a", "kept 1\n").status_code == 200
     daemon.restart()
-    assert sample(httpx.get(f"{daemon.url}/metrics").text, "kept", job="kept") == 1
+    text = httpx.get(f"{daemon.url}/metrics").text
+    assert sample(text, "kept", job="kept", instance="a") == 1
+    assert sample(text, "push_time_seconds", job="kept", instance="a") > 1.7e9
     # Answered, then killed at once: the push is in the queue and applied after the start.
     assert push(daemon.url, "POST", "/kept/instance/a", "more 2\n").status_code == 200
     assert push(daemon.url, "DELETE", "/gone", "").status_code == 202
@@ -207,10 +209,16 @@ def test_groups_survive_a_restart_and_a_kill_9_then_expire(daemon_factory):
     text = scrape_until(daemon.url, lambda t: "more{" in t)
     assert sample(text, "kept", job="kept", instance="a") == 1
     assert sample(text, "more", job="kept", instance="a") == 2
-    # No push for push_group_ttl: the group goes, and does not come back after a restart.
-    scrape_until(daemon.url, lambda t: "kept{" not in t)
-    daemon.restart()
-    assert 'push_time_seconds{' not in httpx.get(f"{daemon.url}/metrics").text
+    daemon.stop()
+    # With push_group_ttl, a group without a push for that long goes, and stays gone.
+    expiring = daemon_factory({"exporters": {"prometheus": {"push_group_ttl": "2s"}}},
+                              data_dir=daemon.data_dir)
+    scrape_until(expiring.url, lambda t: "kept{" not in t)
+    assert push(expiring.url, "PUT", "/brief", "brief 1\n").status_code == 200
+    scrape_until(expiring.url, lambda t: "brief{" in t)
+    scrape_until(expiring.url, lambda t: "brief{" not in t and "push_time_seconds{" not in t)
+    expiring.restart()
+    assert "push_time_seconds{" not in httpx.get(f"{expiring.url}/metrics").text
 
 
 def test_pushes_need_a_token_and_stay_in_their_tenant(daemon_factory):
