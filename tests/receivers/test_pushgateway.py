@@ -170,17 +170,20 @@ def test_prometheus_client_push_functions_and_refusals(daemon_factory):
         headers={"Content-Type": "application/vnd.google.protobuf; "
                  "proto=io.prometheus.client.MetricFamily; encoding=delimited"},
     )
-    assert answer.status_code == 415 and "text format" in answer.text
+    assert answer.status_code == 415
+    assert "text format" in answer.text
     assert push(daemon.url, "PUT", "/bad", "1x 1\n").status_code == 400
     # A native metric of a pushed name is refused, and a push of a native name.
     native = httpx.post(f"{daemon.url}/api/v1/metrics", json={
         "name": "rows", "type": "gauge", "value": 1, "service": "svc"})
-    assert native.status_code == 422 and "pushed" in native.text
+    assert native.status_code == 422
+    assert "pushed" in native.text
     assert httpx.post(f"{daemon.url}/api/v1/metrics", json={
         "name": "native_only", "type": "gauge", "value": 1, "service": "svc"}).status_code == 202
     scrape_until(daemon.url, lambda t: "native_only{" in t)
     refused = push(daemon.url, "PUT", "/n", "# TYPE native_only gauge\nnative_only 2\n")
-    assert refused.status_code == 400 and "native_only" in refused.text
+    assert refused.status_code == 400
+    assert "native_only" in refused.text
 
     delete_from_gateway(gateway, job="batch", grouping_key={"instance": "x"})
     text = scrape_until(daemon.url, lambda t: 'rows{instance="x"' not in t)
