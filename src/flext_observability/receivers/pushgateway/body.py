@@ -81,7 +81,8 @@ def parse_text(body: bytes, grouping: dict[str, str]) -> dict[str, PushedFamily]
         try:
             parsed = [
                 (m.name, m.type, m.documentation,
-                 [(s.name, tuple(s.labels.items()), s.value, s.timestamp) for s in m.samples])
+                 [(s.name, tuple(s.labels.items()), s.value,
+                   None if s.timestamp is None else float(s.timestamp)) for s in m.samples])
                 for m in text_string_to_metric_families(text)
             ]
         except ValueError as exc:

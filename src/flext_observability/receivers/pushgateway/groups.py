@@ -260,10 +260,10 @@ class PushGroups:
         failed = Metric(PUSH_FAILURE_TIME, "Last Unix time when changing this group in the "
                         "Pushgateway failed.", "gauge")
         for group in self.groups.values():
-            labels = dict(group.key)
-            labels.setdefault("instance", "")
-            pushed.add_sample(PUSH_TIME, labels, group.push_time)
-            failed.add_sample(PUSH_FAILURE_TIME, labels, group.failure_time)
+            group_labels = dict(group.key)
+            group_labels.setdefault("instance", "")
+            pushed.add_sample(PUSH_TIME, group_labels, group.push_time)
+            failed.add_sample(PUSH_FAILURE_TIME, group_labels, group.failure_time)
         yield pushed
         yield failed
 
