@@ -5,6 +5,7 @@ prometheus_client's push functions, durability (restart, kill -9), expiry, auth 
 
 from __future__ import annotations
 
+import gzip
 import math
 import time
 from collections.abc import Callable
@@ -205,3 +206,17 @@ def test_pushes_need_a_token_and_stay_in_their_tenant(daemon_factory):
     assert sample(text(), "up", job="shared", tenant="alpha") == 1
     assert sample(text(), "flext_collector_refused_items_total", signal="metrics",
                   reason="unauthorized") == 2
+
+
+def test_pushes_through_an_ingest_worker(daemon_factory):
+    daemon = daemon_factory({"server": {"workers": 1, "max_body_bytes": 4096}})
+    pushed = httpx.put(f"{daemon.url}/metrics/job/w/instance/i",
+                       content=gzip.compress(b"# TYPE w gauge\nw 7\n"),
+                       headers={"Content-Encoding": "gzip"})
+    assert pushed.status_code == 200
+    text = scrape_until(daemon.url, lambda t: "\nw{" in t)
+    assert sample(text, "w", job="w", instance="i") == 7
+    too_large = push(daemon.url, "PUT", "/w", "w 1\n" * 2000)
+    assert too_large.status_code == 413
+    assert push(daemon.url, "DELETE", "/w/instance/i", "").status_code == 202
+    scrape_until(daemon.url, lambda t: "\nw{" not in t)
