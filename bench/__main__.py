@@ -13,6 +13,7 @@ BENCHES = {
     "restart": "bench.restart",
     "otelcol": "bench.otelcol",
     "remote_write": "bench.remote_write",
+    "pushgateway": "bench.pushgateway",
 }
 
 

@@ -94,7 +94,9 @@ def pushgateway() -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="flext-bench-pgw-") as tmp, process(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"], f"{url}/-/ready",
+        # Debian's build persists to /var/lib/prometheus by default: memory only here.
+        [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+        f"{url}/-/ready",
         Path(tmp) / "pushgateway.log",
     ):
         yield url
@@ -108,13 +110,14 @@ class WrkResult:
 
 
 def wrk_post(url: str, body: bytes, content_type: str, connections: int, seconds: int,
-             threads: int = 2) -> WrkResult:
-    """POST the same body over `connections` keep-alive connections for `seconds`."""
+             threads: int = 2, script_text: str = WRK_POST) -> WrkResult:
+    """POST the same body over `connections` keep-alive connections for `seconds` (or what
+    `script_text`, a wrk script reading the same variables, sends)."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian package wrk; make system-deps)")
     with tempfile.TemporaryDirectory(prefix="flext-bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(WRK_POST)
+        script.write_text(script_text)
         body_file = Path(tmp) / "body"
         body_file.write_bytes(body)
         env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_CTYPE": content_type}

@@ -51,6 +51,7 @@ from flext_observability.receivers.limits import MIB, Gate, IngestLimits, Memory
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
+from flext_observability.receivers.pushgateway.receiver import PushReceiver, build_pushgateway
 from flext_observability.startup import DirectoryLock
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
@@ -118,12 +119,17 @@ class Collector:
         ]
         if prom.enabled:
             self.checkpoints.add("prometheus", StoreState(self.store))
+            self.push: PushReceiver | None = build_pushgateway(
+                config, self.queue, self.store, self.registry, self.prometheus,
+                self.checkpoints, self.telemetry,
+            )
             self.consumers.append(
                 LocalConsumer(self.queue, "prometheus", [Signal.METRICS], self.prometheus.handle,
                               self.telemetry, checkpoints=self.checkpoints)
             )
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
+            self.push = None
         self.exporters: dict[str, Exporter] = {}
         self._held_task: asyncio.Task[None] | None = None
         if config.exporters.jaeger.endpoint:
@@ -322,6 +328,8 @@ def create_app(config: Config) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     add_ingest_routes(app, collector.native, collector.otlp, collector.http_gate,
                       collector.authenticator, config, collector.telemetry)
+    if collector.push is not None:
+        app.include_router(collector.push.router())
 
     @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {
         "description": "Prometheus text format (0.0.4), or OpenMetrics 1.0 when the Accept "

@@ -287,6 +287,8 @@ class PrometheusExporterConfig(_Section):
     max_series: Int = Field(default=100_000, gt=0)
     max_series_per_metric: Int = Field(default=10_000, gt=0)
     max_series_per_service: Int = Field(default=20_000, gt=0)
+    # Pushed groups (the push API) unchanged this long are removed; null: never.
+    push_group_ttl: Duration | None = None
 
 
 class RetryConfig(_Section):

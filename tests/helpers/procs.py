@@ -371,7 +371,9 @@ class Pushgateway(ManagedProcess):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
-            ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.port}"],
+            # Debian's build persists to /var/lib/prometheus by default: memory only here.
+            ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{self.port}",
+             "--persistence.file="],
             work_dir,
             "pushgateway",
             ready_url=f"{self.url}/-/ready",

@@ -33,6 +33,7 @@ from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
 from flext_observability.models.otlp import encode_status
 from flext_observability.pipeline.queue import Signal
 from flext_observability.receivers.body import media_type
+from flext_observability.receivers.pushgateway.path import PREFIX as PUSH_PREFIX
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,9 @@ class BearerAuthMiddleware:
             return
         path: str = scope["path"]
         otlp = path.startswith("/v1/")
-        if not (otlp or path.startswith("/api/") or (self._protect_metrics and path == "/metrics")):
+        push = path.startswith(PUSH_PREFIX)
+        if not (otlp or push or path.startswith("/api/")
+                or (self._protect_metrics and path == "/metrics")):
             await self.app(scope, receive, send)
             return
         authorization = content_type = None
@@ -145,8 +148,8 @@ class BearerAuthMiddleware:
             scope["state"] = {**scope.get("state", {}), TENANT: tenant}
             await self.app(scope, receive, send)
             return
-        signal = _SIGNALS.get(path)
-        if signal is not None and scope["method"] == "POST":
+        signal = Signal.METRICS if push else _SIGNALS.get(path)
+        if signal is not None and (push or scope["method"] == "POST"):
             self._auth.refused(signal)
         log.debug("401 %s %s from %s: %s", scope["method"], path, scope.get("client"),
                   "no bearer token" if not bearer_token(authorization) else "unknown token")

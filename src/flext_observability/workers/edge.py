@@ -24,10 +24,12 @@ from prometheus_client import CollectorRegistry
 from flext_observability.app import add_ingest_routes
 from flext_observability.config import Config
 from flext_observability.logs import configure_logging
+from flext_observability.pipeline.queue import Signal
 from flext_observability.receivers.auth import Authenticator
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
-from flext_observability.receivers.native import NativeReceiver
+from flext_observability.receivers.native import NativeReceiver, Refusal, read_limited
 from flext_observability.receivers.otlp import OtlpIngest
+from flext_observability.receivers.pushgateway.path import PREFIX as PUSH_PREFIX
 from flext_observability.server import Server, http_options, tune_process
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
@@ -127,8 +129,22 @@ def create_edge_app(
         target = COLLECTOR.copy_with(
             raw_path=request.scope["raw_path"] + (b"?" + query if query else b"")
         )
+        body = None
+        if request.url.path.startswith(PUSH_PREFIX) and request.method != "DELETE":
+            # Pushes (`receivers.pushgateway`) are served there with their body, read here
+            # within server.max_body_bytes and passed on decompressed.
+            try:
+                body = await read_limited(
+                    request, config.server.max_body_bytes, config.server.read_timeout
+                )
+            except Refusal as refusal:
+                telemetry.refused.labels(Signal.METRICS.value, refusal.reason).inc()
+                message = refusal.errors[0].message if refusal.errors else refusal.reason
+                return Response(message + "\n", refusal.status, refusal.headers,
+                                media_type="text/plain")
+            headers = [(k, v) for k, v in headers if k != "content-encoding"]
         try:
-            answer = await client.request(request.method, target, headers=headers)
+            answer = await client.request(request.method, target, headers=headers, content=body)
         except httpx.HTTPError as exc:
             return Response(f"collector process unavailable: {exc}\n", 503,
                             {"Retry-After": "5"}, media_type="text/plain")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 from flext_observability.exporters.prometheus.naming import unit_suffix
@@ -49,6 +49,9 @@ class PrometheusExporter:
     def __init__(self, store: MetricStore, telemetry: SelfTelemetry) -> None:
         self.store = store
         self._telemetry = telemetry
+        # Other encodings of metric records and what applies them (the pushed groups):
+        # record -> (items applied, items dropped by reason).
+        self.appliers: dict[str, Callable[[Record], tuple[int, dict[str, int]]]] = {}
         telemetry.exporter_up.labels(NAME).set(1)
 
     def admit(self, metrics: MetricsDigest) -> Reservation:
@@ -139,6 +142,9 @@ class PrometheusExporter:
         if record.encoding == OTLP_PROTOBUF:
             outcome = apply_otlp(self.store, record.payload)
             return outcome.applied, outcome.dropped
+        applier = self.appliers.get(record.encoding)
+        if applier is not None:
+            return applier(record)
         return 0, {"unknown_encoding": record.items}
 
     def _apply_native(self, metrics: MetricsDigest) -> tuple[int, dict[str, int]]:

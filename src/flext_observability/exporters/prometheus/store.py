@@ -157,6 +157,9 @@ class MetricStore:
         self._held_new = 0
         self._held_upper: dict[str, int] = {}
         self._held_upper_total = 0
+        # The kind of a family exposed as a name by another part (the pushed groups), or
+        # None: a client's family may not expose that name.
+        self.foreign: Callable[[str], str | None] = _no_family
 
     @property
     def series_count(self) -> int:
@@ -214,17 +217,25 @@ class MetricStore:
         return held[0] if held is not None else None
 
     def name_problem(
-        self, name: str, kind: str, local: dict[str, str]
+        self, name: str, kind: str, local: dict[str, str], *, foreign: bool = True
     ) -> tuple[str, str] | None:
         """(reason, message) when a client's family `name` of `kind` may not be exposed: it
         is another kind, it would expose a reserved name, or a name another family exposes
-        (a counter `x` exposes `x_total`, a histogram `h` exposes `h_bucket`, ...)."""
+        (a counter `x` exposes `x_total`, a histogram `h` exposes `h_bucket`, ...), here
+        or (with `foreign`) in the pushed groups."""
         exposed = (name, *(name + suffix for suffix in SUFFIXES[kind]))
         for sample in exposed:
             if sample in RESERVED_NAMES or sample.startswith(RESERVED_PREFIXES):
                 return (
                     "reserved_name",
                     f"metric '{name}' would expose '{sample}', a name the collector reserves",
+                )
+            other = self.foreign(sample) if foreign else None
+            if other is not None:
+                return (
+                    "type_conflict",
+                    f"metric '{name}' would expose '{sample}', which a pushed {other} "
+                    "exposes (/metrics/job/...)",
                 )
         known = self.kind_of(name, local)
         if known is not None:
@@ -530,6 +541,10 @@ class MetricStore:
         self.expire()
         for family in self.families.values():
             yield _to_metric(family)
+
+
+def _no_family(_name: str) -> str | None:
+    return None
 
 
 def job_of(key: LabelKey) -> str:
