@@ -340,9 +340,8 @@ class AlertmanagerExporterConfig(_Section):
     tls: TlsClientConfig = TlsClientConfig()
 
 
-# Defined in its component's folder, from the types above (whose package loads this first).
+# Defined in their components' folders, from the types above (whose packages load this first).
 from flext_observability.exporters.otlp.config import OtlpExporters, OtlpSignal  # noqa: E402
-# The component's model is made of the types above (its package imports this module first).
 from flext_observability.exporters.prometheus_remote_write.config import (  # noqa: E402
     PrometheusRemoteWriteConfig,
 )
