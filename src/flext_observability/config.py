@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
@@ -19,53 +18,19 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
-    Strict,
     Tag,
     ValidationError,
     model_validator,
 )
 
-from flext_observability.tls import client_ssl_context, server_ssl_context
+from flext_observability.settings import Duration, Float, Int, Port
+from flext_observability.settings import Section as _Section
+from flext_observability.tls import TlsClientConfig, TlsServerConfig
 
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$|^\d+(?:\.\d+)?$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0, "": 1.0}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def parse_duration(value: Any) -> Any:
-    """`30`, `30s`, `5m`, `1h`, `250ms`, `1m30s`, `1h5m` -> seconds; anything else is left
-    for the type check (a boolean is no duration)."""
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a duration (use seconds or e.g. 30s, 1m30s)")
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if _DURATION.match(text) is None:
-            raise ValueError(
-                f"'{value}' is not a duration (use seconds or e.g. 30s, 5m, 1h, 1m30s, 250ms)"
-            )
-        return sum(
-            float(number) * _UNIT_SECONDS[unit]
-            for number, unit in _DURATION_PART.findall(text)
-        )
-    return value
-
-
-# Numbers are numbers: `workers: true` or `max_items: "10"` is refused, not converted.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Port = Annotated[Int, Field(ge=0, le=65535)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
 
 DEFAULT_TENANT = "default"
 _TOKEN = re.compile(r"^[!-~]{1,4096}$")
@@ -171,66 +136,6 @@ class AuthConfig(_Section):
     def entries(self) -> list[TokenEntry]:
         """Every token of `tokens` and `tokens_file` (read when the config was loaded)."""
         return list(self._entries)
-
-
-def _readable_file(path: Path) -> Path:
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    return path
-
-
-ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
-
-
-def _cert_and_key(cert_file: Path | None, key_file: Path | None) -> None:
-    if (cert_file is None) != (key_file is None):
-        raise ValueError("cert_file and key_file must be set together")
-
-
-class TlsServerConfig(_Section):
-    """`server.tls`: a certificate turns TLS on for HTTP and gRPC; `client_ca_file` makes
-    both require a client certificate signed by that CA."""
-
-    cert_file: ReadableFile | None = None
-    key_file: ReadableFile | None = None
-    client_ca_file: ReadableFile | None = None
-
-    @model_validator(mode="after")
-    def _loads(self) -> Self:
-        _cert_and_key(self.cert_file, self.key_file)
-        if self.cert_file is None:
-            if self.client_ca_file is not None:
-                raise ValueError("client_ca_file needs cert_file and key_file")
-            return self
-        try:
-            server_ssl_context(self)
-        except (ssl.SSLError, OSError) as exc:
-            message = f"cert_file, key_file or client_ca_file does not load: {exc}"
-            raise ValueError(message) from None
-        return self
-
-
-class TlsClientConfig(_Section):
-    """An exporter's `tls`, used for https:// endpoints."""
-
-    ca_file: ReadableFile | None = None
-    cert_file: ReadableFile | None = None
-    key_file: ReadableFile | None = None
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _loads(self) -> Self:
-        _cert_and_key(self.cert_file, self.key_file)
-        if self.ca_file is None and self.cert_file is None:
-            return self
-        try:
-            client_ssl_context(self)
-        except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"ca_file, cert_file or key_file does not load: {exc}") from None
-        return self
 
 
 def _origin(value: str) -> str:

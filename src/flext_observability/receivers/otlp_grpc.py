@@ -14,14 +14,13 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 
-from flext_observability.config import TlsServerConfig
 from flext_observability.models.otlp import OtlpDecodeError, encode_response
 from flext_observability.models.otlp import Signal as OtlpKind
 from flext_observability.receivers.auth import MESSAGE, Authenticator
 from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
 from flext_observability.receivers.otlp import SIGNALS, OtlpIngest, OtlpThrottled
 from flext_observability.startup import StartupError
-from flext_observability.tls import grpc_server_credentials
+from flext_observability.tls import TlsServerConfig, grpc_server_credentials
 
 log = logging.getLogger(__name__)
 

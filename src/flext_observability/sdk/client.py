@@ -34,7 +34,7 @@ import httpx
 from pydantic_core import to_json
 
 from flext_observability.sdk.config import FlextObservabilityConfig, default_config
-from flext_observability.sdk.otlp import otlp_histograms
+from flext_observability.sdk.otlp import HistogramKey, HistogramSums, otlp_histograms
 
 log = logging.getLogger("flext_observability.sdk")
 
@@ -69,29 +69,6 @@ class CounterKey(NamedTuple):
     service: str
     instance: str
     labels: tuple[tuple[str, str], ...]
-
-
-class HistogramKey(NamedTuple):
-    """A histogram series the client aggregates locally between flushes (`record_call`)."""
-
-    name: str
-    service: str
-    instance: str
-    labels: tuple[tuple[str, str], ...]
-    bounds: tuple[float, ...]
-    description: str
-
-
-class HistogramSums:
-    """Observations of one series since the last pass: per bucket (`le` bounds, +Inf
-    last), their count and sum."""
-
-    __slots__ = ("count", "counts", "sum")
-
-    def __init__(self, buckets: int) -> None:
-        self.counts = [0] * (buckets + 1)
-        self.count = 0
-        self.sum = 0.0
 
 
 class _CounterSample:

@@ -28,7 +28,7 @@ from flext_observability.receivers.auth import Authenticator
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
 from flext_observability.receivers.native import NativeReceiver
 from flext_observability.receivers.otlp import OtlpIngest
-from flext_observability.server import Server, http_options, tune_process
+from flext_observability.serving import Server, http_options, tune_process
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
