@@ -37,7 +37,7 @@ from flext_observability.models.times import rfc3339
 from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake, RecordsAdmission
-from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
+from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue
 from flext_observability.receivers.auth import (
     Authenticator,
     BearerAuthMiddleware,
@@ -48,6 +48,7 @@ from flext_observability.receivers.limits import MIB, Gate, IngestLimits, Memory
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
+from flext_observability.signals import Signal
 from flext_observability.startup import DirectoryLock
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from flext_observability.pipeline.queue import Queue, QueueClosed, Record, Signal, StateChanges
+from flext_observability.pipeline.queue import Queue, QueueClosed, Record, StateChanges
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)

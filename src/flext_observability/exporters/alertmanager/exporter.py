@@ -26,12 +26,8 @@ import httpx
 
 from flext_observability.config import AlertmanagerExporterConfig
 from flext_observability.exporters.alertmanager.state import AlertState, HeldAlert, LabelSet
-from flext_observability.pipeline.exporter import (
-    ANY_5XX_RETRYABLE_HTTP_STATUS,
-    Delivery,
-    Interrupted,
-    PermanentError,
-)
+from flext_observability.pipeline.exporter import Delivery, Interrupted
+from flext_observability.retry import ANY_5XX_RETRYABLE_HTTP_STATUS, PermanentError
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import client_ssl_context
 

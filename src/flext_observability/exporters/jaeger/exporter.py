@@ -4,7 +4,7 @@ Spans are queued as serialized `ExportTraceServiceRequest`s. Serialized messages
 type concatenate into a valid merged message (repeated fields append), so a batch of
 records is `b"".join(payloads)` and goes out with no decode or encode: over OTLP/gRPC as
 raw bytes of a unary call (no serializer), or over OTLP/HTTP as a protobuf POST body.
-Failures are left to `pipeline.exporter.classify`; retries to the shared helper.
+Failures are left to `retry.classify`; retries to the shared helper.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from flext_observability.config import JaegerExporterConfig
 from flext_observability.pipeline.exporter import QueueExporter
-from flext_observability.pipeline.queue import Queue, Record, Signal
+from flext_observability.pipeline.queue import Queue, Record
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import client_ssl_context, grpc_channel_credentials
 
