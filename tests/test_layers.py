@@ -5,7 +5,7 @@ import counts, also those under `if TYPE_CHECKING:` and those inside a function.
 The layers, lowest first (a module may import its own layer and those below it):
 
     ground     signals, routes, retry, settings, tls, tasks, logs, startup
-    models     models/, config
+    models     models/, config, and each component's settings model (<component>/config.py)
     pipeline   pipeline/, telemetry
     components receivers/, processors/, exporters/, health/
     assembly   components (the registry), builder, app, serving, server, workers/
@@ -124,6 +124,10 @@ def layer_of(module: str, package: str = PACKAGE) -> str:
         return SDK
     for layer, tops in LAYERS:
         if top in tops:
+            # A component's settings model (`exporters/debug/config.py`) sits with the
+            # models: the top-level config composes it, the component imports it.
+            if layer == "components" and module.rsplit(".", 1)[-1] == "config":
+                return "models"
             return layer
     raise KeyError(f"{module} is in no layer: add it to LAYERS in tests/test_layers.py")
 
@@ -203,6 +207,17 @@ def test_an_upward_import_and_an_sdk_import_are_violations(tmp_path: Path) -> No
     ]
     assert cycles(graph) == [
         [f"{PACKAGE}.exporters.jaeger.exporter", f"{PACKAGE}.pipeline.exporter"]
+    ]
+
+
+def test_a_component_settings_model_is_below_the_top_level_config() -> None:
+    assert layer_of(f"{PACKAGE}.exporters.debug.config") == "models"
+    assert violations({
+        f"{PACKAGE}.config": {f"{PACKAGE}.exporters.debug.config"},
+        f"{PACKAGE}.exporters.debug.config": {f"{PACKAGE}.exporters.debug.exporter"},
+    }) == [
+        f"{PACKAGE}.exporters.debug.config (models) imports "
+        f"{PACKAGE}.exporters.debug.exporter (components)"
     ]
 
 

@@ -22,12 +22,10 @@ from prometheus_client.exposition import (
     generate_latest,
 )
 
+from flext_observability.builder import add_ingest_routes, build_exporters, build_ingest
+from flext_observability.components import ExporterContext
 from flext_observability.config import Config
-from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
-from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
 from flext_observability.exporters.alertmanager.state import AlertState
-from flext_observability.exporters.jaeger.exporter import NAME as JAEGER
-from flext_observability.exporters.jaeger.exporter import JaegerExporter
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
@@ -38,15 +36,8 @@ from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake, RecordsAdmission
 from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue
-from flext_observability.receivers.auth import (
-    Authenticator,
-    BearerAuthMiddleware,
-    request_tenant,
-)
-from flext_observability.receivers.cors import OtlpCorsMiddleware
-from flext_observability.receivers.limits import MIB, Gate, IngestLimits, MemoryLimiter
-from flext_observability.receivers.native import NativeReceiver, build_router
-from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
+from flext_observability.receivers.auth import request_tenant
+from flext_observability.receivers.limits import Gate
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.signals import Signal
 from flext_observability.startup import DirectoryLock
@@ -122,43 +113,26 @@ class Collector:
             )
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
-        self.exporters: dict[str, Exporter] = {}
         self._held_task: asyncio.Task[None] | None = None
-        if config.exporters.jaeger.endpoint:
-            self.exporters[JAEGER] = JaegerExporter(
-                config.exporters.jaeger, self.queue, self.telemetry
-            )
-        if config.exporters.alertmanager.urls:
-            self.exporters[ALERTMANAGER] = AlertmanagerExporter(
-                config.exporters.alertmanager, self.alerts, self.telemetry
-            )
+        # Every sink in one list, started in order and stopped together with a deadline:
+        # the local consumers, then the exporters of the registry (`components.EXPORTERS`).
+        self.exporters = build_exporters(
+            config, ExporterContext(self.queue, self.telemetry, self.alerts)
+        )
+        self.sinks: list[Exporter] = [*self.consumers, *self.exporters.values()]
         self.intake = Intake(self.queue, self.prometheus if prom.enabled else None, {
             Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, self.health.admit, self.health.release),
             Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, self.alerts.admit, self.alerts.release),
         })
-        self.native = NativeReceiver(
-            self.intake.put,
-            self.telemetry,
-            config.server.max_body_bytes,
-            config.server.max_items_per_request,
-            read_timeout=config.server.read_timeout,
-            limits=config.limits,
-            accepts_spans=config.accepts_spans(),
-        )
+        self.ingest = build_ingest(config, self.intake.put, self.telemetry, self.queue)
+        self.native = self.ingest.native
+        self.otlp = self.ingest.otlp
+        self.memory = self.ingest.memory
         limits = config.limits
-        self.otlp = OtlpIngest(self.intake.put, self.telemetry, accepts_logs=False,
-                               limits=limits, accepts_spans=config.accepts_spans())
-        self.memory = MemoryLimiter(
-            limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
-            limits.memory_check_interval,
-        )
         # HTTP and gRPC each admit limits.max_concurrent_requests at once.
-        self.http_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
-                              self.telemetry, limits.retry_after_seconds,
-                              limits.max_slow_requests, limits.slow_body_seconds)
         self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
                               self.telemetry, limits.retry_after_seconds)
-        self.authenticator = Authenticator.from_config(config.server.auth, self.telemetry)
+        self.authenticator = self.ingest.authenticator
         self.grpc = OtlpGrpcServer(
             self.otlp, config.server.host, config.server.grpc_port,
             config.server.grpc_max_message_bytes, self.authenticator, config.server.tls,
@@ -176,12 +150,10 @@ class Collector:
         await self.queue.start()
         await self.checkpoints.start()
         await self.health.start()
-        for consumer in self.consumers:
-            await consumer.start()
-        for exporter in self.exporters.values():
-            await exporter.start()
+        for sink in self.sinks:
+            await sink.start()
         await self.grpc.start()
-        if JAEGER not in self.exporters:
+        if not self.config.span_exporters():
             if self.config.queue.hold_unexported:
                 log.warning("spans are held in the queue: %s", HELD_REASON)
                 self._held_task = asyncio.create_task(self._log_held(), name="held-spans")
@@ -191,7 +163,7 @@ class Collector:
 
     def held(self) -> dict[str, Any]:
         """What is held with no exporter to deliver it (queue.hold_unexported)."""
-        if JAEGER in self.exporters or not self.config.queue.hold_unexported:
+        if self.config.span_exporters() or not self.config.queue.hold_unexported:
             return {}
         return {"spans": {"items": self.queue.depth(Signal.SPANS), "reason": HELD_REASON}}
 
@@ -208,15 +180,14 @@ class Collector:
     async def shutdown(self) -> None:
         """Upstream first. (Uvicorn has stopped HTTP before the lifespan ends.) Consumers
         drain the queue into their state; exporters get EXPORTER_SHUTDOWN_GRACE seconds for
-        what is in flight, and what they did not deliver stays queued or held."""
+        what is in flight, and what they did not deliver stays queued or held. The held
+        state is written last, with the cursors the consumers reached."""
         await self.grpc.shutdown()
         await cancel(self._held_task)
-        for consumer in self.consumers:
-            await consumer.shutdown()
+        deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
+        await asyncio.gather(*(sink.shutdown(deadline) for sink in self.sinks))
         await self.health.shutdown()
         await self.checkpoints.shutdown()
-        deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
-        await asyncio.gather(*(e.shutdown(deadline) for e in self.exporters.values()))
         await self.queue.shutdown()
         await self.memory.shutdown()
         if self.lock is not None:
@@ -227,8 +198,7 @@ class Collector:
         limiter lets data in."""
         writable = self.queue.writable()
         ready = writable and not self.checkpoints.failing and not self.memory.limited
-        exporters: dict[str, Any] = {c.name: c.state() for c in self.consumers}
-        exporters.update({name: e.state() for name, e in self.exporters.items()})
+        exporters: dict[str, Any] = {sink.name: sink.state() for sink in self.sinks}
         body = {
             "ready": ready,
             "queue": {
@@ -275,33 +245,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def add_ingest_routes(
-    app: FastAPI,
-    native: NativeReceiver,
-    otlp: OtlpIngest,
-    gate: Gate,
-    authenticator: Authenticator | None,
-    config: Config,
-    telemetry: SelfTelemetry,
-) -> None:
-    """The POST routes and the middleware in front of every route: the collector's app
-    and an ingest worker's (`workers.edge`) are wired alike."""
-    app.include_router(build_router(native))
-    app.include_router(build_otlp_router(
-        otlp, config.server.max_body_bytes, config.server.read_timeout, telemetry
-    ))
-    app.add_middleware(IngestLimits, gate=gate)
-    # The last added runs first: CORS answers preflights before authentication, which
-    # comes before the limits.
-    if authenticator is not None:
-        app.add_middleware(
-            BearerAuthMiddleware, authenticator=authenticator,
-            protect_metrics=config.server.auth.protect_metrics,
-        )
-    if config.server.cors.allowed_origins:
-        app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
-
-
 def create_app(config: Config) -> FastAPI:
     """The HTTP app over a new `Collector` (`app.state.collector`), which the server starts
     before it serves and stops after (`server.Server`)."""
@@ -311,8 +254,7 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPIOffline(title="flext-observability", version="0.1.0", static_url=DOCS_STATIC)
     app.state.collector = collector
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    add_ingest_routes(app, collector.native, collector.otlp, collector.http_gate,
-                      collector.authenticator, config, collector.telemetry)
+    add_ingest_routes(app, collector.ingest, config, collector.telemetry)
 
     @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {
         "description": "Prometheus text format (0.0.4), or OpenMetrics 1.0 when the Accept "

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from flext_observability.exporters.debug.config import DebugExporterConfig
 from flext_observability.settings import Duration, Float, Int, Port
 from flext_observability.settings import Section as _Section
 from flext_observability.tls import TlsClientConfig, TlsServerConfig
@@ -247,6 +248,7 @@ class ExportersConfig(_Section):
     prometheus: PrometheusExporterConfig = PrometheusExporterConfig()
     jaeger: JaegerExporterConfig = JaegerExporterConfig()
     alertmanager: AlertmanagerExporterConfig = AlertmanagerExporterConfig()
+    debug: DebugExporterConfig = DebugExporterConfig()
 
 
 class HealthConfig(_Section):
@@ -293,9 +295,17 @@ class Config(_Section):
     health: HealthConfig = HealthConfig()
     limits: LimitsConfig = LimitsConfig()
 
+    def span_exporters(self) -> list[str]:
+        """The exporters that take spans off the queue."""
+        debug = self.exporters.debug
+        return [name for name, on in (
+            ("jaeger", self.exporters.jaeger.endpoint is not None),
+            ("debug", debug.enabled and "spans" in debug.signals),
+        ) if on]
+
     def accepts_spans(self) -> bool:
         """Spans are taken in when an exporter will deliver them, or the queue holds them."""
-        return self.exporters.jaeger.endpoint is not None or self.queue.hold_unexported
+        return bool(self.span_exporters()) or self.queue.hold_unexported
 
 
 ENV_PREFIX = "FLEXT_OBS_"

@@ -146,8 +146,10 @@ class LocalConsumer:
             self._checkpoints.follow(self.name)
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
-    async def shutdown(self) -> None:
-        """Handle what is already queued, then stop; safe to call twice or before start."""
+    async def shutdown(self, deadline: float | None = None) -> None:
+        """Handle what is already queued, then stop; safe to call twice or before start.
+        The records are handled in memory, with no downstream to wait for: all of them,
+        whatever the `deadline`."""
         if self._task is None:
             return
         self._stopping = True

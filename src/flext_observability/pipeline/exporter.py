@@ -139,13 +139,17 @@ Push = Callable[[list[Record]], Awaitable[int]]
 
 
 class Exporter(Protocol):
-    """What the collector starts, stops and shows on /readyz."""
+    """A sink: what the collector starts, stops by a deadline and shows on /readyz (a
+    local consumer, the queue's exporters, the Alertmanager loop)."""
+
+    @property
+    def name(self) -> str: ...
 
     async def start(self) -> None: ...
 
     async def shutdown(self, deadline: float) -> None: ...
 
-    def state(self) -> dict[str, Any]: ...
+    def state(self) -> str | dict[str, Any]: ...
 
 
 class QueueExporter:

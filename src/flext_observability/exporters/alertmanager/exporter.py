@@ -92,6 +92,7 @@ class AlertmanagerExporter:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self.name = NAME
         self._config = config
         self._state = state
         self._telemetry = telemetry
@@ -222,3 +223,10 @@ class AlertmanagerExporter:
                 self._telemetry.dropped.labels(NAME, INVALID).inc()
                 log.error("%s: alert %s not sent: %s", NAME, held.labels, reason)
         return valid
+
+
+def create(
+    config: AlertmanagerExporterConfig, alerts: AlertState, telemetry: SelfTelemetry
+) -> AlertmanagerExporter | None:
+    """The registry's factory: an exporter when `urls` are given."""
+    return AlertmanagerExporter(config, alerts, telemetry) if config.urls else None

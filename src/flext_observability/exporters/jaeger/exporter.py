@@ -124,6 +124,7 @@ class JaegerExporter:
     ) -> None:
         if not config.endpoint:
             raise ValueError("exporters.jaeger.endpoint is not set")
+        self.name = NAME
         self.config = config
         self._transport = (
             _GrpcTransport(config) if config.protocol == "grpc" else _HttpTransport(config)
@@ -160,3 +161,10 @@ class JaegerExporter:
 
     def state(self) -> dict[str, Any]:
         return self.helper.state()
+
+
+def create(
+    config: JaegerExporterConfig, queue: Queue, telemetry: SelfTelemetry
+) -> JaegerExporter | None:
+    """The registry's factory: an exporter when `endpoint` is set."""
+    return JaegerExporter(config, queue, telemetry) if config.endpoint else None
