@@ -26,10 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from flext_observability.exporters.alertmanager.config import AlertmanagerExporterConfig
 from flext_observability.exporters.debug.config import DebugExporterConfig
+from flext_observability.exporters.jaeger.config import JaegerExporterConfig
+from flext_observability.exporters.prometheus.config import PrometheusExporterConfig
+from flext_observability.health.config import HealthConfig
 from flext_observability.settings import Duration, Float, Int, Port
 from flext_observability.settings import Section as _Section
-from flext_observability.tls import TlsClientConfig, TlsServerConfig
+from flext_observability.tls import TlsServerConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -187,74 +191,11 @@ class QueueConfig(_Section):
     hold_unexported: bool = False
 
 
-class PrometheusExporterConfig(_Section):
-    enabled: bool = True
-    metric_expiration: Duration = 300.0
-    max_series: Int = Field(default=100_000, gt=0)
-    max_series_per_metric: Int = Field(default=10_000, gt=0)
-    max_series_per_service: Int = Field(default=20_000, gt=0)
-
-
-class RetryConfig(_Section):
-    initial_interval: Duration = 1.0
-    max_interval: Duration = 30.0
-    multiplier: Float = Field(default=1.5, ge=1.0)
-    randomization_factor: Float = Field(default=0.5, ge=0.0, le=1.0)
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"'{value}' is not a URL like http://host:port (http or https)")
-    return value
-
-
-EndpointUrl = Annotated[str, AfterValidator(_http_url)]
-
-
-class JaegerExporterConfig(_Section):
-    endpoint: EndpointUrl | None = None
-    protocol: Literal["grpc", "http/protobuf"] = "grpc"
-    headers: dict[str, str] = {}
-    compression: Literal["gzip", "none"] = "gzip"
-    timeout: Duration = 10.0
-    batch_max_items: Int = Field(default=2048, gt=0)
-    batch_timeout: Duration = 0.2
-    num_senders: Int = Field(default=2, gt=0)
-    retry: RetryConfig = RetryConfig()
-    tls: TlsClientConfig = TlsClientConfig()
-
-    @model_validator(mode="after")
-    def _grpc_always_verifies(self) -> JaegerExporterConfig:
-        if self.protocol == "grpc" and self.tls.insecure_skip_verify:
-            raise ValueError(
-                "tls.insecure_skip_verify is not available with protocol grpc "
-                "(grpc always verifies the server); give tls.ca_file instead"
-            )
-        return self
-
-
-class AlertmanagerExporterConfig(_Section):
-    urls: list[EndpointUrl] = []
-    # Native alerts held at once (firing and resolved in the last 15 minutes).
-    max_alerts: Int = Field(default=10_000, gt=0)
-    resend_interval: Duration = 60.0
-    timeout: Duration = 10.0
-    retry: RetryConfig = RetryConfig()
-    tls: TlsClientConfig = TlsClientConfig()
-
-
 class ExportersConfig(_Section):
     prometheus: PrometheusExporterConfig = PrometheusExporterConfig()
     jaeger: JaegerExporterConfig = JaegerExporterConfig()
     alertmanager: AlertmanagerExporterConfig = AlertmanagerExporterConfig()
     debug: DebugExporterConfig = DebugExporterConfig()
-
-
-class HealthConfig(_Section):
-    default_ttl_seconds: Duration = 60.0
-    # Services (tenant, service, instance) whose health is held.
-    max_services: Int = Field(default=10_000, gt=0)
 
 
 class LimitsConfig(_Section):

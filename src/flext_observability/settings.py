@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
@@ -56,3 +57,22 @@ def _readable_file(path: Path) -> Path:
 
 
 ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"'{value}' is not a URL like http://host:port (http or https)")
+    return value
+
+
+EndpointUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class RetryConfig(Section):
+    """A sender's exponential backoff (`retry.Backoff`): an exporter's `retry` section."""
+
+    initial_interval: Duration = 1.0
+    max_interval: Duration = 30.0
+    multiplier: Float = Field(default=1.5, ge=1.0)
+    randomization_factor: Float = Field(default=0.5, ge=0.0, le=1.0)

@@ -10,7 +10,6 @@ from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 from prometheus_client import CollectorRegistry
 
-from flext_observability.config import RetryConfig
 from flext_observability.pipeline.exporter import QueueExporter
 from flext_observability.pipeline.queue import MemoryQueue, Signal
 from flext_observability.retry import (
@@ -21,6 +20,7 @@ from flext_observability.retry import (
     classify,
     parse_retry_after,
 )
+from flext_observability.settings import RetryConfig
 from flext_observability.telemetry import SelfTelemetry
 
 NO_JITTER = RetryConfig(initial_interval=1, max_interval=5, multiplier=1.5,

@@ -21,7 +21,6 @@ from typing import Any, Protocol, TypeVar
 import grpc
 import httpx
 
-from flext_observability.config import RetryConfig
 from flext_observability.pipeline.queue import Queue, QueueClosed, Record
 from flext_observability.retry import (
     RETRYABLE_HTTP_STATUS,
@@ -30,6 +29,7 @@ from flext_observability.retry import (
     RetryableError,
     classify,
 )
+from flext_observability.settings import RetryConfig
 from flext_observability.signals import Signal
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry

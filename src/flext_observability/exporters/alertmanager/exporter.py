@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from flext_observability.config import AlertmanagerExporterConfig
+from flext_observability.exporters.alertmanager.config import AlertmanagerExporterConfig
 from flext_observability.exporters.alertmanager.state import AlertState, HeldAlert, LabelSet
 from flext_observability.pipeline.exporter import Delivery, Interrupted
 from flext_observability.retry import ANY_5XX_RETRYABLE_HTTP_STATUS, PermanentError

@@ -14,11 +14,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from flext_observability.config import RetryConfig
 from flext_observability.exporters.debug.config import DebugExporterConfig
 from flext_observability.pipeline.exporter import QueueExporter
 from flext_observability.pipeline.intake import OTLP_PROTOBUF
 from flext_observability.pipeline.queue import Queue, Record
+from flext_observability.settings import RetryConfig
 from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 

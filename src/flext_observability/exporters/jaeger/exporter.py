@@ -20,7 +20,7 @@ import httpx
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from flext_observability.config import JaegerExporterConfig
+from flext_observability.exporters.jaeger.config import JaegerExporterConfig
 from flext_observability.pipeline.exporter import QueueExporter
 from flext_observability.pipeline.queue import Queue, Record
 from flext_observability.signals import Signal
