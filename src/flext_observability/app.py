@@ -22,7 +22,12 @@ from prometheus_client.exposition import (
     generate_latest,
 )
 
-from flext_observability.builder import add_ingest_routes, build_exporters, build_ingest
+from flext_observability.builder import (
+    add_ingest_routes,
+    build_exporters,
+    build_ingest,
+    build_intake,
+)
 from flext_observability.components import ExporterContext
 from flext_observability.config import Config
 from flext_observability.exporters.alertmanager.state import AlertState
@@ -34,7 +39,6 @@ from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.models.times import rfc3339
 from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
-from flext_observability.pipeline.intake import Intake, RecordsAdmission
 from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue
 from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.limits import Gate
@@ -45,10 +49,6 @@ from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
-
-# refused_items_total reasons of alerts and health reports past their state's limit
-HEALTH_LIMIT = "health_limit"
-ALERT_LIMIT = "alert_limit"
 
 DOCS_STATIC = "/docs/static"
 # Seconds the exporters get at shutdown to finish the deliveries in flight.
@@ -120,10 +120,7 @@ class Collector:
             config, ExporterContext(self.queue, self.telemetry, self.alerts)
         )
         self.sinks: list[Exporter] = [*self.consumers, *self.exporters.values()]
-        self.intake = Intake(self.queue, self.prometheus if prom.enabled else None, {
-            Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, self.health.admit, self.health.release),
-            Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, self.alerts.admit, self.alerts.release),
-        })
+        self.intake = build_intake(config, self.queue, self.store, self.health, self.alerts)
         self.ingest = build_ingest(config, self.intake.put, self.telemetry, self.queue)
         self.native = self.ingest.native
         self.otlp = self.ingest.otlp

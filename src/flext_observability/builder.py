@@ -1,12 +1,16 @@
 """The builder: the config turned into the collector's graph, in one place.
 
-    receivers (native, OTLP/HTTP, OTLP/gRPC) -> limits (memory limiter, gate) -> intake
-        -> queue -> sinks (local consumers, exporters: `components.EXPORTERS`)
+    receivers (native, OTLP/HTTP, OTLP/gRPC) -> limits (memory limiter, gate)
+        -> intake (admission processors) -> queue
+        -> sinks (local consumers, exporters: `components.EXPORTERS`)
 
-`build_ingest` makes the receiving side, alike for the collector process and an ingest
-worker (`workers.edge`), which differ only in what `put` hands the payload to (the intake,
-or the collector process over its socket). `add_ingest_routes` mounts it on an HTTP app.
-`build_exporters` makes every configured exporter from the registry.
+`build_intake` places the processors before the queue: series admission (the metric
+store's limits, `processors/admission.py`) and the held states' limits for native alerts
+and health reports. `build_ingest` makes the receiving side, alike for the collector
+process and an ingest worker (`workers.edge`), which differ only in what `put` hands the
+payload to (the intake, or the collector process over its socket); `add_ingest_routes`
+mounts it on an HTTP app. `build_exporters` makes every configured exporter from the
+registry.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ from fastapi import FastAPI
 
 from flext_observability.components import EXPORTERS, ExporterContext
 from flext_observability.config import Config
+from flext_observability.exporters.alertmanager.state import AlertState
+from flext_observability.exporters.prometheus.store import MetricStore
+from flext_observability.health.tracker import HealthTracker
 from flext_observability.pipeline.exporter import Exporter
+from flext_observability.pipeline.intake import Intake, RecordsAdmission
+from flext_observability.pipeline.queue import Queue
+from flext_observability.processors.admission import SeriesAdmission
 from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
 from flext_observability.receivers.cors import OtlpCorsMiddleware
 from flext_observability.receivers.limits import (
@@ -31,6 +41,7 @@ from flext_observability.receivers.limits import (
 )
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 
 
@@ -43,6 +54,23 @@ class Ingest:
     memory: MemoryLimiter
     http_gate: Gate
     authenticator: Authenticator | None
+
+
+# refused_items_total reasons of alerts and health reports past their state's limit
+HEALTH_LIMIT = "health_limit"
+ALERT_LIMIT = "alert_limit"
+
+
+def build_intake(
+    config: Config, queue: Queue, store: MetricStore, health: HealthTracker, alerts: AlertState
+) -> Intake:
+    """The intake and its admission processors: series admission when the Prometheus
+    exporter is on, each held state's limit for native alerts and health reports."""
+    series = SeriesAdmission(store) if config.exporters.prometheus.enabled else None
+    return Intake(queue, series, {
+        Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, health.admit, health.release),
+        Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, alerts.admit, alerts.release),
+    })
 
 
 def build_ingest(
