@@ -96,8 +96,8 @@ def _grpc_retry_delay(trailing: Any) -> float | None:
 
 
 def _grpc_error(exc: BaseException) -> PermanentError | RetryableError | None:
-    grpc = sys.modules.get("grpc")
-    if grpc is None or not isinstance(exc, grpc.aio.AioRpcError):
+    aio = sys.modules.get("grpc.aio")
+    if aio is None or not isinstance(exc, aio.AioRpcError):
         return None
     code = exc.code().name
     message = f"gRPC {code}: {exc.details()}"
