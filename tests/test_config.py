@@ -2,7 +2,8 @@ import textwrap
 
 import pytest
 
-from flext_observability.config import ConfigError, expand_env, load_config, parse_duration
+from flext_observability.config import ConfigError, expand_env, load_config
+from flext_observability.settings import parse_duration
 
 
 def write(tmp_path, text):

@@ -22,45 +22,34 @@ from prometheus_client.exposition import (
     generate_latest,
 )
 
+from flext_observability.builder import (
+    add_ingest_routes,
+    build_exporters,
+    build_ingest,
+    build_intake,
+)
+from flext_observability.components import ExporterContext
 from flext_observability.config import Config
-from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
-from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
 from flext_observability.exporters.alertmanager.state import AlertState
-from flext_observability.exporters.jaeger.exporter import NAME as JAEGER
-from flext_observability.exporters.jaeger.exporter import jaeger_preset
-from flext_observability.exporters.otlp.exporter import OtlpExporter, build_otlp_exporters
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
-from flext_observability.exporters.prometheus_remote_write.exporter import NAME as REMOTE_WRITE
-from flext_observability.exporters.prometheus_remote_write.exporter import create_exporter
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.models.times import rfc3339
 from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
-from flext_observability.pipeline.intake import Intake, RecordsAdmission
-from flext_observability.pipeline.queue import MemoryQueue, Queue, Signal, SqliteQueue
-from flext_observability.receivers.auth import (
-    Authenticator,
-    BearerAuthMiddleware,
-    request_tenant,
-)
-from flext_observability.receivers.cors import OtlpCorsMiddleware
-from flext_observability.receivers.limits import MIB, Gate, IngestLimits, MemoryLimiter
-from flext_observability.receivers.native import NativeReceiver, build_router
-from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
+from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue
+from flext_observability.receivers.auth import request_tenant
+from flext_observability.receivers.limits import Gate
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.receivers.pushgateway.receiver import PushReceiver, build_pushgateway
+from flext_observability.signals import Signal
 from flext_observability.startup import DirectoryLock
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
-
-# refused_items_total reasons of alerts and health reports past their state's limit
-HEALTH_LIMIT = "health_limit"
-ALERT_LIMIT = "alert_limit"
 
 DOCS_STATIC = "/docs/static"
 # Seconds the exporters get at shutdown to finish the deliveries in flight.
@@ -130,50 +119,25 @@ class Collector:
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
             self.push = None
-        self.exporters: dict[str, Exporter] = {}
         self._held_task: asyncio.Task[None] | None = None
-        if config.exporters.jaeger.endpoint:
-            self.exporters[JAEGER] = OtlpExporter(
-                jaeger_preset(config.exporters.jaeger), self.queue, self.telemetry
+        # Every sink in one list, started in order and stopped together with a deadline:
+        # the local consumers, then the exporters of the registry (`components.EXPORTERS`).
+        self.exporters = build_exporters(
+            config, ExporterContext(
+                self.queue, self.telemetry, self.alerts, (self.store, self.health)
             )
-        self.exporters.update(build_otlp_exporters(config, self.queue, self.telemetry))
-        if config.exporters.alertmanager.urls:
-            self.exporters[ALERTMANAGER] = AlertmanagerExporter(
-                config.exporters.alertmanager, self.alerts, self.telemetry
-            )
-        remote_write = create_exporter(
-            config.exporters.prometheus_remote_write, [self.store, self.health], self.telemetry
         )
-        if remote_write is not None:
-            self.exporters[REMOTE_WRITE] = remote_write
-        self.intake = Intake(self.queue, self.prometheus if prom.enabled else None, {
-            Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, self.health.admit, self.health.release),
-            Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, self.alerts.admit, self.alerts.release),
-        })
-        self.native = NativeReceiver(
-            self.intake.put,
-            self.telemetry,
-            config.server.max_body_bytes,
-            config.server.max_items_per_request,
-            read_timeout=config.server.read_timeout,
-            limits=config.limits,
-            accepts_spans=config.accepts_spans(),
-        )
+        self.sinks: list[Exporter] = [*self.consumers, *self.exporters.values()]
+        self.intake = build_intake(config, self.queue, self.store, self.health, self.alerts)
+        self.ingest = build_ingest(config, self.intake.put, self.telemetry, self.queue)
+        self.native = self.ingest.native
+        self.otlp = self.ingest.otlp
+        self.memory = self.ingest.memory
         limits = config.limits
-        self.otlp = OtlpIngest(self.intake.put, self.telemetry,
-                               accepts_logs=config.exports("logs"),
-                               limits=limits, accepts_spans=config.accepts_spans())
-        self.memory = MemoryLimiter(
-            limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
-            limits.memory_check_interval,
-        )
         # HTTP and gRPC each admit limits.max_concurrent_requests at once.
-        self.http_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
-                              self.telemetry, limits.retry_after_seconds,
-                              limits.max_slow_requests, limits.slow_body_seconds)
         self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
                               self.telemetry, limits.retry_after_seconds)
-        self.authenticator = Authenticator.from_config(config.server.auth, self.telemetry)
+        self.authenticator = self.ingest.authenticator
         self.grpc = OtlpGrpcServer(
             self.otlp, config.server.host, config.server.grpc_port,
             config.server.grpc_max_message_bytes, self.authenticator, config.server.tls,
@@ -191,10 +155,8 @@ class Collector:
         await self.queue.start()
         await self.checkpoints.start()
         await self.health.start()
-        for consumer in self.consumers:
-            await consumer.start()
-        for exporter in self.exporters.values():
-            await exporter.start()
+        for sink in self.sinks:
+            await sink.start()
         await self.grpc.start()
         if not self.config.exports("traces"):
             if self.config.queue.hold_unexported:
@@ -223,15 +185,14 @@ class Collector:
     async def shutdown(self) -> None:
         """Upstream first. (Uvicorn has stopped HTTP before the lifespan ends.) Consumers
         drain the queue into their state; exporters get EXPORTER_SHUTDOWN_GRACE seconds for
-        what is in flight, and what they did not deliver stays queued or held."""
+        what is in flight, and what they did not deliver stays queued or held. The held
+        state is written last, with the cursors the consumers reached."""
         await self.grpc.shutdown()
         await cancel(self._held_task)
-        for consumer in self.consumers:
-            await consumer.shutdown()
+        deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
+        await asyncio.gather(*(sink.shutdown(deadline) for sink in self.sinks))
         await self.health.shutdown()
         await self.checkpoints.shutdown()
-        deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
-        await asyncio.gather(*(e.shutdown(deadline) for e in self.exporters.values()))
         await self.queue.shutdown()
         await self.memory.shutdown()
         if self.lock is not None:
@@ -242,8 +203,7 @@ class Collector:
         limiter lets data in."""
         writable = self.queue.writable()
         ready = writable and not self.checkpoints.failing and not self.memory.limited
-        exporters: dict[str, Any] = {c.name: c.state() for c in self.consumers}
-        exporters.update({name: e.state() for name, e in self.exporters.items()})
+        exporters: dict[str, Any] = {sink.name: sink.state() for sink in self.sinks}
         body = {
             "ready": ready,
             "queue": {
@@ -290,33 +250,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def add_ingest_routes(
-    app: FastAPI,
-    native: NativeReceiver,
-    otlp: OtlpIngest,
-    gate: Gate,
-    authenticator: Authenticator | None,
-    config: Config,
-    telemetry: SelfTelemetry,
-) -> None:
-    """The POST routes and the middleware in front of every route: the collector's app
-    and an ingest worker's (`workers.edge`) are wired alike."""
-    app.include_router(build_router(native))
-    app.include_router(build_otlp_router(
-        otlp, config.server.max_body_bytes, config.server.read_timeout, telemetry
-    ))
-    app.add_middleware(IngestLimits, gate=gate)
-    # The last added runs first: CORS answers preflights before authentication, which
-    # comes before the limits.
-    if authenticator is not None:
-        app.add_middleware(
-            BearerAuthMiddleware, authenticator=authenticator,
-            protect_metrics=config.server.auth.protect_metrics,
-        )
-    if config.server.cors.allowed_origins:
-        app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
-
-
 def create_app(config: Config) -> FastAPI:
     """The HTTP app over a new `Collector` (`app.state.collector`), which the server starts
     before it serves and stops after (`server.Server`)."""
@@ -326,8 +259,7 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPIOffline(title="flext-observability", version="0.1.0", static_url=DOCS_STATIC)
     app.state.collector = collector
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    add_ingest_routes(app, collector.native, collector.otlp, collector.http_gate,
-                      collector.authenticator, config, collector.telemetry)
+    add_ingest_routes(app, collector.ingest, config, collector.telemetry)
     if collector.push is not None:
         app.include_router(collector.push.router())
 

@@ -12,11 +12,15 @@ from typing import Any
 import orjson
 
 from flext_observability.config import ConfigError, load_config
+from flext_observability.routes import NATIVE
+from flext_observability.signals import Signal
 
 log = logging.getLogger("flext_observability")
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
-SEND_ROUTES = {"metric": "metrics", "span": "spans", "alert": "alerts", "health": "health"}
+SEND_ROUTES = {
+    "metric": Signal.METRICS, "span": Signal.SPANS, "alert": Signal.ALERTS, "health": Signal.HEALTH,
+}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -105,7 +109,7 @@ def _send(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("FLEXT_OBS_TOKEN")
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    url = f"{args.endpoint.rstrip('/')}/api/v1/{SEND_ROUTES[args.kind]}"
+    url = f"{args.endpoint.rstrip('/')}{NATIVE[SEND_ROUTES[args.kind]].path}"
     try:
         answer = httpx.post(url, content=orjson.dumps(item), headers=headers, timeout=args.timeout)
     except httpx.HTTPError as exc:

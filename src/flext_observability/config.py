@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args, get_origin
@@ -19,64 +18,31 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
-    Strict,
     Tag,
     ValidationError,
     model_validator,
 )
 
-from flext_observability.tls import client_ssl_context, server_ssl_context
+from flext_observability.exporters.alertmanager.config import AlertmanagerExporterConfig
+from flext_observability.exporters.debug.config import DebugExporterConfig
+from flext_observability.exporters.jaeger.config import JaegerExporterConfig
+from flext_observability.exporters.otlp.config import OtlpExporters, OtlpSignal
+from flext_observability.exporters.prometheus.config import PrometheusExporterConfig
+from flext_observability.exporters.prometheus_remote_write.config import (
+    PrometheusRemoteWriteConfig,
+)
+from flext_observability.health.config import HealthConfig
+from flext_observability.settings import Duration, Float, Int, Port, Token, check_token
+from flext_observability.settings import Section as _Section
+from flext_observability.tls import TlsServerConfig
 
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$|^\d+(?:\.\d+)?$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0, "": 1.0}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-
-def parse_duration(value: Any) -> Any:
-    """`30`, `30s`, `5m`, `1h`, `250ms`, `1m30s`, `1h5m` -> seconds; anything else is left
-    for the type check (a boolean is no duration)."""
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a duration (use seconds or e.g. 30s, 1m30s)")
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if _DURATION.match(text) is None:
-            raise ValueError(
-                f"'{value}' is not a duration (use seconds or e.g. 30s, 5m, 1h, 1m30s, 250ms)"
-            )
-        return sum(
-            float(number) * _UNIT_SECONDS[unit]
-            for number, unit in _DURATION_PART.findall(text)
-        )
-    return value
-
-
-# Numbers are numbers: `workers: true` or `max_items: "10"` is refused, not converted.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, Strict()]
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Port = Annotated[Int, Field(ge=0, le=65535)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 DEFAULT_TENANT = "default"
-_TOKEN = re.compile(r"^[!-~]{1,4096}$")
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def _token(value: str) -> str:
-    """A bearer token. Messages about tokens never show the value."""
-    if not _TOKEN.match(value):
-        raise ValueError("a token must be 1 to 4096 printable ASCII characters, no spaces")
-    return value
 
 
 def _tenant(value: str) -> str:
@@ -87,7 +53,6 @@ def _tenant(value: str) -> str:
     return value
 
 
-Token = Annotated[str, AfterValidator(_token)]
 Tenant = Annotated[str, AfterValidator(_tenant)]
 
 
@@ -131,7 +96,10 @@ def read_tokens_file(path: Path) -> list[TokenEntry]:
             continue
         tenant, sep, token = line.partition(":")
         try:
-            entry = (_token(token), _tenant(tenant)) if sep else (_token(line), DEFAULT_TENANT)
+            entry = (
+                (check_token(token), _tenant(tenant)) if sep
+                else (check_token(line), DEFAULT_TENANT)
+            )
         except ValueError as exc:
             raise ValueError(f"{path} line {number}: {exc}") from None
         entries.append(TokenEntry(token=entry[0], tenant=entry[1]))
@@ -171,66 +139,6 @@ class AuthConfig(_Section):
     def entries(self) -> list[TokenEntry]:
         """Every token of `tokens` and `tokens_file` (read when the config was loaded)."""
         return list(self._entries)
-
-
-def _readable_file(path: Path) -> Path:
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    return path
-
-
-ReadableFile = Annotated[Path, AfterValidator(_readable_file)]
-
-
-def _cert_and_key(cert_file: Path | None, key_file: Path | None) -> None:
-    if (cert_file is None) != (key_file is None):
-        raise ValueError("cert_file and key_file must be set together")
-
-
-class TlsServerConfig(_Section):
-    """`server.tls`: a certificate turns TLS on for HTTP and gRPC; `client_ca_file` makes
-    both require a client certificate signed by that CA."""
-
-    cert_file: ReadableFile | None = None
-    key_file: ReadableFile | None = None
-    client_ca_file: ReadableFile | None = None
-
-    @model_validator(mode="after")
-    def _loads(self) -> Self:
-        _cert_and_key(self.cert_file, self.key_file)
-        if self.cert_file is None:
-            if self.client_ca_file is not None:
-                raise ValueError("client_ca_file needs cert_file and key_file")
-            return self
-        try:
-            server_ssl_context(self)
-        except (ssl.SSLError, OSError) as exc:
-            message = f"cert_file, key_file or client_ca_file does not load: {exc}"
-            raise ValueError(message) from None
-        return self
-
-
-class TlsClientConfig(_Section):
-    """An exporter's `tls`, used for https:// endpoints."""
-
-    ca_file: ReadableFile | None = None
-    cert_file: ReadableFile | None = None
-    key_file: ReadableFile | None = None
-    insecure_skip_verify: bool = False
-
-    @model_validator(mode="after")
-    def _loads(self) -> Self:
-        _cert_and_key(self.cert_file, self.key_file)
-        if self.ca_file is None and self.cert_file is None:
-            return self
-        try:
-            client_ssl_context(self)
-        except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"ca_file, cert_file or key_file does not load: {exc}") from None
-        return self
 
 
 def _origin(value: str) -> str:
@@ -281,78 +189,13 @@ class QueueConfig(_Section):
     hold_unexported: bool = False
 
 
-class PrometheusExporterConfig(_Section):
-    enabled: bool = True
-    metric_expiration: Duration = 300.0
-    max_series: Int = Field(default=100_000, gt=0)
-    max_series_per_metric: Int = Field(default=10_000, gt=0)
-    max_series_per_service: Int = Field(default=20_000, gt=0)
-    # Pushed groups (the push API) unchanged this long are removed; null: never.
-    push_group_ttl: Duration | None = None
-
-
-class RetryConfig(_Section):
-    initial_interval: Duration = 1.0
-    max_interval: Duration = 30.0
-    multiplier: Float = Field(default=1.5, ge=1.0)
-    randomization_factor: Float = Field(default=0.5, ge=0.0, le=1.0)
-
-
-def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"'{value}' is not a URL like http://host:port (http or https)")
-    return value
-
-
-EndpointUrl = Annotated[str, AfterValidator(_http_url)]
-
-
-class JaegerExporterConfig(_Section):
-    endpoint: EndpointUrl | None = None
-    protocol: Literal["grpc", "http/protobuf"] = "grpc"
-    headers: dict[str, str] = {}
-    compression: Literal["gzip", "none"] = "gzip"
-    timeout: Duration = 10.0
-    batch_max_items: Int = Field(default=2048, gt=0)
-    batch_timeout: Duration = 0.2
-    num_senders: Int = Field(default=2, gt=0)
-    retry: RetryConfig = RetryConfig()
-    tls: TlsClientConfig = TlsClientConfig()
-
-    @model_validator(mode="after")
-    def _grpc_always_verifies(self) -> JaegerExporterConfig:
-        if self.protocol == "grpc" and self.tls.insecure_skip_verify:
-            raise ValueError(
-                "tls.insecure_skip_verify is not available with protocol grpc "
-                "(grpc always verifies the server); give tls.ca_file instead"
-            )
-        return self
-
-
-class AlertmanagerExporterConfig(_Section):
-    urls: list[EndpointUrl] = []
-    # Native alerts held at once (firing and resolved in the last 15 minutes).
-    max_alerts: Int = Field(default=10_000, gt=0)
-    resend_interval: Duration = 60.0
-    timeout: Duration = 10.0
-    retry: RetryConfig = RetryConfig()
-    tls: TlsClientConfig = TlsClientConfig()
-
-
-# Defined in their components' folders, from the types above (whose packages load this first).
-from flext_observability.exporters.otlp.config import OtlpExporters, OtlpSignal  # noqa: E402
-from flext_observability.exporters.prometheus_remote_write.config import (  # noqa: E402
-    PrometheusRemoteWriteConfig,
-)
-
-
 class ExportersConfig(_Section):
     prometheus: PrometheusExporterConfig = PrometheusExporterConfig()
     jaeger: JaegerExporterConfig = JaegerExporterConfig()
     alertmanager: AlertmanagerExporterConfig = AlertmanagerExporterConfig()
     otlp: OtlpExporters = []
     prometheus_remote_write: PrometheusRemoteWriteConfig = PrometheusRemoteWriteConfig()
+    debug: DebugExporterConfig = DebugExporterConfig()
 
     @model_validator(mode="after")
     def _remote_write_reads_the_store(self) -> Self:
@@ -362,12 +205,6 @@ class ExportersConfig(_Section):
                 "it needs prometheus.enabled"
             )
         return self
-
-
-class HealthConfig(_Section):
-    default_ttl_seconds: Duration = 60.0
-    # Services (tenant, service, instance) whose health is held.
-    max_services: Int = Field(default=10_000, gt=0)
 
 
 class LimitsConfig(_Section):
@@ -413,8 +250,11 @@ class Config(_Section):
         return self.exports("traces") or self.queue.hold_unexported
 
     def exports(self, signal: OtlpSignal) -> bool:
-        """Some exporter delivers `signal` (traces, metrics or logs) downstream as OTLP."""
+        """Some exporter takes `signal` (traces, metrics or logs) off the queue."""
         if signal == "traces" and self.exporters.jaeger.endpoint is not None:
+            return True
+        debug = self.exporters.debug
+        if debug.enabled and ("spans" if signal == "traces" else signal) in debug.signals:
             return True
         return any(signal in entry.signals for entry in self.exporters.otlp)
 

@@ -7,116 +7,17 @@ app on a private unix socket, for the routes the workers pass on.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
-import logging
-import signal
 import socket
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from flext_observability.app import Collector, create_app
-from flext_observability.config import Config, ServerConfig
-from flext_observability.receivers.connections import (
-    ConnectionLimits,
-    connection_bound,
-    guarded_protocol,
-    raise_open_files_limit,
-)
-from flext_observability.startup import StartupError
-from flext_observability.telemetry import SelfTelemetry
+from flext_observability.config import Config
+from flext_observability.serving import Server, http_options, tune_process
 from flext_observability.tls import uvicorn_ssl_options
-
-if TYPE_CHECKING:
-    from flext_observability.workers.pool import WorkerPool
-
-log = logging.getLogger("flext_observability")
-
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# A request allocates thousands of short-lived containers: collect the young generation
-# less often and the old ones rarely (`python -m bench native`: 1.45x with the freeze).
-GC_THRESHOLDS = (50_000, 20, 100)
-# glibc's mallopt parameter, and how many malloc arenas the process may have.
-M_ARENA_MAX = -8
-MALLOC_ARENAS = 2
-
-
-def tune_process() -> None:
-    """Process-wide settings, before any thread starts: the GC thresholds above, and at most
-    MALLOC_ARENAS malloc arenas. glibc gives each thread that allocates an arena of its own,
-    and an arena keeps what was freed in it: the queue's writer and reader, decompression
-    and the state checkpoints are such threads (tests/security/test_overload.py, the same
-    overload: RSS at most 238 MiB with one arena per thread, 153 MiB with two). Without
-    glibc (no `mallopt`), only the GC thresholds."""
-    gc.set_threshold(*GC_THRESHOLDS)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-
-
-class Server(uvicorn.Server):
-    """Starts the collector before it serves, stops it after; SIGTERM/SIGINT drain and stop,
-    and the process then exits 0, not by the signal. Nothing says "started" before every
-    listener (HTTP, gRPC, the queue's lock) is held."""
-
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        collector: Collector | None = None,
-        pool: WorkerPool | None = None,
-    ) -> None:
-        super().__init__(config)
-        self.collector = collector
-        self.pool = pool
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        collector = self.collector
-        if collector is not None:
-            try:
-                await collector.start()
-            except StartupError as exc:
-                log.error("cannot start: %s", exc)
-                await collector.shutdown()
-                self.should_exit = True
-                return
-        await super().startup(sockets)
-        if not self.started:
-            if collector is not None:
-                await collector.shutdown()
-            return
-        # What exists once the app runs (modules, routes, models) lives as long as the
-        # process: keep it out of every later garbage collection.
-        gc.collect()
-        gc.freeze()
-        if collector is None:
-            return
-        if self.pool is not None:
-            await self.pool.start(collector)
-        server = collector.config.server
-        log.info("collector started http=%s:%d grpc=%s:%d queue=%s", server.host,
-                 server.http_port, server.host, collector.grpc.port, collector.config.queue.kind)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # The workers drain first: their requests in flight still need this process.
-        if self.pool is not None:
-            await self.pool.shutdown()
-        await super().shutdown(sockets)
-        if self.collector is not None:
-            await self.collector.shutdown()
-            log.info("collector stopped")
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+from flext_observability.workers.pool import WorkerPool
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -138,26 +39,9 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def http_options(server: ServerConfig, telemetry: SelfTelemetry) -> dict[str, Any]:
-    """uvicorn's options for the HTTP listener: the connection limits, the open-files
-    limit raised (a process-wide setting, done here as each process starts serving)."""
-    limits = ConnectionLimits(
-        connection_bound(server.max_connections, raise_open_files_limit()),
-        server.max_header_bytes, server.max_headers, server.header_timeout,
-    )
-    return {
-        "http": guarded_protocol(limits, telemetry.refused_connections),
-        "timeout_keep_alive": server.keep_alive_timeout,
-        "log_config": None, "access_log": False, "lifespan": "on",
-        "timeout_graceful_shutdown": 30,
-    }
-
-
 def serve(config: Config, log_format: str, log_level: str) -> bool:
     """Run until SIGTERM/SIGINT; False if the daemon could not start. The HTTP port is
     bound first (OSError if taken), then the collector starts, then HTTP is served."""
-    from flext_observability.workers.pool import WorkerPool
-
     tune_process()
     listener = listen(config.server.host, config.server.http_port)
     try:

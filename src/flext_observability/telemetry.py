@@ -9,7 +9,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from flext_observability.pipeline.queue import Queue, Signal
+from flext_observability.pipeline.queue import Queue
+from flext_observability.signals import Signal
 
 
 class _QueueCollector:

@@ -11,12 +11,60 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 import grpc
+from pydantic import model_validator
 
-if TYPE_CHECKING:
-    from flext_observability.config import TlsClientConfig, TlsServerConfig
+from flext_observability.settings import ReadableFile, Section
+
+
+def _cert_and_key(cert_file: Path | None, key_file: Path | None) -> None:
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file must be set together")
+
+
+class TlsServerConfig(Section):
+    """`server.tls`: a certificate turns TLS on for HTTP and gRPC; `client_ca_file` makes
+    both require a client certificate signed by that CA."""
+
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = None
+    client_ca_file: ReadableFile | None = None
+
+    @model_validator(mode="after")
+    def _loads(self) -> Self:
+        _cert_and_key(self.cert_file, self.key_file)
+        if self.cert_file is None:
+            if self.client_ca_file is not None:
+                raise ValueError("client_ca_file needs cert_file and key_file")
+            return self
+        try:
+            server_ssl_context(self)
+        except (ssl.SSLError, OSError) as exc:
+            message = f"cert_file, key_file or client_ca_file does not load: {exc}"
+            raise ValueError(message) from None
+        return self
+
+
+class TlsClientConfig(Section):
+    """An exporter's `tls`, used for https:// endpoints."""
+
+    ca_file: ReadableFile | None = None
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _loads(self) -> Self:
+        _cert_and_key(self.cert_file, self.key_file)
+        if self.ca_file is None and self.cert_file is None:
+            return self
+        try:
+            client_ssl_context(self)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"ca_file, cert_file or key_file does not load: {exc}") from None
+        return self
 
 
 def server_ssl_context(tls: TlsServerConfig) -> ssl.SSLContext:

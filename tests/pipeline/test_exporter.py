@@ -10,17 +10,17 @@ from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 from prometheus_client import CollectorRegistry
 
-from flext_observability.config import RetryConfig
-from flext_observability.pipeline.exporter import (
+from flext_observability.pipeline.exporter import QueueExporter
+from flext_observability.pipeline.queue import MemoryQueue, Signal
+from flext_observability.retry import (
     ANY_5XX_RETRYABLE_HTTP_STATUS,
     Backoff,
     PermanentError,
-    QueueExporter,
     RetryableError,
     classify,
     parse_retry_after,
 )
-from flext_observability.pipeline.queue import MemoryQueue, Signal
+from flext_observability.settings import RetryConfig
 from flext_observability.telemetry import SelfTelemetry
 
 NO_JITTER = RetryConfig(initial_interval=1, max_interval=5, multiplier=1.5,

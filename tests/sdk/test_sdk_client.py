@@ -16,7 +16,7 @@ from flext_observability import (
     flext_create_alert,
     flext_create_metric,
 )
-from flext_observability.sdk.client import parse_retry_after
+from flext_observability.retry import parse_retry_after
 
 
 class FakeClock:

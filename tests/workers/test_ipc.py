@@ -10,7 +10,6 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.models.wire import decode_metrics, digest, pack_digest
 from flext_observability.pipeline.intake import METRICS_DIGEST, Inadmissible, Intake
@@ -21,6 +20,7 @@ from flext_observability.pipeline.queue import (
     Record,
     Signal,
 )
+from flext_observability.processors.admission import SeriesAdmission
 from flext_observability.receivers.limits import MemoryLimiter
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.workers.ipc import IntakeServer, QueueView, RemoteIntake
@@ -42,8 +42,7 @@ class Pair:
         self.queue.register("test", list(Signal))
         self.telemetry = SelfTelemetry(CollectorRegistry(), self.queue)
         self.store = MetricStore(1000, max_series_per_metric, 300, max_series_per_service=1000)
-        exporter = PrometheusExporter(self.store, self.telemetry)
-        self.server = IntakeServer(Intake(self.queue, exporter), self.telemetry,
+        self.server = IntakeServer(Intake(self.queue, SeriesAdmission(self.store)), self.telemetry,
                                    memory or MemoryLimiter(0, 0, 1), retry_after=3)
         self.lost = asyncio.Event()
         ours, theirs = socket.socketpair()

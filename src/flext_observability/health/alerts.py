@@ -3,12 +3,10 @@ with the service's `tenant` label when it has one."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from flext_observability.health.service import ServiceHealth
 from flext_observability.models.native import TENANT
-
-if TYPE_CHECKING:
-    from flext_observability.health.tracker import ServiceHealth
 
 # Current status -> (alertname, severity). `healthy` has no alert.
 DERIVED = {

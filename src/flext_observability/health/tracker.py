@@ -19,13 +19,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from flext_observability.health.alerts import DERIVED, firing_alert, resolved_alert
+from flext_observability.health.service import Key, ServiceHealth
 from flext_observability.models.errors import ItemError
 from flext_observability.pipeline.queue import Record, StateChanges
 from flext_observability.tasks import cancel
@@ -36,26 +37,6 @@ STATUSES = ("healthy", "degraded", "unhealthy", "stale")
 CHECK_INTERVAL = 1.0
 
 Publish = Callable[[list[dict[str, Any]]], None]
-Key = tuple[str, str, str]  # (tenant, service, instance)
-
-
-@dataclass(slots=True)
-class ServiceHealth:
-    service: str
-    instance: str
-    status: str
-    checks: dict[str, Any]
-    reported_at: float
-    received: float
-    ttl: float
-    tenant: str = ""
-    alerted: str = "healthy"  # the status whose derived alert is firing
-
-    @property
-    def key(self) -> Key:
-        return (self.tenant, self.service, self.instance)
-
-
 def report_key(report: dict[str, Any]) -> Key:
     """The identity of a health report (a queued record)."""
     return (report.get("tenant", ""), report["service"], report.get("instance", ""))

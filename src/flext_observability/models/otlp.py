@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import lt
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from google.protobuf import json_format
@@ -41,8 +41,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from flext_observability.models.native import TENANT_ATTRIBUTE
-
-Signal = Literal["traces", "metrics", "logs"]
+from flext_observability.signals import OtlpKind
 
 _MAX_REASONS = 5
 # Deleting one entry of a repeated field moves the entries after it; past this many
@@ -165,7 +164,7 @@ class _Layout(NamedTuple):
     ids: _IdSpec
 
 
-_LAYOUTS: dict[Signal, _Layout] = {
+_LAYOUTS: dict[OtlpKind, _Layout] = {
     "traces": _Layout(
         ExportTraceServiceRequest,
         ExportTraceServiceResponse,
@@ -267,7 +266,7 @@ def parse_logs(
     return _parse(body, _LAYOUTS["logs"], json, check)
 
 
-def encode_response(signal: Signal, rejected: int, message: str, *, json: bool) -> bytes:
+def encode_response(signal: OtlpKind, rejected: int, message: str, *, json: bool) -> bytes:
     """The Export*ServiceResponse, with a partial_success when something was rejected or said."""
     layout = _LAYOUTS[signal]
     response = layout.response()

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from flext_observability.pipeline.queue import Queue, QueueClosed, Record, Signal, StateChanges
+from flext_observability.pipeline.queue import Queue, QueueClosed, Record, StateChanges
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,10 @@ class LocalConsumer:
             self._checkpoints.follow(self.name)
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
-    async def shutdown(self) -> None:
-        """Handle what is already queued, then stop; safe to call twice or before start."""
+    async def shutdown(self, deadline: float | None = None) -> None:
+        """Handle what is already queued, then stop; safe to call twice or before start.
+        The records are handled in memory, with no downstream to wait for: all of them,
+        whatever the `deadline`."""
         if self._task is None:
             return
         self._stopping = True

@@ -1,9 +1,9 @@
 """The one exporter helper: queue reading, batching, retry, in-order acknowledgement.
 
 Modelled on the OpenTelemetry Collector's exporterhelper. An exporter is a bare
-`push(records)` that raises whatever its transport raises; `classify()` turns that,
-once, into a `PermanentError` (drop, count, log) or a `RetryableError` (back off with
-jitter, honour the downstream's Retry-After / RetryInfo, try again). `Delivery` is
+`push(records)` that raises whatever its transport raises; `retry.classify()` turns
+that, once, into a `PermanentError` (drop, count, log) or a `RetryableError` (back off
+with jitter, honour the downstream's Retry-After / RetryInfo, try again). `Delivery` is
 that retry policy for one downstream; `QueueExporter` drives a `Delivery` from the
 durable queue with N concurrent senders and acknowledges in seq order only, so the
 queue keeps everything a downstream has not accepted.
@@ -12,21 +12,25 @@ queue keeps everything a downstream has not accepted.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import httpx
-from google.protobuf.descriptor import Descriptor
-from google.rpc.error_details_pb2 import RetryInfo
-from google.rpc.status_pb2 import Status
 
-from flext_observability.config import RetryConfig
-from flext_observability.pipeline.queue import Queue, QueueClosed, Record, Signal
+from flext_observability.pipeline.queue import Queue, QueueClosed, Record
+from flext_observability.retry import (
+    RETRYABLE_HTTP_STATUS,
+    Backoff,
+    PermanentError,
+    RetryableError,
+    classify,
+)
+from flext_observability.settings import RetryConfig
+from flext_observability.signals import Signal
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
@@ -34,120 +38,13 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# OTLP/HTTP: "429, 502, 503, 504 are retryable; all other 4xx or 5xx are not".
-OTLP_RETRYABLE_HTTP_STATUS = frozenset({429, 502, 503, 504})
-# Alertmanager answers 500 when it cannot store alerts: every 5xx is worth another try.
-ANY_5XX_RETRYABLE_HTTP_STATUS = frozenset({429} | set(range(500, 600)))
-# OTLP/gRPC: retryable codes, and codes retryable only when the server says when (RetryInfo).
-RETRYABLE_GRPC_CODES = frozenset({
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.ABORTED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.OUT_OF_RANGE,
-    grpc.StatusCode.DATA_LOSS,
-})
-RETRYABLE_WITH_RETRY_INFO_GRPC_CODES = frozenset({grpc.StatusCode.RESOURCE_EXHAUSTED})
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
-class PermanentError(Exception):
-    """The downstream will never accept this data: drop it, count it under `reason`."""
-
-    def __init__(self, message: str, reason: str = "permanent_error") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class RetryableError(Exception):
-    """Try again later; `retry_after` is the downstream's own delay, when it gave one."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class Interrupted(Exception):
     """Shutdown stopped a delivery before the downstream accepted it."""
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """`Retry-After: 120` or an HTTP date -> seconds to wait; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now())
-
-
-def _grpc_retry_delay(error: grpc.aio.AioRpcError) -> float | None:
-    for key, value in error.trailing_metadata() or ():
-        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = Status.FromString(value)
-        for detail in status.details:
-            # types-protobuf: DESCRIPTOR may be upb's Descriptor, which `Is` takes at run time.
-            if detail.Is(cast(Descriptor, RetryInfo.DESCRIPTOR)):
-                info = RetryInfo()
-                detail.Unpack(info)
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-    return None
-
-
-def classify(
-    exc: BaseException, retryable_http: frozenset[int] = OTLP_RETRYABLE_HTTP_STATUS
-) -> PermanentError | RetryableError:
-    """The one place a transport failure becomes permanent or retryable."""
-    if isinstance(exc, PermanentError | RetryableError):
-        return exc
-    if isinstance(exc, httpx.HTTPStatusError):
-        response = exc.response
-        message = f"HTTP {response.status_code}: {response.text[:300]}"
-        if response.status_code in retryable_http:
-            return RetryableError(message, parse_retry_after(response.headers.get("retry-after")))
-        return PermanentError(message)
-    if isinstance(exc, grpc.aio.AioRpcError):
-        code = exc.code()
-        message = f"gRPC {code.name}: {exc.details()}"
-        delay = _grpc_retry_delay(exc)
-        if code in RETRYABLE_GRPC_CODES:
-            return RetryableError(message, delay)
-        if code in RETRYABLE_WITH_RETRY_INFO_GRPC_CODES and delay is not None:
-            return RetryableError(message, delay)
-        return PermanentError(message)
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return RetryableError("timed out")
-    if isinstance(exc, httpx.TransportError | OSError):
-        return RetryableError(f"{type(exc).__name__}: {exc}")
-    # An error nobody classified is retried, as the Collector does: data is never dropped
-    # by accident; the exporter stalls, logs, and the queue's limits push back.
-    return RetryableError(f"unexpected {type(exc).__name__}: {exc}")
 
 
 _EXPECTED_ERRORS = (
     PermanentError, RetryableError, httpx.HTTPError, grpc.aio.AioRpcError, TimeoutError, OSError
 )
-
-
-class Backoff:
-    """Exponential intervals with jitter; a downstream's own delay wins when it is longer."""
-
-    def __init__(self, retry: RetryConfig, rng: Callable[[], float] = random.random) -> None:
-        self._retry = retry
-        self._rng = rng
-        self._interval = retry.initial_interval
-
-    def next(self, retry_after: float | None = None) -> float:
-        retry = self._retry
-        spread = retry.randomization_factor * self._interval
-        delay = min(self._interval - spread + 2 * spread * self._rng(), retry.max_interval)
-        self._interval = min(self._interval * retry.multiplier, retry.max_interval)
-        return max(delay, retry_after or 0.0)
 
 
 class Delivery:
@@ -167,7 +64,7 @@ class Delivery:
         timeout: float,
         stop: asyncio.Event,
         on_up: Callable[[], None],
-        retryable_http: frozenset[int] = OTLP_RETRYABLE_HTTP_STATUS,
+        retryable_http: frozenset[int] = RETRYABLE_HTTP_STATUS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         wall_clock: Callable[[], float] = time.time,
@@ -242,13 +139,17 @@ Push = Callable[[list[Record]], Awaitable[int]]
 
 
 class Exporter(Protocol):
-    """What the collector starts, stops and shows on /readyz."""
+    """A sink: what the collector starts, stops by a deadline and shows on /readyz (a
+    local consumer, the queue's exporters, the Alertmanager loop)."""
+
+    @property
+    def name(self) -> str: ...
 
     async def start(self) -> None: ...
 
     async def shutdown(self, deadline: float) -> None: ...
 
-    def state(self) -> dict[str, Any]: ...
+    def state(self) -> str | dict[str, Any]: ...
 
 
 class QueueExporter:
@@ -279,7 +180,7 @@ class QueueExporter:
         num_senders: int,
         retry: RetryConfig,
         timeout: float,
-        retryable_http: frozenset[int] = OTLP_RETRYABLE_HTTP_STATUS,
+        retryable_http: frozenset[int] = RETRYABLE_HTTP_STATUS,
         label: str | None = None,
         report_up: Callable[[], None] | None = None,
         prepare: Callable[[list[Record]], list[Record]] | None = None,

@@ -17,7 +17,8 @@ import orjson
 
 from flext_observability.models.errors import ItemError
 from flext_observability.models.wire import MetricsDigest, unpack_digest
-from flext_observability.pipeline.queue import Queue, Signal
+from flext_observability.pipeline.queue import Queue
+from flext_observability.signals import Signal
 
 NATIVE_JSON = "native-json"
 METRICS_DIGEST = "metrics-digest"

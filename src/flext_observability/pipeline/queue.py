@@ -28,17 +28,10 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-
-class Signal(StrEnum):
-    METRICS = "metrics"
-    SPANS = "spans"
-    ALERTS = "alerts"
-    HEALTH = "health"
-    LOGS = "logs"
+from flext_observability.signals import Signal
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,9 +31,10 @@ from flext_observability.config import AuthConfig
 from flext_observability.models.errors import ItemError
 from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
 from flext_observability.models.otlp import encode_status
-from flext_observability.pipeline.queue import Signal
 from flext_observability.receivers.body import media_type
 from flext_observability.receivers.pushgateway.path import PREFIX as PUSH_PREFIX
+from flext_observability.routes import INGEST, OTLP_PREFIX
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,6 @@ MESSAGE = "missing or invalid bearer token"
 # google.rpc.Code UNAUTHENTICATED, in the Status body of an OTLP/HTTP 401.
 UNAUTHENTICATED = 16
 
-# What a refused POST would have sent, for refused_items_total{signal}.
-_SIGNALS = {
-    "/api/v1/metrics": Signal.METRICS,
-    "/api/v1/spans": Signal.SPANS,
-    "/api/v1/alerts": Signal.ALERTS,
-    "/api/v1/health": Signal.HEALTH,
-    "/v1/traces": Signal.SPANS,
-    "/v1/metrics": Signal.METRICS,
-    "/v1/logs": Signal.LOGS,
-}
 _OTLP_REQUESTS: dict[Signal, tuple[type[Message], str]] = {
     Signal.SPANS: (ExportTraceServiceRequest, "resource_spans"),
     Signal.METRICS: (ExportMetricsServiceRequest, "resource_metrics"),
@@ -131,7 +122,7 @@ class BearerAuthMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        otlp = path.startswith("/v1/")
+        otlp = path.startswith(OTLP_PREFIX)
         push = path.startswith(PUSH_PREFIX)
         if not (otlp or push or path.startswith("/api/")
                 or (self._protect_metrics and path == "/metrics")):
@@ -148,9 +139,12 @@ class BearerAuthMiddleware:
             scope["state"] = {**scope.get("state", {}), TENANT: tenant}
             await self.app(scope, receive, send)
             return
-        signal = Signal.METRICS if push else _SIGNALS.get(path)
-        if signal is not None and (push or scope["method"] == "POST"):
-            self._auth.refused(signal)
+        # What a refused push or POST would have sent, for refused_items_total{signal}.
+        route = INGEST.get(path)
+        if push:
+            self._auth.refused(Signal.METRICS)
+        elif route is not None and scope["method"] == "POST":
+            self._auth.refused(route.signal)
         log.debug("401 %s %s from %s: %s", scope["method"], path, scope.get("client"),
                   "no bearer token" if not bearer_token(authorization) else "unknown token")
         if not otlp:

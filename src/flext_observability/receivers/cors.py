@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flext_observability.config import CorsConfig
+from flext_observability.routes import OTLP_PREFIX
 
 ALWAYS_ALLOWED_HEADERS = ("Content-Type", "Content-Encoding", "Authorization")
 
@@ -27,7 +28,7 @@ class OtlpCorsMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+        if scope["type"] == "http" and scope["path"].startswith(OTLP_PREFIX):
             await self._cors(scope, receive, send)
         else:
             await self.app(scope, receive, send)

@@ -38,14 +38,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flext_observability.models.otlp import encode_status
 from flext_observability.receivers.body import SlowBody, media_type
-from flext_observability.receivers.native import ROUTES, Refusal, error_response
 from flext_observability.receivers.otlp import (
     JSON,
     PROTOBUF,
     RESOURCE_EXHAUSTED,
-    SIGNALS,
     UNAVAILABLE,
 )
+from flext_observability.receivers.toolkit import Refusal, error_response
+from flext_observability.routes import INGEST
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
@@ -292,8 +292,8 @@ def _otlp_answer(throttled: Throttled, headers: dict[str, str], scope: Scope) ->
 _Answer = Callable[[Throttled, dict[str, str], Scope], Response]
 # POST path -> (signal, how a refusal is answered)
 INGEST_ROUTES: dict[str, tuple[str, _Answer]] = {
-    **{f"/api/v1/{kind}": (route.signal.value, _native_answer) for kind, route in ROUTES.items()},
-    **{f"/v1/{kind}": (otlp.signal.value, _otlp_answer) for kind, otlp in SIGNALS.items()},
+    path: (route.signal.value, _native_answer if route.protocol == "native" else _otlp_answer)
+    for path, route in INGEST.items()
 }
 
 

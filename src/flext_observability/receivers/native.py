@@ -15,7 +15,6 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.requests import ClientDisconnect
 
 from flext_observability.config import LimitsConfig
 from flext_observability.models.convert import spans_to_otlp
@@ -41,117 +40,27 @@ from flext_observability.pipeline.intake import (
     OTLP_PROTOBUF,
     Inadmissible,
 )
-from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
+from flext_observability.pipeline.queue import QueueClosed, QueueFull
 from flext_observability.receivers.auth import request_tenant, tag_resources
 from flext_observability.receivers.body import (
-    BadEncoding,
-    BodyTooLarge,
-    SlowBody,
-    UnsupportedEncoding,
-    is_identity,
     media_type,
-    read_body,
 )
+from flext_observability.receivers.toolkit import (
+    MAX_ERRORS_LISTED,
+    SPANS_REFUSED,
+    Refusal,
+    error_response,
+    queue_refusal,
+    read_limited,
+)
+from flext_observability.routes import NATIVE
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 
 RECEIVER = "native"
-# A 422 lists this many errors at most, and then says how many were found.
-MAX_ERRORS_LISTED = 100
 # Batches with a body larger than this are validated this many items at a time.
 _CHUNK_BODY = 256 * 1024
 _CHUNK_ITEMS = 500
-SPANS_REFUSED = (
-    "spans are not accepted: no span exporter is configured (set exporters.jaeger.endpoint "
-    "or an exporters.otlp entry with traces, or queue.hold_unexported: true to hold them in "
-    "the queue until one is)"
-)
-
-
-class Refusal(Exception):
-    """A request answered with an error status; nothing from it was kept."""
-
-    def __init__(
-        self,
-        status: int,
-        reason: str,
-        errors: list[ItemError],
-        items: int = 1,
-        headers: dict[str, str] | None = None,
-        total: int = 0,
-    ) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.errors = errors
-        self.items = items
-        self.headers = headers or {}
-        # How many errors the request has: at least the errors listed
-        self.total = max(total, len(errors))
-
-    @classmethod
-    def single(cls, status: int, reason: str, message: str, **kwargs: Any) -> Refusal:
-        return cls(status, reason, [ItemError(None, "", message)], **kwargs)
-
-
-def queue_refusal(exc: QueueFull | QueueClosed, items: int) -> Refusal:
-    """QueueFull -> 429, a closed or failed queue -> 503; both with Retry-After."""
-    if isinstance(exc, QueueFull):
-        return Refusal.single(
-            429, "queue_full", str(exc), items=items,
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-    return Refusal.single(
-        503, exc.reason, str(exc), items=items, headers={"Retry-After": str(exc.retry_after)}
-    )
-
-
-async def read_limited(request: Request, limit: int, seconds: float) -> bytes:
-    """The request body, decompressed, refusing anything past `limit` bytes (413) or not
-    complete within `seconds` (408: a slow sender must not hold a request slot)."""
-    too_large = f"body is larger than {limit} bytes (server.max_body_bytes)"
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Refusal.single(413, "too_large", too_large)
-    chunks = []
-    size = 0
-    try:
-        async with asyncio.timeout(seconds):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise Refusal.single(413, "too_large", too_large)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise Refusal.single(
-            408, "timeout",
-            f"the body did not arrive within {seconds:g}s (server.read_timeout)",
-            headers={"Connection": "close"},
-        ) from None
-    except SlowBody as exc:
-        raise Refusal.single(408, "slow_body", str(exc), headers={"Connection": "close"}) from None
-    except ClientDisconnect:
-        # Nobody reads the answer; the refusal is counted all the same.
-        raise Refusal.single(
-            400, "client_disconnected", "the client left before the body was complete"
-        ) from None
-    encoding = request.headers.get("content-encoding")
-    raw = b"".join(chunks)
-    try:
-        if is_identity(encoding):
-            return read_body(raw, encoding, limit)
-        # Decompressing takes up to `limit` bytes of output: in a thread (zlib lets go of
-        # the GIL), so that the event loop keeps answering meanwhile.
-        return await asyncio.to_thread(read_body, raw, encoding, limit)
-    except BodyTooLarge:
-        raise Refusal.single(
-            413, "too_large",
-            f"body is larger than {limit} bytes after decompression (server.max_body_bytes)",
-        ) from None
-    except BadEncoding as exc:
-        status = 415 if isinstance(exc, UnsupportedEncoding) else 400
-        raise Refusal.single(status, "bad_encoding", str(exc)) from None
-
-
 @dataclass(frozen=True, slots=True)
 class _Route:
     """How one route validates: `one` parses an object, `many` an array."""
@@ -166,11 +75,13 @@ def _route(signal: Signal, model: type[BaseModel]) -> _Route:
     return _Route(signal, model, TypeAdapter(model), TypeAdapter(list[model]))  # type: ignore[valid-type]
 
 
+# Each native route (routes.NATIVE) by its signal's name, with its model.
 ROUTES = {
-    "metrics": _route(Signal.METRICS, Metric),
-    "spans": _route(Signal.SPANS, Span),
-    "alerts": _route(Signal.ALERTS, Alert),
-    "health": _route(Signal.HEALTH, HealthReport),
+    signal.value: _route(signal, model)
+    for signal, model in (
+        (Signal.METRICS, Metric), (Signal.SPANS, Span), (Signal.ALERTS, Alert),
+        (Signal.HEALTH, HealthReport),
+    )
 }
 
 
@@ -441,19 +352,6 @@ class _Problem(NamedTuple):
         return ItemError(index, self.field, self.message)
 
 
-def error_response(refusal: Refusal) -> Response:
-    """`{"errors": [...]}` with the first MAX_ERRORS_LISTED errors, and `"total_errors"`
-    when there are more."""
-    body: dict[str, Any] = {
-        "errors": [e.as_dict() for e in refusal.errors[:MAX_ERRORS_LISTED]]
-    }
-    if refusal.total > MAX_ERRORS_LISTED:
-        body["total_errors"] = refusal.total
-    return Response(
-        orjson.dumps(body), refusal.status, refusal.headers, media_type="application/json"
-    )
-
-
 def _is_batch(body: bytes) -> bool:
     """True for a JSON array, False for an object; anything else is refused (400)."""
     start = body.lstrip()[:1]
@@ -496,9 +394,9 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
 
 
 def build_router(receiver: NativeReceiver) -> APIRouter:
-    router = APIRouter(prefix="/api/v1", tags=["native"])
+    router = APIRouter(tags=["native"])
 
-    def add(kind: str, model: type[BaseModel]) -> None:
+    def add(kind: str, path: str, model: type[BaseModel]) -> None:
         async def endpoint(request: Request) -> Response:
             try:
                 accepted = await receiver.ingest(kind, request)
@@ -510,7 +408,7 @@ def build_router(receiver: NativeReceiver) -> APIRouter:
 
         endpoint.__name__ = f"post_{kind}"
         router.add_api_route(
-            f"/{kind}",
+            path,
             endpoint,
             methods=["POST"],
             status_code=202,
@@ -520,5 +418,5 @@ def build_router(receiver: NativeReceiver) -> APIRouter:
         )
 
     for kind, route in ROUTES.items():
-        add(kind, route.model)
+        add(kind, NATIVE[route.signal].path, route.model)
     return router

@@ -24,12 +24,13 @@ from flext_observability.models.otlp import (
     parse_metrics,
     parse_traces,
 )
-from flext_observability.models.otlp import Signal as OtlpKind
 from flext_observability.pipeline.intake import OTLP_PROTOBUF, Rejected
-from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
+from flext_observability.pipeline.queue import QueueClosed, QueueFull
 from flext_observability.receivers.auth import request_tenant, tag_otlp
 from flext_observability.receivers.body import media_type
-from flext_observability.receivers.native import SPANS_REFUSED, Refusal, read_limited
+from flext_observability.receivers.toolkit import SPANS_REFUSED, Refusal, read_limited
+from flext_observability.routes import OTLP
+from flext_observability.signals import OtlpKind, Signal
 from flext_observability.telemetry import SelfTelemetry
 
 PROTOBUF = "application/x-protobuf"
@@ -40,19 +41,6 @@ INVALID_ARGUMENT = 3
 RESOURCE_EXHAUSTED = 8
 UNAVAILABLE = 14
 UNIMPLEMENTED = 12
-
-
-@dataclass(frozen=True, slots=True)
-class OtlpSignal:
-    name: str
-    signal: Signal
-
-
-SIGNALS: dict[OtlpKind, OtlpSignal] = {
-    "traces": OtlpSignal("traces", Signal.SPANS),
-    "metrics": OtlpSignal("metrics", Signal.METRICS),
-    "logs": OtlpSignal("logs", Signal.LOGS),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +105,13 @@ class OtlpIngest:
 
     def count_refused(self, kind: OtlpKind, reason: str) -> None:
         """One request of `kind` refused before it was decoded (its items are unknown)."""
-        self._telemetry.refused.labels(SIGNALS[kind].signal.value, reason).inc()
+        self._telemetry.refused.labels(OTLP[kind].signal.value, reason).inc()
 
     async def ingest(
         self, kind: OtlpKind, body: bytes, *, json: bool, receiver: str, tenant: str | None = None
     ) -> Accepted:
         """`tenant` (set when authentication is on) goes on every resource as `flext.tenant`."""
-        otlp = SIGNALS[kind]
+        otlp = OTLP[kind]
         signal = otlp.signal.value
         try:
             parsed = self._parsers[kind](body, json=json)
@@ -190,10 +178,10 @@ def _otlp_openapi(kind: str) -> dict[str, object]:
 
 def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: float,
                       telemetry: SelfTelemetry) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["otlp"])
+    router = APIRouter(tags=["otlp"])
 
     def add(kind: OtlpKind) -> None:
-        signal = SIGNALS[kind].signal.value
+        signal = OTLP[kind].signal.value
 
         async def endpoint(request: Request) -> Response:
             ctype = media_type(request.headers.get("content-type"))
@@ -231,13 +219,13 @@ def build_otlp_router(ingest: OtlpIngest, max_body_bytes: int, read_timeout: flo
 
         endpoint.__name__ = f"otlp_{kind}"
         router.add_api_route(
-            f"/{kind}", endpoint, methods=["POST"], summary=f"OTLP/HTTP {kind}",
+            OTLP[kind].path, endpoint, methods=["POST"], summary=f"OTLP/HTTP {kind}",
             description=f"An OTLP Export{_SERVICE[kind]}ServiceRequest, protobuf or JSON, "
             "optionally gzip- or deflate-encoded. Invalid items are rejected in "
             "`partial_success`; the rest is kept.",
             openapi_extra=_otlp_openapi(kind),
         )
 
-    for kind in SIGNALS:
+    for kind in OTLP:
         add(kind)
     return router

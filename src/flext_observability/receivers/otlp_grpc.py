@@ -14,14 +14,14 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 
-from flext_observability.config import TlsServerConfig
 from flext_observability.models.otlp import OtlpDecodeError, encode_response
-from flext_observability.models.otlp import Signal as OtlpKind
 from flext_observability.receivers.auth import MESSAGE, Authenticator
 from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
-from flext_observability.receivers.otlp import SIGNALS, OtlpIngest, OtlpThrottled
+from flext_observability.receivers.otlp import OtlpIngest, OtlpThrottled
+from flext_observability.routes import OTLP
+from flext_observability.signals import OtlpKind
 from flext_observability.startup import StartupError
-from flext_observability.tls import grpc_server_credentials
+from flext_observability.tls import TlsServerConfig, grpc_server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _handler(
         if authenticator is not None:
             tenant = authenticator.tenant(_authorization(context))
             if tenant is None:
-                authenticator.refused(SIGNALS[kind].signal)
+                authenticator.refused(OTLP[kind].signal)
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, MESSAGE)
         if len(request) > max_bytes:
             ingest.count_refused(kind, "too_large")
@@ -152,7 +152,7 @@ class OtlpGrpcServer:
                 service,
                 {"Export": grpc.unary_unary_rpc_method_handler(_gated(
                     _handler(self._ingest, kind, self._authenticator, self._max_message),
-                    self._gate, SIGNALS[kind].signal.value,
+                    self._gate, OTLP[kind].signal.value,
                 ))},
             )
             for kind, service in SERVICES.items()

@@ -26,27 +26,22 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import httpx
 from pydantic_core import to_json
 
+from flext_observability.retry import Backoff, Intervals, RetryableError, classify_status
+from flext_observability.routes import NATIVE, OTLP
 from flext_observability.sdk.config import FlextObservabilityConfig, default_config
-from flext_observability.sdk.otlp import otlp_histograms
+from flext_observability.sdk.otlp import HistogramKey, HistogramSums, otlp_histograms
 
 log = logging.getLogger("flext_observability.sdk")
 
-SIGNAL_PATHS = {
-    "metrics": "/api/v1/metrics",
-    "spans": "/api/v1/spans",
-    "alerts": "/api/v1/alerts",
-    "health": "/api/v1/health",
-}
-OTLP_METRICS_PATH = "/v1/metrics"
+SIGNAL_PATHS = {signal.value: route.path for signal, route in NATIVE.items()}
+OTLP_METRICS_PATH = OTLP["metrics"].path
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 INITIAL_BACKOFF = 0.5  # seconds before the first retry; doubles per attempt
 BACKOFF_JITTER = 0.5  # each backoff is scaled by a random factor in [1 - j, 1 + j)
 USER_AGENT = "flext-observability-sdk/0.1.0"
@@ -69,29 +64,6 @@ class CounterKey(NamedTuple):
     service: str
     instance: str
     labels: tuple[tuple[str, str], ...]
-
-
-class HistogramKey(NamedTuple):
-    """A histogram series the client aggregates locally between flushes (`record_call`)."""
-
-    name: str
-    service: str
-    instance: str
-    labels: tuple[tuple[str, str], ...]
-    bounds: tuple[float, ...]
-    description: str
-
-
-class HistogramSums:
-    """Observations of one series since the last pass: per bucket (`le` bounds, +Inf
-    last), their count and sum."""
-
-    __slots__ = ("count", "counts", "sum")
-
-    def __init__(self, buckets: int) -> None:
-        self.counts = [0] * (buckets + 1)
-        self.count = 0
-        self.sum = 0.0
 
 
 class _CounterSample:
@@ -142,29 +114,15 @@ class Answer:
     retry_after: float | None = None
 
 
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """`Retry-After` as seconds (delta-seconds or an HTTP date); None when absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - now()
-        except (TypeError, ValueError, IndexError):
-            return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
 def classify(response: httpx.Response) -> Answer:
-    status = response.status_code
-    if 200 <= status < 300:
+    error = classify_status(
+        response.status_code, response.headers.get("retry-after"), response.text[:500]
+    )
+    if error is None:
         return Answer(Outcome.SENT)
-    detail = f"HTTP {status}: {response.text[:500]}"
-    if status in RETRYABLE_STATUS:
-        return Answer(Outcome.RETRY, detail, parse_retry_after(response.headers.get("retry-after")))
-    return Answer(Outcome.PERMANENT, detail)
+    if isinstance(error, RetryableError):
+        return Answer(Outcome.RETRY, str(error), error.retry_after)
+    return Answer(Outcome.PERMANENT, str(error))
 
 
 class FlextObservabilityClient:
@@ -482,6 +440,10 @@ class FlextObservabilityClient:
         retries; count the items accordingly."""
         started = self._clock()
         attempt = 0
+        backoff = Backoff(
+            Intervals(INITIAL_BACKOFF, self.config.max_retry_delay, 2.0, BACKOFF_JITTER),
+            self._random,
+        )
         while True:
             timeout = self.config.timeout
             if self._stop.is_set():
@@ -500,7 +462,8 @@ class FlextObservabilityClient:
                     self._failing_batches = 0
                 return
             if answer.outcome is Outcome.RETRY:
-                delay = self._retry_delay(attempt, answer.retry_after)
+                # The downstream's Retry-After is honoured, capped as every wait is.
+                delay = min(backoff.next(answer.retry_after), self.config.max_retry_delay)
                 elapsed = self._clock() - started
                 if not self._stop.is_set() and elapsed + delay <= self.config.max_retry_elapsed:
                     log.debug("flext-observability client: retrying %s in %.2fs: %s",
@@ -530,13 +493,6 @@ class FlextObservabilityClient:
         except httpx.HTTPError as exc:
             return Answer(Outcome.PERMANENT, f"{type(exc).__name__}: {exc}")
         return classify(response)
-
-    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
-        cap = self.config.max_retry_delay
-        if retry_after is not None:
-            return min(retry_after, cap)
-        backoff = min(INITIAL_BACKOFF * 2.0**attempt, cap)
-        return min(backoff * (1 - BACKOFF_JITTER + 2 * BACKOFF_JITTER * self._random()), cap)
 
     def _drop_leftovers(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ from typing import Self
 
 from flext_observability.sdk.client import FlextObservabilityClient
 from flext_observability.sdk.config import FlextObservabilityConfig, default_config
+from flext_observability.sdk.default import default_client
 from flext_observability.sdk.services import (
     FlextAlertService,
     FlextHealthService,
@@ -74,6 +75,6 @@ def get_global_factory() -> FlextObservabilityMasterFactory:
     if factory is None:
         with _global_lock:
             if _global_factory is None:
-                _global_factory = FlextObservabilityMasterFactory(default_config())
+                _global_factory = FlextObservabilityMasterFactory(client=default_client())
             factory = _global_factory
     return factory

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast, overload
 
-from flext_observability.sdk.client import ClientStats, CounterKey, HistogramKey
+from flext_observability.sdk.client import ClientStats, CounterKey
 from flext_observability.sdk.factory import get_global_factory
+from flext_observability.sdk.otlp import HistogramKey
 from flext_observability.sdk.result import FlextResult
 from flext_observability.sdk.tracecontext import (
     ContextToken,

@@ -7,10 +7,30 @@ on first use, so importing the SDK stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from flext_observability.sdk.client import HistogramKey, HistogramSums
+
+class HistogramKey(NamedTuple):
+    """A histogram series the client aggregates locally between flushes (`record_call`)."""
+
+    name: str
+    service: str
+    instance: str
+    labels: tuple[tuple[str, str], ...]
+    bounds: tuple[float, ...]
+    description: str
+
+
+class HistogramSums:
+    """Observations of one series since the last pass: per bucket (`le` bounds, +Inf
+    last), their count and sum."""
+
+    __slots__ = ("count", "counts", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.count = 0
+        self.sum = 0.0
 
 
 def otlp_histograms(series: dict[HistogramKey, HistogramSums], since: int, now: int) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from flext_observability.models.native import Severity
 from flext_observability.sdk.client import FlextObservabilityClient, Payload
+from flext_observability.sdk.default import default_client
 from flext_observability.sdk.entities import FlextAlert, FlextHealthCheck, FlextMetric, FlextTrace
 from flext_observability.sdk.factories import (
     build,
@@ -125,9 +126,7 @@ def _checked(kind: type[M], item: Any, argument: str) -> FlextResult[M]:
 class _Service:
     def __init__(self, client: FlextObservabilityClient | None = None) -> None:
         if client is None:
-            from flext_observability.sdk.factory import get_global_factory
-
-            client = get_global_factory().client
+            client = default_client()
         self._client = client
         self._service = client.config.service_name
         self._instance = client.config.instance

@@ -21,16 +21,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 
-from flext_observability.app import add_ingest_routes
+from flext_observability.builder import add_ingest_routes, build_ingest
 from flext_observability.config import Config
 from flext_observability.logs import configure_logging
-from flext_observability.pipeline.queue import Signal
-from flext_observability.receivers.auth import Authenticator
-from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter
-from flext_observability.receivers.native import NativeReceiver, Refusal, read_limited
-from flext_observability.receivers.otlp import OtlpIngest
 from flext_observability.receivers.pushgateway.path import PREFIX as PUSH_PREFIX
-from flext_observability.server import Server, http_options, tune_process
+from flext_observability.receivers.toolkit import Refusal, read_limited
+from flext_observability.serving import Server, http_options, tune_process
+from flext_observability.signals import Signal
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import Counts, SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
@@ -80,19 +77,9 @@ def create_edge_app(
     queue = QueueView(config.queue.max_items, config.queue.max_bytes,
                       config.queue.retry_after_seconds)
     intake = RemoteIntake(channel, queue, on_lost)
-    limits = config.limits
-    native = NativeReceiver(
-        intake.put, telemetry, config.server.max_body_bytes,
-        config.server.max_items_per_request, read_timeout=config.server.read_timeout,
-        limits=limits, accepts_spans=config.accepts_spans(),
-    )
-    otlp = OtlpIngest(intake.put, telemetry, accepts_logs=config.exports("logs"),
-                      limits=limits,
-                      accepts_spans=config.accepts_spans())
-    memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
-                           limits.memory_check_interval)
-    gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,
-                limits.retry_after_seconds, limits.max_slow_requests, limits.slow_body_seconds)
+    # The same receiving side as the collector process's (`builder`), over the remote intake.
+    ingest = build_ingest(config, intake.put, telemetry, queue)
+    memory = ingest.memory
     counts = _CountsSender(telemetry, intake)
     client = httpx.AsyncClient(
         transport=httpx.AsyncHTTPTransport(uds=collector_uds),
@@ -115,8 +102,7 @@ def create_edge_app(
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.telemetry = telemetry
-    add_ingest_routes(app, native, otlp, gate, Authenticator.from_config(
-        config.server.auth, telemetry), config, telemetry)
+    add_ingest_routes(app, ingest, config, telemetry)
 
     async def pass_on(request: Request) -> Response:
         # The collector's own routes take no body (every POST route is served here), so

@@ -32,8 +32,9 @@ from flext_observability.pipeline.intake import (
     Intake,
     Rejected,
 )
-from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
+from flext_observability.pipeline.queue import QueueClosed, QueueFull
 from flext_observability.receivers.limits import MEMORY_LIMIT, MemoryLimiter
+from flext_observability.signals import Signal
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 

@@ -19,6 +19,7 @@ from flext_observability.exporters.prometheus.store import (
 from flext_observability.models.wire import decode_metrics, digest, pack_digest
 from flext_observability.pipeline.intake import METRICS_DIGEST, OTLP_PROTOBUF, Inadmissible
 from flext_observability.pipeline.queue import Record, Signal
+from flext_observability.processors.admission import SeriesAdmission
 from flext_observability.telemetry import SelfTelemetry
 
 
@@ -83,7 +84,8 @@ def test_what_was_admitted_is_held_until_applied_then_released():
     items = [{"name": "held", "type": "gauge", "value": i, "service": "s",
               "labels": {"n": str(i)}} for i in range(2)]
     record = native_record(7, items)
-    prometheus.hold(7, prometheus.admit(digest(decode_metrics(orjson.dumps(items), True))))
+    admission = SeriesAdmission(store)
+    admission.hold(7, admission.admit(digest(decode_metrics(orjson.dumps(items), True))))
     third = native_labels("s", "", {"n": "9"})
     # Held and not applied: a third series is refused, and so is the name as a counter.
     assert store.admit_series("held", third, Reservation()) is not None
@@ -101,16 +103,17 @@ def test_requests_in_flight_sending_the_same_series_are_not_refused_near_a_limit
     the held ones are read by key, so that the same eight series sent by many requests
     not yet applied count eight times no more."""
     prometheus, _ = exporter(max_series_per_metric=10)
+    admission = SeriesAdmission(prometheus.store)
     items = [{"name": "same", "type": "counter", "value": 1, "service": "s",
               "labels": {"n": str(i)}} for i in range(8)]
     body = orjson.dumps(items)
     for seq in range(1, 21):
-        prometheus.hold(seq, prometheus.admit(digest(decode_metrics(body, True))))
+        admission.hold(seq, admission.admit(digest(decode_metrics(body, True))))
     new = [{**items[0], "labels": {"n": "new"}}, {**items[0], "labels": {"n": "new2"}}]
-    prometheus.hold(21, prometheus.admit(digest(decode_metrics(orjson.dumps(new), True))))
+    admission.hold(21, admission.admit(digest(decode_metrics(orjson.dumps(new), True))))
     past = [{**items[0], "labels": {"n": "one too many"}}]
     with pytest.raises(Inadmissible):
-        prometheus.admit(digest(decode_metrics(orjson.dumps(past), True)))
+        admission.admit(digest(decode_metrics(orjson.dumps(past), True)))
     prometheus.handle([native_record(seq, items) for seq in range(1, 21)]
                       + [native_record(21, new)])
     assert len(prometheus.store.families["same"].series) == 10

@@ -24,14 +24,10 @@ from typing import Any
 
 import httpx
 
-from flext_observability.config import AlertmanagerExporterConfig
+from flext_observability.exporters.alertmanager.config import AlertmanagerExporterConfig
 from flext_observability.exporters.alertmanager.state import AlertState, HeldAlert, LabelSet
-from flext_observability.pipeline.exporter import (
-    ANY_5XX_RETRYABLE_HTTP_STATUS,
-    Delivery,
-    Interrupted,
-    PermanentError,
-)
+from flext_observability.pipeline.exporter import Delivery, Interrupted
+from flext_observability.retry import ANY_5XX_RETRYABLE_HTTP_STATUS, PermanentError
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import client_ssl_context
 
@@ -96,6 +92,7 @@ class AlertmanagerExporter:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        self.name = NAME
         self._config = config
         self._state = state
         self._telemetry = telemetry
@@ -226,3 +223,10 @@ class AlertmanagerExporter:
                 self._telemetry.dropped.labels(NAME, INVALID).inc()
                 log.error("%s: alert %s not sent: %s", NAME, held.labels, reason)
         return valid
+
+
+def create(
+    config: AlertmanagerExporterConfig, alerts: AlertState, telemetry: SelfTelemetry
+) -> AlertmanagerExporter | None:
+    """The registry's factory: an exporter when `urls` are given."""
+    return AlertmanagerExporter(config, alerts, telemetry) if config.urls else None

@@ -6,8 +6,11 @@ and its name, `jaeger`, on its self-metrics and on `/readyz`.
 
 from __future__ import annotations
 
-from flext_observability.config import JaegerExporterConfig
+from flext_observability.exporters.jaeger.config import JaegerExporterConfig
 from flext_observability.exporters.otlp.config import OtlpExporterConfig
+from flext_observability.exporters.otlp.exporter import OtlpExporter
+from flext_observability.pipeline.queue import Queue
+from flext_observability.telemetry import SelfTelemetry
 
 NAME = "jaeger"
 
@@ -20,3 +23,10 @@ def jaeger_preset(config: JaegerExporterConfig) -> OtlpExporterConfig:
     # Validated as a JaegerExporterConfig already; `jaeger` is a name entries may not take.
     return OtlpExporterConfig.model_construct(name=NAME, signals=["traces"], **settings)
 
+
+
+def create(
+    config: JaegerExporterConfig, queue: Queue, telemetry: SelfTelemetry
+) -> OtlpExporter | None:
+    """The registry's factory: the preset's OTLP exporter when `endpoint` is set."""
+    return OtlpExporter(jaeger_preset(config), queue, telemetry) if config.endpoint else None

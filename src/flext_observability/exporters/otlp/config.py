@@ -7,19 +7,22 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from flext_observability.config import (
+from flext_observability.settings import (
     Duration,
     EndpointUrl,
     Int,
     RetryConfig,
-    TlsClientConfig,
-    _Section,
 )
+from flext_observability.settings import Section as _Section
+from flext_observability.tls import TlsClientConfig
 
 OtlpSignal = Literal["traces", "metrics", "logs"]
 SIGNALS: tuple[OtlpSignal, ...] = ("traces", "metrics", "logs")
 # Names the collector's other consumers and exporters use (cursors, /readyz, labels).
-RESERVED_NAMES = frozenset({"prometheus", "jaeger", "alertmanager", "health", "alerts"})
+RESERVED_NAMES = frozenset({
+    "prometheus", "jaeger", "alertmanager", "health", "alerts", "debug",
+    "prometheus_remote_write",
+})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 

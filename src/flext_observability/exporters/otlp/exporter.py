@@ -32,17 +32,19 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from flext_observability.config import Config
 from flext_observability.exporters.otlp.config import OtlpExporterConfig, OtlpSignal
 from flext_observability.exporters.otlp.native_metrics import NativeMetricsToOtlp
 from flext_observability.models.wire import MetricsDigest, unpack_digest
-from flext_observability.pipeline.exporter import Exporter, QueueExporter
+from flext_observability.pipeline.exporter import QueueExporter
 from flext_observability.pipeline.intake import METRICS_DIGEST, OTLP_PROTOBUF
-from flext_observability.pipeline.queue import Queue, Record, Signal
+from flext_observability.pipeline.queue import Queue, Record
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import client_ssl_context, grpc_channel_credentials
 
 log = logging.getLogger(__name__)
+
+NAME = "otlp"
 
 OTLP_GRPC_PORT = 4317
 PROTOBUF = "application/x-protobuf"
@@ -264,10 +266,8 @@ class OtlpExporter:
         }
 
 
-def build_otlp_exporters(
-    config: Config, queue: Queue, telemetry: SelfTelemetry
-) -> dict[str, Exporter]:
-    """The factory: an OtlpExporter per `exporters.otlp` entry, by name."""
-    return {
-        entry.name: OtlpExporter(entry, queue, telemetry) for entry in config.exporters.otlp
-    }
+def create(
+    entries: list[OtlpExporterConfig], queue: Queue, telemetry: SelfTelemetry
+) -> list[OtlpExporter]:
+    """The registry's factory: an OtlpExporter per `exporters.otlp` entry."""
+    return [OtlpExporter(entry, queue, telemetry) for entry in entries]

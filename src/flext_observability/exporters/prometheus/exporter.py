@@ -1,27 +1,22 @@
-"""The Prometheus exporter: consumes metrics from the queue into the MetricStore."""
+"""The Prometheus exporter: consumes metrics from the queue into the MetricStore (what the
+store can hold is decided before the queue, by `processors.admission`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Callable
 
 from flext_observability.exporters.prometheus.naming import unit_suffix
-from flext_observability.exporters.prometheus.otlp_metrics import admit_otlp, apply_otlp
+from flext_observability.exporters.prometheus.otlp_metrics import apply_otlp
 from flext_observability.exporters.prometheus.store import (
-    LabelKey,
     MetricStore,
-    Reservation,
     SeriesRejected,
     bucket_bounds,
 )
-from flext_observability.models.errors import ItemError
-from flext_observability.models.wire import MetricsDigest, series_key, unpack_digest
+from flext_observability.models.wire import MetricsDigest, unpack_digest
 from flext_observability.pipeline.intake import (
     METRICS_DIGEST,
     OTLP_PROTOBUF,
-    Admitted,
-    Inadmissible,
 )
 from flext_observability.pipeline.queue import Record
 from flext_observability.telemetry import SelfTelemetry
@@ -29,22 +24,11 @@ from flext_observability.telemetry import SelfTelemetry
 log = logging.getLogger(__name__)
 
 
-def _native_series(
-    store: MetricStore, names: list[str], metrics: MetricsDigest
-) -> Iterator[tuple[str, LabelKey]]:
-    """(family, series key) of every item of validated native metrics."""
-    series = metrics.series()
-    index = 0
-    for run, name in zip(metrics.runs, names, strict=True):
-        for key in series[index:index + run.count]:
-            yield name, store.label_key(key)
-        index += run.count
-
 NAME = "prometheus"
 
 
 class PrometheusExporter:
-    """Applies queued metric records to the store; refuses at ingest what it could not hold."""
+    """Applies queued metric records to the store."""
 
     def __init__(self, store: MetricStore, telemetry: SelfTelemetry) -> None:
         self.store = store
@@ -53,64 +37,6 @@ class PrometheusExporter:
         # record -> (items applied, items dropped by reason).
         self.appliers: dict[str, Callable[[Record], tuple[int, dict[str, int]]]] = {}
         telemetry.exporter_up.labels(NAME).set(1)
-
-    def admit(self, metrics: MetricsDigest) -> Reservation:
-        """The reservation of validated native metrics, or Inadmissible naming the items the
-        store would refuse: a reserved name, a type conflict (also a name another family
-        exposes), a series limit. A pass over the runs; series keys are read only near a
-        limit."""
-        store = self.store
-        reservation = Reservation()
-        kinds = reservation.kinds
-        errors: list[ItemError] = []
-        reason = ""
-        names = []
-        upper: dict[str, int] = {}
-        index = 0
-        for run in metrics.runs:
-            kind = run.type
-            name = store.family_name(run.name, kind)
-            names.append(name)
-            upper[name] = upper.get(name, 0) + run.count
-            problem = store.name_problem(name, kind, kinds)
-            if problem is not None:
-                reason, message = problem
-                where = "name" if reason == "reserved_name" else "type"
-                errors.extend(ItemError(i, where, message) for i in range(index, index + run.count))
-            else:
-                kinds[name] = kind
-            index += run.count
-        if errors:
-            raise Inadmissible(errors, reason)
-        if store.far_from_limits(upper):
-            reservation.upper = upper
-            reservation.source = partial(_native_series, store, names, metrics)
-            return reservation
-        store.refine()
-        series = metrics.series()
-        index = 0
-        for run, name in zip(metrics.runs, names, strict=True):
-            for key in series[index:index + run.count]:
-                problem = store.admit_series(name, store.label_key(key), reservation)
-                if problem is not None:
-                    where, message = problem
-                    first = index if where == "name" else next(
-                        i for i, other in enumerate(series)
-                        if series_key(other)[0] == series_key(key)[0]
-                    )
-                    raise Inadmissible([ItemError(first, where, message)], "series_limit")
-            index += run.count
-        return reservation
-
-    def admit_otlp(self, payload: bytes) -> Admitted:
-        """The admitted points of a validated OTLP request (`otlp_metrics.admit_otlp`)."""
-        return admit_otlp(self.store, payload)
-
-    def hold(self, seq: int, reservation: Reservation) -> None:
-        self.store.hold(seq, reservation)
-
-    def release(self, seq: int) -> None:
-        self.store.release(seq)
 
     def handle(self, records: list[Record]) -> None:
         """Apply each record on its own: an error in one costs only its own items (counted

@@ -7,15 +7,15 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
-from flext_observability.config import (
+from flext_observability.settings import (
     Duration,
     EndpointUrl,
     Int,
     RetryConfig,
-    TlsClientConfig,
     Token,
-    _Section,
 )
+from flext_observability.settings import Section as _Section
+from flext_observability.tls import TlsClientConfig
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # Headers the exporter sets itself: remote write 1.0 requires these exact values.

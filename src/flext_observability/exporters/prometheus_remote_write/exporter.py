@@ -25,7 +25,7 @@ import itertools
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -37,12 +37,8 @@ from flext_observability.exporters.prometheus_remote_write.config import (
     PrometheusRemoteWriteConfig,
 )
 from flext_observability.exporters.prometheus_remote_write.proto import TimeSeries, WriteRequest
-from flext_observability.pipeline.exporter import (
-    ANY_5XX_RETRYABLE_HTTP_STATUS,
-    Delivery,
-    Interrupted,
-    PermanentError,
-)
+from flext_observability.pipeline.exporter import Delivery, Interrupted
+from flext_observability.retry import ANY_5XX_RETRYABLE_HTTP_STATUS, PermanentError
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import client_ssl_context
 
@@ -139,11 +135,13 @@ def chunks(items: Iterator[Sample], size: int) -> Iterator[list[Sample]]:
 class PrometheusRemoteWriteExporter:
     """Sends a round of samples every `interval` until shutdown."""
 
+    name = NAME
+
     def __init__(
         self,
         url: str,
         config: PrometheusRemoteWriteConfig,
-        sources: list[SampleSource],
+        sources: Sequence[SampleSource],
         telemetry: SelfTelemetry,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -291,8 +289,9 @@ class PrometheusRemoteWriteExporter:
         response.raise_for_status()
 
 
-def create_exporter(
-    config: PrometheusRemoteWriteConfig, sources: list[SampleSource], telemetry: SelfTelemetry
+def create(
+    config: PrometheusRemoteWriteConfig, sources: Sequence[SampleSource],
+    telemetry: SelfTelemetry,
 ) -> PrometheusRemoteWriteExporter | None:
     """The exporter of `exporters.prometheus_remote_write`; None when no `url` is set."""
     if config.url is None:

@@ -19,10 +19,9 @@ from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.store import SUFFIXES, MetricStore
 from flext_observability.models.native import TENANT
 from flext_observability.pipeline.consumer import Checkpoints
-from flext_observability.pipeline.queue import Queue, QueueClosed, QueueFull, Record, Signal
+from flext_observability.pipeline.queue import Queue, QueueClosed, QueueFull, Record
 from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.body import media_type
-from flext_observability.receivers.native import Refusal, queue_refusal, read_limited
 from flext_observability.receivers.pushgateway.body import (
     PROTOBUF,
     BadBody,
@@ -41,6 +40,8 @@ from flext_observability.receivers.pushgateway.groups import (
     PushState,
 )
 from flext_observability.receivers.pushgateway.path import PREFIX, BadPath, grouping_key
+from flext_observability.receivers.toolkit import Refusal, queue_refusal, read_limited
+from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)

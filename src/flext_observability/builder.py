@@ -1,0 +1,122 @@
+"""The builder: the config turned into the collector's graph, in one place.
+
+    receivers (native, OTLP/HTTP, OTLP/gRPC) -> limits (memory limiter, gate)
+        -> intake (admission processors) -> queue
+        -> sinks (local consumers, exporters: `components.EXPORTERS`)
+
+`build_intake` places the processors before the queue: series admission (the metric
+store's limits, `processors/admission.py`) and the held states' limits for native alerts
+and health reports. `build_ingest` makes the receiving side, alike for the collector
+process and an ingest worker (`workers.edge`), which differ only in what `put` hands the
+payload to (the intake, or the collector process over its socket); `add_ingest_routes`
+mounts it on an HTTP app. `build_exporters` makes every configured exporter from the
+registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+
+from flext_observability.components import EXPORTERS, ExporterContext
+from flext_observability.config import Config
+from flext_observability.exporters.alertmanager.state import AlertState
+from flext_observability.exporters.prometheus.store import MetricStore
+from flext_observability.health.tracker import HealthTracker
+from flext_observability.pipeline.exporter import Exporter
+from flext_observability.pipeline.intake import Intake, RecordsAdmission
+from flext_observability.pipeline.queue import Queue
+from flext_observability.processors.admission import SeriesAdmission
+from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
+from flext_observability.receivers.cors import OtlpCorsMiddleware
+from flext_observability.receivers.limits import (
+    MIB,
+    Gate,
+    IngestLimits,
+    MemoryLimiter,
+    QueueLevels,
+)
+from flext_observability.receivers.native import NativeReceiver, build_router
+from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
+from flext_observability.signals import Signal
+from flext_observability.telemetry import SelfTelemetry
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    """The receiving side: the receivers, the limits in front of them, authentication."""
+
+    native: NativeReceiver
+    otlp: OtlpIngest
+    memory: MemoryLimiter
+    http_gate: Gate
+    authenticator: Authenticator | None
+
+
+# refused_items_total reasons of alerts and health reports past their state's limit
+HEALTH_LIMIT = "health_limit"
+ALERT_LIMIT = "alert_limit"
+
+
+def build_intake(
+    config: Config, queue: Queue, store: MetricStore, health: HealthTracker, alerts: AlertState
+) -> Intake:
+    """The intake and its admission processors: series admission when the Prometheus
+    exporter is on, each held state's limit for native alerts and health reports."""
+    series = SeriesAdmission(store) if config.exporters.prometheus.enabled else None
+    return Intake(queue, series, {
+        Signal.HEALTH: RecordsAdmission(HEALTH_LIMIT, health.admit, health.release),
+        Signal.ALERTS: RecordsAdmission(ALERT_LIMIT, alerts.admit, alerts.release),
+    })
+
+
+def build_ingest(
+    config: Config, put: Callable[..., Any], telemetry: SelfTelemetry, queue: QueueLevels
+) -> Ingest:
+    """The receivers over `put`, the memory limiter and the HTTP gate over `queue`'s fill."""
+    limits = config.limits
+    server = config.server
+    native = NativeReceiver(
+        put, telemetry, server.max_body_bytes, server.max_items_per_request,
+        read_timeout=server.read_timeout, limits=limits, accepts_spans=config.accepts_spans(),
+    )
+    otlp = OtlpIngest(put, telemetry, accepts_logs=config.exports("logs"), limits=limits,
+                      accepts_spans=config.accepts_spans())
+    memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
+                           limits.memory_check_interval)
+    gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,
+                limits.retry_after_seconds, limits.max_slow_requests, limits.slow_body_seconds)
+    return Ingest(native, otlp, memory, gate, Authenticator.from_config(server.auth, telemetry))
+
+
+def add_ingest_routes(
+    app: FastAPI, ingest: Ingest, config: Config, telemetry: SelfTelemetry
+) -> None:
+    """The POST routes and the middleware in front of every route: the collector's app
+    and an ingest worker's are wired alike."""
+    app.include_router(build_router(ingest.native))
+    app.include_router(build_otlp_router(
+        ingest.otlp, config.server.max_body_bytes, config.server.read_timeout, telemetry
+    ))
+    app.add_middleware(IngestLimits, gate=ingest.http_gate)
+    # The last added runs first: CORS answers preflights before authentication, which
+    # comes before the limits.
+    if ingest.authenticator is not None:
+        app.add_middleware(
+            BearerAuthMiddleware, authenticator=ingest.authenticator,
+            protect_metrics=config.server.auth.protect_metrics,
+        )
+    if config.server.cors.allowed_origins:
+        app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
+
+
+def build_exporters(config: Config, context: ExporterContext) -> dict[str, Exporter]:
+    """Every exporter the config turns on, by its name, in registry order."""
+    return {
+        exporter.name: exporter
+        for factory in EXPORTERS.values()
+        for exporter in factory(config, context)
+    }
