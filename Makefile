@@ -71,8 +71,8 @@ soak: install-test
 
 # Not in CI: the fuzzers with many more examples, and the overload test for 60 s.
 fuzz-long: install-test
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q -s --timeout=0 tests/security/test_fuzz.py
-	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} $(BIN)/pytest -q -s --timeout=0 tests/security/test_overload.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q -s --timeout=0 tests/receivers/test_fuzz.py
+	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} $(BIN)/pytest -q -s --timeout=0 tests/receivers/test_overload.py
 
 # The monitoring stack: Docker (collector, Prometheus, Alertmanager, Jaeger, Grafana) ...
 monitoring-up:
