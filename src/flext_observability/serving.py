@@ -52,7 +52,7 @@ def tune_process() -> None:
     """Process-wide settings, before any thread starts: the GC thresholds above, and at most
     MALLOC_ARENAS malloc arenas. glibc gives each thread that allocates an arena of its own,
     and an arena keeps what was freed in it: the queue's writer and reader, decompression
-    and the state checkpoints are such threads (tests/security/test_overload.py, the same
+    and the state checkpoints are such threads (tests/receivers/test_overload.py, the same
     overload: RSS at most 238 MiB with one arena per thread, 153 MiB with two). Without
     glibc (no `mallopt`), only the GC thresholds."""
     gc.set_threshold(*GC_THRESHOLDS)

@@ -81,7 +81,6 @@ class Jaeger(ManagedProcess):
             work_dir,
             "jaeger",
             ready_url=f"{self.url}/api/services",
-            ready_timeout=30,
         )
 
     def otlp_endpoint(self, protocol: str) -> str:
@@ -160,7 +159,6 @@ class Otelcol(ManagedProcess):
             work_dir,
             "otelcol",
             ready_url=f"http://127.0.0.1:{health_port}/",
-            ready_timeout=30,
         )
 
 

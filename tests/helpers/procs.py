@@ -99,6 +99,12 @@ def _host_port(address: str) -> str:
     return address.split("://", 1)[-1].rstrip("/")
 
 
+# How long a started process may take to answer its ready URL: a deadline, not a wait. A
+# daemon with ingest workers imports the app three times; on a loaded 2-core machine, and
+# more so under coverage (`make test`), that can take past 20 s.
+READY_TIMEOUT = 60.0
+
+
 class ManagedProcess:
     """A child process whose stdout and stderr go to ``<log_dir>/<name>.log``."""
 
@@ -109,7 +115,7 @@ class ManagedProcess:
         name: str,
         env: Mapping[str, str] | None = None,
         ready_url: str | None = None,
-        ready_timeout: float = 20,
+        ready_timeout: float = READY_TIMEOUT,
     ) -> None:
         self.argv = [str(arg) for arg in argv]
         self.name = name
@@ -415,7 +421,7 @@ class Daemon(ManagedProcess):
         data_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
         command: Sequence[str] = DAEMON_COMMAND,
-        ready_timeout: float = 20,
+        ready_timeout: float = READY_TIMEOUT,
     ) -> None:
         work_dir = Path(work_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else work_dir / "data"

@@ -8,7 +8,6 @@ through its client) and OTLP from the official OpenTelemetry SDK exporters.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from flext_observability import flext_monitor_function
+from helpers import sdk_calls
 from helpers.exposition import total
 from helpers.peers import Jaeger, span_hex, trace_hex
 from helpers.procs import poll
@@ -195,21 +194,7 @@ def test_native_sdk_and_otlp_spans_reach_jaeger_as_sent(jaeger, daemon_factory, 
     otlp = otlp_trace()
     export_otlp(daemon, protocol, otlp)
 
-    factory = sdk_factory(daemon.url, "sdk-svc")
-
-    @flext_monitor_function("inner.step", factory=factory)
-    def inner() -> None:
-        raise ValueError("boom")
-
-    @flext_monitor_function("outer.job", factory=factory)
-    def outer() -> None:
-        with contextlib.suppress(ValueError):
-            inner()
-
-    with TracerProvider().get_tracer("app").start_as_current_span("request") as request:
-        outer()
-    assert factory.flush(10)
-    context = request.get_span_context()
+    context = sdk_calls.run_nested_calls(sdk_factory(daemon.url, "sdk-svc"))
     sdk_trace = f"{context.trace_id:032x}"
 
     expected = [*map(expected_native, native), *map(expected_otlp, otlp)]
@@ -218,7 +203,7 @@ def test_native_sdk_and_otlp_spans_reach_jaeger_as_sent(jaeger, daemon_factory, 
     traces[sdk_trace] = poll(
         lambda: jaeger.trace(sdk_trace),
         lambda trace: trace is not None
-        and {"outer.job", "inner.step"} <= {s["operationName"] for s in trace["spans"]},
+        and {sdk_calls.OUTER, sdk_calls.INNER} <= {s["operationName"] for s in trace["spans"]},
         20, 0.2, "the SDK's spans in Jaeger")
 
     found = spans_by_id(traces)
@@ -228,15 +213,15 @@ def test_native_sdk_and_otlp_spans_reach_jaeger_as_sent(jaeger, daemon_factory, 
     sdk = {s["name"]: s for s in (seen(traces[sdk_trace], span)
                                   for span in traces[sdk_trace]["spans"])}
     assert len(traces[sdk_trace]["spans"]) == len(sdk) == 2  # each once
-    outer_span, inner_span = sdk["outer.job"], sdk["inner.step"]
+    outer_span, inner_span = sdk[sdk_calls.OUTER], sdk[sdk_calls.INNER]
     assert outer_span["parent_span_id"] == f"{context.span_id:016x}"
     assert inner_span["parent_span_id"] == outer_span["span_id"]
     assert {outer_span["service"], inner_span["service"]} == {"sdk-svc"}
     assert (outer_span["kind"], inner_span["kind"]) == ("internal", "internal")
     assert outer_span["status"] == ("UNSET", "")
     assert inner_span["status"] == ("ERROR", "ValueError: boom")
-    assert inner_span["attributes"] == {"code.function": "inner.step",
-                                        "code.namespace": __name__}
+    assert inner_span["attributes"] == {"code.function": sdk_calls.INNER,
+                                        "code.namespace": sdk_calls.__name__}
     [(event, _, fields)] = inner_span["events"]
     assert (event, fields["exception.type"], fields["exception.message"]) == (
         "exception", "ValueError", "boom")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
 
-from flext_observability import flext_monitor_function
+from helpers import sdk_calls
 from helpers.otlp_sink import OtlpSink
 from helpers.procs import poll
 
@@ -25,25 +22,12 @@ def test_nested_calls_arrive_with_their_parent_ids(daemon_factory, make_factory,
     daemon = daemon_factory({"exporters": {"jaeger": {"endpoint": sink.grpc_endpoint}}})
     factory = make_factory(daemon.url, service_name=SERVICE, flush_interval=0.1)
 
-    @flext_monitor_function("inner.step", factory=factory)
-    def inner() -> None:
-        raise ValueError("boom")
+    context = sdk_calls.run_nested_calls(factory)
 
-    @flext_monitor_function("outer.job", factory=factory)
-    def outer() -> None:
-        with contextlib.suppress(ValueError):
-            inner()
-
-    tracer = TracerProvider().get_tracer("app")
-    with tracer.start_as_current_span("request") as otel_parent:
-        outer()
-    assert factory.flush(10)
-
-    wanted = {"outer.job", "inner.step"}
+    wanted = {sdk_calls.OUTER, sdk_calls.INNER}
     spans = poll(lambda: {s.name: s for s in sink.spans() if s.name in wanted},
                  lambda found: set(found) == wanted, 20, 0.1, "both spans at the sink")
-    outer_span, inner_span = spans["outer.job"], spans["inner.step"]
-    context = otel_parent.get_span_context()
+    outer_span, inner_span = spans[sdk_calls.OUTER], spans[sdk_calls.INNER]
     assert outer_span.trace_id == inner_span.trace_id == f"{context.trace_id:032x}"
     assert outer_span.parent_span_id == f"{context.span_id:016x}"
     assert inner_span.parent_span_id == outer_span.span_id

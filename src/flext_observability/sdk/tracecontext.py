@@ -22,16 +22,17 @@ ContextToken = Token[Context]
 MAX_TEXT = 8192  # models.native.Text: the longest string attribute the collector accepts
 
 
+# Trace and span ids must be unique, not secret: a PRNG, as OpenTelemetry's RandomIdGenerator.
 def new_trace_id() -> int:
     while True:
-        trace_id = random.getrandbits(128)
+        trace_id = random.getrandbits(128)  # nosec B311
         if trace_id:
             return trace_id
 
 
 def new_span_id() -> int:
     while True:
-        span_id = random.getrandbits(64)
+        span_id = random.getrandbits(64)  # nosec B311
         if span_id:
             return span_id
 

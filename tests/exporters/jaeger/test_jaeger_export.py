@@ -99,7 +99,8 @@ def test_spans_accepted_during_an_outage_all_arrive_after_it(daemon_factory, otl
     started = time.monotonic()
     sent = []
     metric = {"name": "outage_probe", "type": "counter", "value": 1, "service": "probe"}
-    while time.monotonic() - started < 5:  # the outage: at least 5 s
+    # The outage: at least 5 s and 200 spans (a loaded machine sends fewer per second).
+    while time.monotonic() - started < 5 or len(sent) < 200:
         batch = [native_span(f"op-{len(sent) + i}") for i in range(20)]
         assert post_spans(daemon, batch).status_code == 202
         sent += batch
@@ -116,7 +117,6 @@ def test_spans_accepted_during_an_outage_all_arrive_after_it(daemon_factory, otl
 
     otlp_sink.start()
     otlp_sink.wait_for_span_ids({s["span_id"] for s in sent}, timeout=15)
-    assert len(sent) >= 200
     poll(lambda: scrape(daemon, "flext_collector_exporter_up", exporter="jaeger"),
          lambda up: up == 1, 5, 0.1, "jaeger exporter up again")
     assert scrape(daemon, "flext_collector_exported_items_total", exporter="jaeger") >= len(sent)

@@ -5,14 +5,7 @@ import math
 
 from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
+from helpers.clock import Clock
 
 
 def make(monotonic, wall, expiration=300.0):

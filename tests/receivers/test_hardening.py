@@ -51,7 +51,7 @@ TOKENS = {"team-a": "token-of-team-a", "team-b": "token-of-team-b"}
 @pytest.fixture(scope="module", params=list(MODES))
 def daemon(request, tmp_path_factory) -> Iterator[Daemon]:
     process = Daemon(tmp_path_factory.mktemp(f"hardening-{request.param}"),
-                     config_overrides=deep_merge(BASE, MODES[request.param]), ready_timeout=40)
+                     config_overrides=deep_merge(BASE, MODES[request.param]))
     process.start()
     yield process
     process.stop()
@@ -63,7 +63,7 @@ def secured(request, tmp_path_factory) -> Iterator[Daemon]:
         {"token": token, "tenant": tenant} for tenant, token in TOKENS.items()
     ]}}}
     process = Daemon(tmp_path_factory.mktemp(f"tenants-{request.param}"),
-                     config_overrides=deep_merge(auth, MODES[request.param]), ready_timeout=40)
+                     config_overrides=deep_merge(auth, MODES[request.param]))
     process.start()
     yield process
     process.stop()

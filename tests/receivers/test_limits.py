@@ -1,7 +1,7 @@
 """Every ingestion limit: what is refused, how it is answered, which key it names, how it
 is counted in flext_collector_refused_items_total{signal, reason}.
 
-The limiter and the store are exercised in process (the RSS source and the clock are
+The limiter and the gate are exercised in process (the RSS source and the clock are
 injected, as a real process cannot be made to grow and shrink on cue); every answer is
 checked against the real daemon.
 """
@@ -32,15 +32,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from prometheus_client import CollectorRegistry
 
 from flext_observability.config import ConfigError, load_config
-from flext_observability.exporters.prometheus.store import (
-    MetricStore,
-    Reservation,
-    native_labels,
-)
 from flext_observability.models.otlp import AttributeLimits, parse_logs, parse_traces
 from flext_observability.pipeline.queue import MemoryQueue, Signal
 from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter, Throttled
 from flext_observability.telemetry import SelfTelemetry
+from helpers.clock import Clock
 from helpers.exposition import total
 from helpers.procs import poll
 
@@ -126,14 +122,6 @@ def test_memory_limiter_can_be_turned_off(tmp_path):
 
 
 # --- the memory limiter and the gate, in process -------------------------------------------
-
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def test_memory_limiter_refuses_above_the_soft_limit_until_rss_drops():
@@ -285,35 +273,6 @@ def test_log_records_past_attribute_limits_are_rejected():
     assert (parsed.accepted, parsed.rejected, parsed.limited) == (1, 2, 2)
     assert "logRecords[0].attributes: 5 attributes" in parsed.message
     assert "limits.max_attribute_value_length=16" in parsed.message
-
-
-# --- series per service, in process ---------------------------------------------------------
-
-
-def test_store_admits_at_most_max_series_per_service_and_expiry_frees_room():
-    clock = Clock()
-    store = MetricStore(100, 100, 60, clock, max_series_per_service=2)
-    keys = [native_labels("a", "", {"n": str(i)}) for i in range(3)]
-    reservation = Reservation()
-    assert store.admit_series("requests", keys[0], reservation) is None
-    assert store.admit_series("requests", keys[1], reservation) is None
-    field, message = store.admit_series("requests", keys[2], reservation)
-    assert field == "service"
-    assert "exporters.prometheus.max_series_per_service=2" in message
-    assert store.admit_series("requests", native_labels("b", "", None), reservation) is None
-    store.hold(1, reservation)
-    # Held, not yet applied: another request is judged with it.
-    assert store.admit_series("requests", keys[2], Reservation()) is not None
-    family = store.family("requests", "counter")
-    for key in (keys[0], keys[1], native_labels("b", "", None)):
-        store.add(family, key, 1, clock.now)
-    store.release(1)
-    assert (store.service_series("a"), store.service_series("b")) == (2, 1)
-    assert store.admit_series("requests", keys[2], Reservation()) is not None
-    clock.now += 61
-    store.expire()
-    assert (store.service_series("a"), store.series_count) == (0, 0)
-    assert store.admit_series("requests", keys[2], Reservation()) is None
 
 
 # --- against the daemon ---------------------------------------------------------------------
