@@ -48,6 +48,8 @@ from flext_observability.receivers.limits import MIB, Gate, IngestLimits, Memory
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
+from flext_observability.refusals.api import build_refusals_router
+from flext_observability.refusals.middleware import RefusalRecorder
 from flext_observability.startup import DirectoryLock
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
@@ -88,7 +90,7 @@ class Collector:
             DirectoryLock(config.queue.path, "queue.path") if config.queue.kind == "disk" else None
         )
         self.queue = build_queue(config)
-        self.telemetry = SelfTelemetry(self.registry, self.queue)
+        self.telemetry = SelfTelemetry(self.registry, self.queue, config.server.refusals_kept)
         prom = config.exporters.prometheus
         self.store = MetricStore(
             prom.max_series, prom.max_series_per_metric, prom.metric_expiration,
@@ -299,6 +301,7 @@ def add_ingest_routes(
         )
     if config.server.cors.allowed_origins:
         app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
+    app.add_middleware(RefusalRecorder, refusals=telemetry.refusals)
 
 
 def create_app(config: Config) -> FastAPI:
@@ -351,4 +354,5 @@ def create_app(config: Config) -> FastAPI:
         tenant = request_tenant(request.scope)
         return _json({"services": rfc3339_times(collector.health.snapshot(tenant))})
 
+    app.include_router(build_refusals_router(collector.telemetry.refusals))
     return app

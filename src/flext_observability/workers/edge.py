@@ -63,6 +63,7 @@ class _CountsSender:
         ]
         self._sent = now
         self._intake.send_counts(deltas)
+        self._intake.send_refusals(self._telemetry.refusals.take())
 
     async def run(self) -> None:
         while True:
@@ -74,7 +75,8 @@ def create_edge_app(
     config: Config, channel: socket.socket, collector_uds: str, on_lost: Callable[[], None]
 ) -> FastAPI:
     """The worker's app: the ingest routes, and every other route passed on."""
-    telemetry = SelfTelemetry(CollectorRegistry(auto_describe=False), None)
+    telemetry = SelfTelemetry(CollectorRegistry(auto_describe=False), None,
+                              config.server.refusals_kept)
     queue = QueueView(config.queue.max_items, config.queue.max_bytes,
                       config.queue.retry_after_seconds)
     intake = RemoteIntake(channel, queue, on_lost)

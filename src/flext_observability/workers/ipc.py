@@ -34,6 +34,7 @@ from flext_observability.pipeline.intake import (
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull, Signal
 from flext_observability.receivers.limits import MEMORY_LIMIT, MemoryLimiter
+from flext_observability.refusals.log import Refusal
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
@@ -43,6 +44,7 @@ _HEADER = struct.Struct("!BIII")
 PUT = 1
 COUNTS = 2
 ANSWER = 3
+REFUSALS = 4
 # A frame longer than this is a broken channel (bodies are at most server.max_body_bytes).
 _MAX_FRAME = 1 << 31
 
@@ -88,6 +90,8 @@ class IntakeServer:
                     task.add_done_callback(self._tasks.discard)
                 elif op == COUNTS:
                     self._telemetry.add_counts(meta)
+                elif op == REFUSALS:
+                    self._telemetry.refusals.extend(Refusal.from_dict(r) for r in meta)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -214,3 +218,7 @@ class RemoteIntake:
     def send_counts(self, deltas: list[tuple[str, dict[str, str], float]]) -> None:
         if deltas and not self._lost and self._writer is not None:
             self._writer.writelines(_frame(COUNTS, 0, deltas))
+
+    def send_refusals(self, refusals: list[Refusal]) -> None:
+        if refusals and not self._lost and self._writer is not None:
+            self._writer.writelines(_frame(REFUSALS, 0, [r.as_dict() for r in refusals]))
