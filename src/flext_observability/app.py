@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import (
@@ -51,6 +51,8 @@ from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.refusals.api import build_refusals_router
 from flext_observability.refusals.middleware import RefusalRecorder
 from flext_observability.startup import DirectoryLock
+from flext_observability.status.page import Rates
+from flext_observability.status.page import render as render_status
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
@@ -301,7 +303,7 @@ def add_ingest_routes(
         )
     if config.server.cors.allowed_origins:
         app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
-    app.add_middleware(RefusalRecorder, refusals=telemetry.refusals)
+    app.add_middleware(RefusalRecorder, telemetry=telemetry)
 
 
 def create_app(config: Config) -> FastAPI:
@@ -355,4 +357,10 @@ def create_app(config: Config) -> FastAPI:
         return _json({"services": rfc3339_times(collector.health.snapshot(tenant))})
 
     app.include_router(build_refusals_router(collector.telemetry.refusals))
+    rates = Rates(collector.telemetry)
+
+    @app.get("/", tags=["operations"], response_class=HTMLResponse)
+    async def status_page() -> HTMLResponse:
+        return HTMLResponse(render_status(collector, rates))
+
     return app

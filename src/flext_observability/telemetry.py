@@ -74,6 +74,12 @@ class SelfTelemetry:
             ["signal", "reason"],
             registry=registry,
         )
+        self.http_requests = Counter(
+            "flext_collector_http_requests",
+            "Requests answered by the HTTP receivers, by receiver, signal and status code",
+            ["receiver", "signal", "code"],
+            registry=registry,
+        )
         self.refused_connections = Counter(
             "flext_collector_refused_connections",
             "HTTP connections closed by a connection limit, by reason",

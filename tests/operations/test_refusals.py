@@ -33,7 +33,8 @@ def daemon(tmp_path_factory):
     daemon = Daemon(tmp_path_factory.mktemp("refusals"), config_overrides={"server": {
         "max_body_bytes": MAX_BODY,
         "auth": {"tokens": [{"token": TOKEN_A, "tenant": "team-a"},
-                            {"token": TOKEN_B, "tenant": "team-b"}]},
+                            {"token": TOKEN_B, "tenant": "team-b"}],
+                 "protect_metrics": True},
     }, "queue": {"hold_unexported": True}})
     daemon.start()
     yield daemon
@@ -235,3 +236,15 @@ def test_refusals_made_in_an_ingest_worker_are_listed(tmp_path):
             422, "invalid", "value")
     finally:
         daemon.stop()
+
+
+@integration
+def test_the_status_page_is_protected_like_metrics(daemon):
+    pages = {}
+    for path in ("/", "/metrics"):
+        assert httpx.get(f"{daemon.url}{path}").status_code == 401
+        pages[path] = httpx.get(f"{daemon.url}{path}",
+                                headers={"Authorization": f"Bearer {TOKEN_B}"})
+        assert pages[path].status_code == 200
+    assert "Recent refusals" in pages["/"].text
+    assert "flext_collector_http_requests_total" in pages["/metrics"].text

@@ -1,7 +1,7 @@
 """Bearer-token authentication of the receivers, and the tenant each token stands for.
 
 With any token configured (`server.auth`), every ingestion route (native `/api/...`,
-OTLP/HTTP `/v1/...`, and `/metrics` with `protect_metrics`) needs `Authorization: Bearer
+OTLP/HTTP `/v1/...`, and `/metrics` and `/` with `protect_metrics`) needs `Authorization: Bearer
 <token>`; `/healthz`, `/readyz` and the docs stay open. The HTTP check is a pure ASGI
 middleware that answers 401 before the body is read; OTLP/gRPC checks the `authorization`
 metadata per call. The authenticated tenant travels in the ASGI scope (`request.state`)
@@ -131,7 +131,8 @@ class BearerAuthMiddleware:
             return
         path: str = scope["path"]
         otlp = path.startswith("/v1/")
-        if not (otlp or path.startswith("/api/") or (self._protect_metrics and path == "/metrics")):
+        protected = self._protect_metrics and path in ("/metrics", "/")
+        if not (otlp or path.startswith("/api/") or protected):
             await self.app(scope, receive, send)
             return
         authorization = content_type = None

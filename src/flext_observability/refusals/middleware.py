@@ -20,13 +20,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
 from flext_observability.receivers.auth import request_tenant
+from flext_observability.receivers.limits import INGEST_ROUTES
 from flext_observability.refusals.log import (
     MAX_ERRORS,
-    RefusalLog,
     error_entry,
     recording,
     refusal_of,
 )
+from flext_observability.telemetry import SelfTelemetry
 
 # Answers larger than this are not read for errors (an error body is a few KiB at most).
 MAX_ANSWER_READ = 256 * 1024
@@ -78,18 +79,21 @@ def answer_errors(path: str, status: int, content_type: str, body: bytes) -> lis
 
 class RefusalRecorder:
     """ASGI middleware in front of every other one on the ingest routes (authentication and
-    the limits refuse before the route runs)."""
+    the limits refuse before the route runs); counts each request answered in
+    flext_collector_http_requests_total too."""
 
-    def __init__(self, app: ASGIApp, refusals: RefusalLog) -> None:
+    def __init__(self, app: ASGIApp, telemetry: SelfTelemetry) -> None:
         self.app = app
-        self._refusals = refusals
+        self._refusals = telemetry.refusals
+        self._requests = telemetry.http_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
+        route = INGEST_ROUTES.get(path)
         receiver = (
             _receiver(path) if scope["type"] == "http" and scope["method"] == "POST" else None
         )
-        if receiver is None:
+        if receiver is None or route is None:
             await self.app(scope, receive, send)
             return
         status = 0
@@ -111,6 +115,7 @@ class RefusalRecorder:
             try:
                 await self.app(scope, receive, keep)
             finally:
+                self._requests.labels(receiver, route[0], str(status)).inc()
                 errors = answer_errors(path, status, content_type, bytes(body)) if (
                     pending.reasons and len(body) <= MAX_ANSWER_READ
                 ) else []
