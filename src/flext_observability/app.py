@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -50,6 +51,7 @@ from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.refusals.api import build_refusals_router
 from flext_observability.refusals.middleware import RefusalRecorder
+from flext_observability.reload.reloader import Reloader, add_reload_route
 from flext_observability.startup import DirectoryLock
 from flext_observability.status.page import Rates
 from flext_observability.status.page import render as render_status
@@ -306,9 +308,10 @@ def add_ingest_routes(
     app.add_middleware(RefusalRecorder, telemetry=telemetry)
 
 
-def create_app(config: Config) -> FastAPI:
+def create_app(config: Config, config_path: Path | None = None) -> FastAPI:
     """The HTTP app over a new `Collector` (`app.state.collector`), which the server starts
-    before it serves and stops after (`server.Server`)."""
+    before it serves and stops after (`server.Server`); `POST /-/reload` re-reads
+    `config_path` (`app.state.reloader`)."""
     collector = Collector(config)
     # /docs and /redoc with Swagger UI and ReDoc from the fastapi-offline package, under
     # /docs/static: nothing is loaded from outside, so the docs work on a closed network.
@@ -358,6 +361,8 @@ def create_app(config: Config) -> FastAPI:
 
     app.include_router(build_refusals_router(collector.telemetry.refusals))
     rates = Rates(collector.telemetry)
+    app.state.reloader = Reloader(collector, config_path)
+    add_reload_route(app, app.state.reloader)
 
     @app.get("/", tags=["operations"], response_class=HTMLResponse)
     async def status_page() -> HTMLResponse:

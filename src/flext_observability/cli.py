@@ -32,10 +32,13 @@ def _serve(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"config error: {line}", file=sys.stderr)
         return 2
+    if config.server.log_level is not None:
+        logging.getLogger().setLevel(config.server.log_level.upper())
     from flext_observability.server import serve
 
     try:
-        started = serve(config, args.log_format, args.log_level)
+        started = serve(config, args.log_format, config.server.log_level or args.log_level,
+                        args.config)
     except OSError as exc:
         log.error("cannot start: %s", exc.strerror or exc)
         return 1

@@ -7,6 +7,7 @@ app on a private unix socket, for the routes the workers pass on.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -16,6 +17,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -28,6 +30,7 @@ from flext_observability.receivers.connections import (
     guarded_protocol,
     raise_open_files_limit,
 )
+from flext_observability.reload.reloader import Reloader
 from flext_observability.startup import StartupError
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.tls import uvicorn_ssl_options
@@ -68,10 +71,14 @@ class Server(uvicorn.Server):
         config: uvicorn.Config,
         collector: Collector | None = None,
         pool: WorkerPool | None = None,
+        reloader: Reloader | None = None,
     ) -> None:
         super().__init__(config)
         self.collector = collector
         self.pool = pool
+        self.reloader = reloader
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloads: set[asyncio.Future[Any]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         collector = self.collector
@@ -94,6 +101,8 @@ class Server(uvicorn.Server):
         gc.freeze()
         if collector is None:
             return
+        if self.reloader is not None and self.config.ssl is not None:
+            self.reloader.ssl_contexts.append(self.config.ssl)
         if self.pool is not None:
             await self.pool.start(collector)
         server = collector.config.server
@@ -109,9 +118,25 @@ class Server(uvicorn.Server):
             await self.collector.shutdown()
             log.info("collector stopped")
 
+    def handle_reload(self, sig: int, frame: FrameType | None) -> None:
+        """SIGHUP: reload the config file (its outcome is logged)."""
+        if self.reloader is not None and self.started and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_reload)
+
+    def _start_reload(self) -> None:
+        if self.reloader is not None:
+            task = asyncio.ensure_future(self.reloader.reload())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.handle_reload)
         try:
             yield
         finally:
@@ -153,7 +178,8 @@ def http_options(server: ServerConfig, telemetry: SelfTelemetry) -> dict[str, An
     }
 
 
-def serve(config: Config, log_format: str, log_level: str) -> bool:
+def serve(config: Config, log_format: str, log_level: str,
+          config_path: Path | None = None) -> bool:
     """Run until SIGTERM/SIGINT; False if the daemon could not start. The HTTP port is
     bound first (OSError if taken), then the collector starts, then HTTP is served."""
     from flext_observability.workers.pool import WorkerPool
@@ -161,20 +187,21 @@ def serve(config: Config, log_format: str, log_level: str) -> bool:
     tune_process()
     listener = listen(config.server.host, config.server.http_port)
     try:
-        app = create_app(config)
+        app = create_app(config, config_path)
         collector: Collector = app.state.collector
+        reloader: Reloader = app.state.reloader
         options = http_options(config.server, collector.telemetry)
         if not config.server.workers:
             server = Server(uvicorn.Config(
                 app, host=config.server.host, port=config.server.http_port, **options,
                 **uvicorn_ssl_options(config.server.tls),
-            ), collector)
+            ), collector, reloader=reloader)
             server.run(sockets=[listener])
             return server.started
         with tempfile.TemporaryDirectory(prefix="flext-observability-") as private:
             uds = str(Path(private) / "collector.sock")
             pool = WorkerPool(config, listener, uds, log_format, log_level)
-            server = Server(uvicorn.Config(app, uds=uds, **options), collector, pool)
+            server = Server(uvicorn.Config(app, uds=uds, **options), collector, pool, reloader)
             server.run()
         return server.started
     finally:

@@ -76,8 +76,13 @@ class Authenticator:
     """
 
     def __init__(self, tokens: Iterable[tuple[str, str]], telemetry: SelfTelemetry) -> None:
-        self._tokens = [(_digest(token.encode()), tenant) for token, tenant in tokens]
+        self._tokens: list[tuple[bytes, str]] = []
+        self.replace(tokens)
         self._telemetry = telemetry
+
+    def replace(self, tokens: Iterable[tuple[str, str]]) -> None:
+        """Take these (token, tenant) pairs in place of the current ones, at once."""
+        self._tokens = [(_digest(token.encode()), tenant) for token, tenant in tokens]
 
     @classmethod
     def from_config(cls, auth: AuthConfig, telemetry: SelfTelemetry) -> Authenticator | None:
@@ -132,7 +137,7 @@ class BearerAuthMiddleware:
         path: str = scope["path"]
         otlp = path.startswith("/v1/")
         protected = self._protect_metrics and path in ("/metrics", "/")
-        if not (otlp or path.startswith("/api/") or protected):
+        if not (otlp or path.startswith(("/api/", "/-/")) or protected):
             await self.app(scope, receive, send)
             return
         authorization = content_type = None
