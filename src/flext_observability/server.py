@@ -201,6 +201,7 @@ def serve(config: Config, log_format: str, log_level: str,
         with tempfile.TemporaryDirectory(prefix="flext-observability-") as private:
             uds = str(Path(private) / "collector.sock")
             pool = WorkerPool(config, listener, uds, log_format, log_level)
+            reloader.on_applied.append(pool.reload)
             server = Server(uvicorn.Config(app, uds=uds, **options), collector, pool, reloader)
             server.run()
         return server.started

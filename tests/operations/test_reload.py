@@ -79,11 +79,11 @@ class Poster(threading.Thread):
     """Posts one metric (2 labels) per request on one keep-alive connection until stopped;
     keeps the answers by sequence number."""
 
-    def __init__(self, url: str, ca: Path) -> None:
+    def __init__(self, url: str, ca: Path | None = None) -> None:
         super().__init__(daemon=True)
         self.url = url
-        self.client = httpx.Client(verify=verifying(ca), timeout=30, trust_env=False,
-                                   limits=httpx.Limits(max_connections=1))
+        self.client = httpx.Client(verify=verifying(ca) if ca else True, timeout=60,
+                                   trust_env=False, limits=httpx.Limits(max_connections=1))
         self.token = OLD
         self.stop = threading.Event()
         self.answers: dict[int, int] = {}
@@ -208,5 +208,52 @@ def test_reload_under_load_loses_nothing(tmp_path, certs):
         poll(delivered, lambda found: accepted <= found, 20, 0.2, "every 2xx'd item exported")
         assert "config reloaded: applied=server.auth" in daemon.log_tail(400)
         assert "config reload failed, nothing changed" in daemon.log_tail(400)
+    finally:
+        daemon.stop()
+
+
+@integration
+def test_reload_with_ingest_workers_replaces_them_without_loss(tmp_path):
+    """server.workers: 1; SIGHUP rotates the token: a new worker starts with it, then the
+    old one drains and stops, while a client keeps posting."""
+    daemon = Daemon(tmp_path, config_overrides={"server": {
+        "workers": 1, "auth": {"tokens": [{"token": OLD, "tenant": "probe"}]}}},
+        ready_timeout=60).start()
+    poster = Poster(daemon.url)
+    try:
+        poster.start()
+        poll(lambda: len(poster.answers), lambda n: n >= 20, 60, 0.05, "posting")
+        config = yaml.safe_load(daemon.config_path.read_text())
+        config["server"]["auth"]["tokens"] = [{"token": NEW, "tenant": "probe"}]
+        daemon.config_path.write_text(yaml.safe_dump(config))
+        os.kill(daemon.pid, signal.SIGHUP)
+
+        def status(token):
+            return httpx.post(f"{daemon.url}/api/v1/health", timeout=30,
+                              json={"service": "probe", "status": "healthy"},
+                              headers={"Authorization": f"Bearer {token}"}).status_code
+
+        poll(lambda: status(NEW), lambda code: code == 202, 90, 0.2, "the new token works")
+        assert status(OLD) == 401
+        poster.token = NEW
+        poll(lambda: "ingest workers replaced" in daemon.log_tail(200), bool, 60, 0.2,
+             "the old worker stopped")
+        count = len(poster.answers)
+        poll(lambda: len(poster.answers), lambda n: n >= count + 20, 30, 0.05, "more posts")
+    finally:
+        poster.stop.set()
+        if poster.is_alive():
+            poster.join(60)
+    try:
+        assert poster.failures == []
+        assert set(poster.answers.values()) <= {202, 401}
+        accepted = {seq for seq, code in poster.answers.items() if code == 202}
+
+        def delivered():
+            text = httpx.get(f"{daemon.url}/metrics", timeout=30).text
+            return {int(line.split('seq="')[1].split('"')[0])
+                    for line in text.splitlines() if line.startswith("reload_probe{")}
+
+        poll(delivered, lambda found: accepted <= found, 30, 0.2, "every 2xx'd item exported")
     finally:
         daemon.stop()

@@ -150,7 +150,7 @@ def run_worker(
 ) -> None:
     """A worker process's main: serve on the shared listener until told to stop, or until
     the collector process is gone."""
-    configure_logging(log_format, log_level)
+    configure_logging(log_format, config.server.log_level or log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per passed request
     tune_process()
     server: Server | None = None

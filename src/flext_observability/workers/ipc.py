@@ -45,6 +45,7 @@ PUT = 1
 COUNTS = 2
 ANSWER = 3
 REFUSALS = 4
+READY = 5
 # A frame longer than this is a broken channel (bodies are at most server.max_body_bytes).
 _MAX_FRAME = 1 << 31
 
@@ -75,8 +76,9 @@ class IntakeServer:
         self._retry_after = retry_after
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def serve(self, sock: socket.socket) -> None:
-        """Until the worker closes its end (it exits) or the task is cancelled."""
+    async def serve(self, sock: socket.socket, on_ready: Callable[[], None] | None = None) -> None:
+        """Until the worker closes its end (it exits) or the task is cancelled; `on_ready`
+        when the worker is about to serve."""
         reader, writer = await asyncio.open_connection(sock=sock)
         try:
             while True:
@@ -90,6 +92,8 @@ class IntakeServer:
                     task.add_done_callback(self._tasks.discard)
                 elif op == COUNTS:
                     self._telemetry.add_counts(meta)
+                elif op == READY and on_ready is not None:
+                    on_ready()
                 elif op == REFUSALS:
                     self._telemetry.refusals.extend(Refusal.from_dict(r) for r in meta)
         finally:
@@ -155,6 +159,7 @@ class RemoteIntake:
 
     async def start(self) -> None:
         reader, self._writer = await asyncio.open_connection(sock=self._sock)
+        self._writer.writelines(_frame(READY, 0, None))
         self._reader_task = asyncio.create_task(self._read_answers(reader), name="intake-answers")
 
     async def shutdown(self) -> None:
