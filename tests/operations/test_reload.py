@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from helpers.procs import Daemon, poll
+from helpers.procs import Daemon, poll, start_alertmanager
 
 integration = pytest.mark.integration
 
@@ -105,8 +105,15 @@ class Poster(threading.Thread):
         self.client.close()
 
 
+@pytest.fixture
+def alertmanager(tmp_path):
+    alertmanager = start_alertmanager(tmp_path)
+    yield alertmanager
+    alertmanager.stop()
+
+
 @integration
-def test_reload_under_load_loses_nothing(tmp_path, certs):
+def test_reload_under_load_loses_nothing(tmp_path, certs, alertmanager):
     config = {
         "server": {"auth": {"tokens": [{"token": OLD, "tenant": "probe"}]},
                    "tls": {"cert_file": str(certs / "server.pem"),
@@ -147,13 +154,21 @@ def test_reload_under_load_loses_nothing(tmp_path, certs):
         poll(lambda: len(poster.answers), lambda n: n >= 20, 30, 0.05, "posting")
         assert post(three_labels, OLD).status_code == 202
 
-        # A limit lowered (and a key that needs a restart, reported and left as it was).
-        rewrite(**{"limits.max_labels_per_metric": 2, "queue.max_items": 123_456})
+        # An exporter added, a limit lowered (and a key that needs a restart, reported and
+        # left as it was).
+        alert = {"name": "ReloadedExporter", "service": "probe", "summary": "sent after reload"}
+        alert_answer = httpx.post(f"{url}/api/v1/alerts", json=alert, verify=verifying(ca),
+                                  headers={"Authorization": f"Bearer {OLD}"}, trust_env=False)
+        assert alert_answer.status_code == 202
+        rewrite(**{"limits.max_labels_per_metric": 2, "queue.max_items": 123_456,
+                   "exporters.alertmanager.urls": [alertmanager.url]})
         answer = reload(OLD)
         assert answer.status_code == 200, answer.text
         # With TLS on, every reload re-reads the certificate files (and says so).
-        assert answer.json()["applied"] == ["limits.max_labels_per_metric", TLS_REREAD]
+        assert answer.json()["applied"] == [
+            "exporters.alertmanager.urls", "limits.max_labels_per_metric", TLS_REREAD]
         assert answer.json()["restart_needed"] == ["queue.max_items"]
+        alertmanager.wait_for(filter=['alertname="ReloadedExporter"'])
         refused = post(three_labels, OLD)
         assert refused.status_code == 422
         assert "limits.max_labels_per_metric=2" in refused.text

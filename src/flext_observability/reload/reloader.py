@@ -3,7 +3,9 @@
 Applied in place, without closing a listener, a connection or a queued item: the
 `limits` section (except the memory limiter's), the auth tokens and tenants, the TLS
 certificate files (re-read into the HTTP listener's live SSL context: new handshakes get
-the new certificate), the health TTL and service limit, `server.log_level`. Any other
+the new certificate), the health TTL and service limit, `server.log_level`, and the
+Alertmanager exporter (added, removed or changed: the old one finishes its posts, the new
+one sends every firing alert). The queue-reading exporters (Jaeger) need a restart. Any other
 changed key needs a restart: it is reported and left as it was. A file that does not
 load changes nothing; the answer lists every error with its YAML path.
 """
@@ -25,6 +27,8 @@ from fastapi.responses import Response
 from prometheus_client import Gauge
 
 from flext_observability.config import Config, ConfigError, load_config
+from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
+from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
 from flext_observability.tls import server_ssl_context
 
 if TYPE_CHECKING:
@@ -34,11 +38,13 @@ log = logging.getLogger(__name__)
 
 # Changed keys applied in place: these, and every key under them.
 APPLIED = ("limits", "server.auth", "server.tls", "server.log_level",
-           "health.default_ttl_seconds", "health.max_services")
+           "health.default_ttl_seconds", "health.max_services", "exporters.alertmanager")
 # ... except these, which need a restart like every other key.
 NOT_APPLIED = ("limits.memory_limit_mib", "limits.memory_spike_limit_mib",
                "limits.memory_check_interval")
 ROUTE = "/-/reload"
+# Seconds a replaced exporter gets to finish its posts.
+EXPORTER_SHUTDOWN_GRACE = 5.0
 
 
 def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -125,7 +131,11 @@ class Reloader:
                 self.successful.set(0)
                 log.error("config reload failed, nothing changed: %s", "; ".join(result.errors))
                 return result
+            alertmanager_changed = (
+                config.exporters.alertmanager != self._collector.config.exporters.alertmanager)
             self._apply(config, result)
+            if alertmanager_changed:
+                await self._replace_alertmanager(config)
             for hook in self.on_applied:
                 await hook(config)
             self.successful.set(1)
@@ -171,9 +181,11 @@ class Reloader:
             "default_ttl_seconds": new.health.default_ttl_seconds,
             "max_services": new.health.max_services,
         })
+        exporters = current.exporters.model_copy(
+            update={"alertmanager": new.exporters.alertmanager})
         running = current.model_copy(update={
             "server": server, "limits": new.limits.model_copy(update=memory),
-            "health": health,
+            "health": health, "exporters": exporters,
         })
         return running, Outcome(True, sorted(set(applied)), sorted(set(restart)))
 
@@ -200,6 +212,17 @@ class Reloader:
         if config.server.log_level is not None:
             logging.getLogger().setLevel(config.server.log_level.upper())
         collector.config = config
+
+    async def _replace_alertmanager(self, config: Config) -> None:
+        collector = self._collector
+        old = collector.exporters.pop(ALERTMANAGER, None)
+        if old is not None:
+            await old.shutdown(time.monotonic() + EXPORTER_SHUTDOWN_GRACE)
+        if config.exporters.alertmanager.urls:
+            exporter = AlertmanagerExporter(config.exporters.alertmanager, collector.alerts,
+                                            collector.telemetry)
+            collector.exporters[ALERTMANAGER] = exporter
+            await exporter.start()
 
 
 def add_reload_route(app: FastAPI, reloader: Reloader) -> None:
