@@ -167,7 +167,7 @@ class Collector:
         self.grpc = OtlpGrpcServer(
             self.otlp, config.server.host, config.server.grpc_port,
             config.server.grpc_max_message_bytes, self.authenticator, config.server.tls,
-            gate=self.grpc_gate,
+            gate=self.grpc_gate, refusals=self.telemetry.refusals,
         )
 
     async def start(self) -> None:

@@ -6,6 +6,7 @@ import secrets
 import subprocess
 import sys
 
+import grpc
 import httpx
 import orjson
 import pytest
@@ -248,3 +249,23 @@ def test_the_status_page_is_protected_like_metrics(daemon):
         assert pages[path].status_code == 200
     assert "Recent refusals" in pages["/"].text
     assert "flext_collector_http_requests_total" in pages["/metrics"].text
+
+
+@integration
+def test_grpc_refusals_are_listed_with_their_grpc_code(daemon):
+    good, bad = bytes(range(1, 17)), bytes(16)
+    with grpc.insecure_channel(daemon.grpc_target) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        export(traces_request(good, bad).SerializeToString(),
+               metadata=(("authorization", f"Bearer {TOKEN_A}"),), timeout=10)
+        refusal = newest(daemon, signal="spans")
+        assert (refusal["receiver"], refusal["status"], refusal["reason"], refusal["items"],
+                refusal["tenant"]) == ("otlp_grpc", 0, "invalid", 1, "team-a")
+        assert "traceId" in refusal["errors"][0]["message"]
+        with pytest.raises(grpc.RpcError) as refused:
+            export(b"", metadata=(("authorization", f"Bearer {WRONG}"),), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        refusal = newest(daemon, reason="unauthorized")
+        assert (refusal["receiver"], refusal["status"], refusal["tenant"]) == (
+            "otlp_grpc", grpc.StatusCode.UNAUTHENTICATED.value[0], None)
