@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 REFRESH_SECONDS = 5
 # Rates are taken over the samples of this window (one sample per page view, one at start).
 RATE_WINDOW = 60.0
+# At most one sample kept per this many seconds (many viewers add no more).
+SAMPLE_SPACING = 1.0
 RECENT_REFUSALS = 20
 NONE = "-"
 _STYLE = """
@@ -36,7 +38,7 @@ th{background:#eef1f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
 
 class Rates:
     """Per-second rates of counters between a sample taken at most RATE_WINDOW ago and
-    now; a sample is taken at start and at every page view."""
+    now; a sample is kept at start and at page views, SAMPLE_SPACING apart at least."""
 
     def __init__(self, telemetry: SelfTelemetry) -> None:
         self._telemetry = telemetry
@@ -50,7 +52,8 @@ class Rates:
         while len(self._samples) > 1 and now - self._samples[1][0] >= RATE_WINDOW:
             self._samples.popleft()
         then, old = self._samples[0] if self._samples else (now, counts)
-        self._samples.append((now, counts))
+        if not self._samples or now - self._samples[-1][0] >= SAMPLE_SPACING:
+            self._samples.append((now, counts))
         return counts, old, now - then
 
 
