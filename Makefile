@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk
+APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk chromium
 
 .PHONY: run validate test lint type-check security peers bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
 
@@ -24,7 +24,7 @@ install-test: $(VENV)/.installed-test system-deps
 
 # Real Prometheus, Alertmanager, Pushgateway and promtool for the integration tests and bench.
 system-deps:
-	@missing=""; for b in prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway wrk; do \
+	@missing=""; for b in prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway wrk chromium; do \
 		command -v $$b >/dev/null 2>&1 || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

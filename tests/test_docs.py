@@ -36,7 +36,8 @@ def test_openapi_documents_every_route(daemon_factory):
                          ("/api/v1/health", "post"), ("/api/v1/health", "get"),
                          ("/v1/traces", "post"), ("/v1/metrics", "post"), ("/v1/logs", "post"),
                          ("/metrics", "get"), ("/healthz", "get"), ("/healthz", "head"),
-                         ("/readyz", "get"), ("/readyz", "head")]:
+                         ("/readyz", "get"), ("/readyz", "head"),
+                         ("/api/v1/refusals", "get"), ("/", "get"), ("/-/reload", "post")]:
         assert method in paths.get(path, {}), (path, method)
     traces = paths["/v1/traces"]["post"]
     assert "application/x-protobuf" in traces["requestBody"]["content"]

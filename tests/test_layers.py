@@ -27,11 +27,13 @@ PACKAGE = "flext_observability"
 SRC = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ground", ("signals", "routes", "retry", "settings", "tls", "tasks", "logs", "startup")),
+    ("ground", ("signals", "routes", "retry", "settings", "tls", "tasks", "logs", "startup",
+                "refusals.log")),
     ("models", ("models", "config")),
     ("pipeline", ("pipeline", "telemetry")),
-    ("components", ("receivers", "processors", "exporters", "health")),
-    ("assembly", ("components", "builder", "app", "serving", "server", "workers")),
+    ("components", ("receivers", "processors", "exporters", "health", "refusals")),
+    ("assembly", ("components", "builder", "app", "serving", "server", "workers", "reload",
+                  "status")),
     ("entry", ("cli", "__main__")),
 )
 SDK = "sdk"
@@ -119,16 +121,21 @@ def layer_of(module: str, package: str = PACKAGE) -> str:
     """The layer of a module of the package; KeyError for a module in no layer."""
     if module == package:
         return SDK
-    top = module.removeprefix(package + ".").split(".")[0]
+    relative = module.removeprefix(package + ".")
+    top = relative.split(".")[0]
     if top == SDK:
         return SDK
-    for layer, tops in LAYERS:
-        if top in tops:
-            # A component's settings model (`exporters/debug/config.py`) sits with the
-            # models: the top-level config composes it, the component imports it.
-            if layer == "components" and module.rsplit(".", 1)[-1] == "config":
-                return "models"
-            return layer
+    # The most specific entry names the layer: a package (`refusals`) or one of its modules
+    # (`refusals.log`, which the self-telemetry below the components counts with).
+    entries = [(entry, layer) for layer, tops in LAYERS for entry in tops
+               if relative == entry or relative.startswith(entry + ".")]
+    if entries:
+        layer = max(entries, key=lambda found: len(found[0]))[1]
+        # A component's settings model (`exporters/debug/config.py`) sits with the
+        # models: the top-level config composes it, the component imports it.
+        if layer == "components" and module.rsplit(".", 1)[-1] == "config":
+            return "models"
+        return layer
     raise KeyError(f"{module} is in no layer: add it to LAYERS in tests/test_layers.py")
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import (
@@ -44,8 +45,12 @@ from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.limits import Gate
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
 from flext_observability.receivers.pushgateway.receiver import PushReceiver, build_pushgateway
+from flext_observability.refusals.api import build_refusals_router
+from flext_observability.reload.reloader import Reloader, add_reload_route
 from flext_observability.signals import Signal
 from flext_observability.startup import DirectoryLock
+from flext_observability.status.page import Rates
+from flext_observability.status.page import render as render_status
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
 
@@ -81,7 +86,7 @@ class Collector:
             DirectoryLock(config.queue.path, "queue.path") if config.queue.kind == "disk" else None
         )
         self.queue = build_queue(config)
-        self.telemetry = SelfTelemetry(self.registry, self.queue)
+        self.telemetry = SelfTelemetry(self.registry, self.queue, config.server.refusals_kept)
         prom = config.exporters.prometheus
         self.store = MetricStore(
             prom.max_series, prom.max_series_per_metric, prom.metric_expiration,
@@ -141,7 +146,7 @@ class Collector:
         self.grpc = OtlpGrpcServer(
             self.otlp, config.server.host, config.server.grpc_port,
             config.server.grpc_max_message_bytes, self.authenticator, config.server.tls,
-            gate=self.grpc_gate,
+            gate=self.grpc_gate, refusals=self.telemetry.refusals,
         )
 
     async def start(self) -> None:
@@ -250,9 +255,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def create_app(config: Config) -> FastAPI:
+def create_app(config: Config, config_path: Path | None = None) -> FastAPI:
     """The HTTP app over a new `Collector` (`app.state.collector`), which the server starts
-    before it serves and stops after (`server.Server`)."""
+    before it serves and stops after (`server.Server`); `POST /-/reload` re-reads
+    `config_path` (`app.state.reloader`)."""
     collector = Collector(config)
     # /docs and /redoc with Swagger UI and ReDoc from the fastapi-offline package, under
     # /docs/static: nothing is loaded from outside, so the docs work on a closed network.
@@ -300,5 +306,14 @@ def create_app(config: Config) -> FastAPI:
     async def list_health(request: Request) -> Response:
         tenant = request_tenant(request.scope)
         return _json({"services": rfc3339_times(collector.health.snapshot(tenant))})
+
+    app.include_router(build_refusals_router(collector.telemetry.refusals))
+    rates = Rates(collector.telemetry)
+    app.state.reloader = Reloader(collector, config_path)
+    add_reload_route(app, app.state.reloader)
+
+    @app.get("/", tags=["operations"], response_class=HTMLResponse)
+    async def status_page() -> HTMLResponse:
+        return HTMLResponse(render_status(collector, rates))
 
     return app

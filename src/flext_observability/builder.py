@@ -41,6 +41,7 @@ from flext_observability.receivers.limits import (
 )
 from flext_observability.receivers.native import NativeReceiver, build_router
 from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
+from flext_observability.refusals.middleware import RefusalRecorder
 from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
 
@@ -111,6 +112,7 @@ def add_ingest_routes(
         )
     if config.server.cors.allowed_origins:
         app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
+    app.add_middleware(RefusalRecorder, telemetry=telemetry)
 
 
 def build_exporters(config: Config, context: ExporterContext) -> dict[str, Exporter]:

@@ -1,4 +1,5 @@
-"""The `flext-observability` command: serve, check-config, send. The only place that exits."""
+"""The `flext-observability` command: serve, check-config, send, refusals. The only place
+that exits."""
 
 from __future__ import annotations
 
@@ -35,10 +36,13 @@ def _serve(args: argparse.Namespace) -> int:
         for line in exc.errors:
             print(f"config error: {line}", file=sys.stderr)
         return 2
+    if config.server.log_level is not None:
+        logging.getLogger().setLevel(config.server.log_level.upper())
     from flext_observability.server import serve
 
     try:
-        started = serve(config, args.log_format, args.log_level)
+        started = serve(config, args.log_format, config.server.log_level or args.log_level,
+                        args.config)
     except OSError as exc:
         log.error("cannot start: %s", exc.strerror or exc)
         return 1
@@ -129,6 +133,37 @@ def _send(args: argparse.Namespace) -> int:
     return 1
 
 
+def _refusals(args: argparse.Namespace) -> int:
+    import httpx
+
+    headers = {}
+    token = args.token or os.environ.get("FLEXT_OBS_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    params = {k: v for k in ("limit", "tenant", "signal", "reason")
+              if (v := getattr(args, k)) is not None}
+    url = f"{args.endpoint.rstrip('/')}/api/v1/refusals"
+    try:
+        answer = httpx.get(url, params=params, headers=headers, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"refusals: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    if answer.status_code != 200:
+        print(f"refusals: HTTP {answer.status_code}: {answer.text.strip()}", file=sys.stderr)
+        return 1
+    refusals = answer.json()["refusals"]
+    if args.json:
+        print(orjson.dumps(refusals, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    for r in refusals:
+        print(f"{r['time']} {r['status']} {r['receiver']} {r['signal']} {r['reason']} "
+              f"items={r['items']} tenant={r['tenant'] or '-'}")
+        for error in r["errors"]:
+            index = "" if error["index"] is None else f"[{error['index']}] "
+            print(f"  {index}{error['field'] or '(body)'}: {error['message']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="flext-observability", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -160,6 +195,20 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--token", help="bearer token (default: $FLEXT_OBS_TOKEN)")
     send.add_argument("--timeout", type=float, default=10.0)
     send.set_defaults(run=_send)
+
+    refusals = commands.add_parser(
+        "refusals", help="the most recent refused requests of a running collector, newest first"
+    )
+    refusals.add_argument("--limit", type=int)
+    refusals.add_argument("--tenant")
+    refusals.add_argument("--signal", choices=["metrics", "spans", "alerts", "health", "logs"])
+    refusals.add_argument("--reason", help="a reason of flext_collector_refused_items_total")
+    refusals.add_argument("--json", action="store_true", help="print the refusals as JSON")
+    refusals.add_argument("--endpoint",
+                          default=os.environ.get("FLEXT_OBS_ENDPOINT", DEFAULT_ENDPOINT))
+    refusals.add_argument("--token", help="bearer token (default: $FLEXT_OBS_TOKEN)")
+    refusals.add_argument("--timeout", type=float, default=10.0)
+    refusals.set_defaults(run=_refusals)
     return top
 
 

@@ -173,6 +173,10 @@ class ServerConfig(_Section):
     max_header_bytes: Int = Field(default=64 * 1024, ge=1024)
     max_headers: Int = Field(default=100, gt=0)
     keep_alive_timeout: Duration = 5.0
+    # How many refused requests `/api/v1/refusals` keeps (the most recent).
+    refusals_kept: Int = Field(default=1000, gt=0, le=100_000)
+    # The log level, in place of `serve --log-level` (and changed by a reload).
+    log_level: Literal["debug", "info", "warning", "error"] | None = None
     auth: AuthConfig = AuthConfig()
     tls: TlsServerConfig = TlsServerConfig()
     cors: CorsConfig = CorsConfig()

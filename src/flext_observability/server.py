@@ -15,6 +15,7 @@ import uvicorn
 
 from flext_observability.app import Collector, create_app
 from flext_observability.config import Config
+from flext_observability.reload.reloader import Reloader
 from flext_observability.serving import Server, http_options, tune_process
 from flext_observability.tls import uvicorn_ssl_options
 from flext_observability.workers.pool import WorkerPool
@@ -39,26 +40,29 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(config: Config, log_format: str, log_level: str) -> bool:
+def serve(config: Config, log_format: str, log_level: str,
+          config_path: Path | None = None) -> bool:
     """Run until SIGTERM/SIGINT; False if the daemon could not start. The HTTP port is
     bound first (OSError if taken), then the collector starts, then HTTP is served."""
     tune_process()
     listener = listen(config.server.host, config.server.http_port)
     try:
-        app = create_app(config)
+        app = create_app(config, config_path)
         collector: Collector = app.state.collector
+        reloader: Reloader = app.state.reloader
         options = http_options(config.server, collector.telemetry)
         if not config.server.workers:
             server = Server(uvicorn.Config(
                 app, host=config.server.host, port=config.server.http_port, **options,
                 **uvicorn_ssl_options(config.server.tls),
-            ), collector)
+            ), collector, reloader=reloader)
             server.run(sockets=[listener])
             return server.started
         with tempfile.TemporaryDirectory(prefix="flext-observability-") as private:
             uds = str(Path(private) / "collector.sock")
             pool = WorkerPool(config, listener, uds, log_format, log_level)
-            server = Server(uvicorn.Config(app, uds=uds, **options), collector, pool)
+            reloader.on_applied.append(pool.reload)
+            server = Server(uvicorn.Config(app, uds=uds, **options), collector, pool, reloader)
             server.run()
         return server.started
     finally:

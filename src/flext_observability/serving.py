@@ -3,6 +3,7 @@ uvicorn's options and the `Server` that starts the collector before it serves.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import gc
@@ -10,6 +11,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
@@ -26,6 +28,7 @@ from flext_observability.telemetry import SelfTelemetry
 
 if TYPE_CHECKING:
     from flext_observability.app import Collector
+    from flext_observability.reload.reloader import Reloader
 
 log = logging.getLogger("flext_observability")
 
@@ -70,10 +73,14 @@ class Server(uvicorn.Server):
         config: uvicorn.Config,
         collector: Collector | None = None,
         pool: Companion | None = None,
+        reloader: Reloader | None = None,
     ) -> None:
         super().__init__(config)
         self.collector = collector
         self.pool = pool
+        self.reloader = reloader
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloads: set[asyncio.Future[Any]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         collector = self.collector
@@ -96,6 +103,8 @@ class Server(uvicorn.Server):
         gc.freeze()
         if collector is None:
             return
+        if self.reloader is not None and self.config.ssl is not None:
+            self.reloader.ssl_contexts.append(self.config.ssl)
         if self.pool is not None:
             await self.pool.start(collector)
         server = collector.config.server
@@ -111,9 +120,25 @@ class Server(uvicorn.Server):
             await self.collector.shutdown()
             log.info("collector stopped")
 
+    def handle_reload(self, sig: int, frame: FrameType | None) -> None:
+        """SIGHUP: reload the config file (its outcome is logged)."""
+        if self.reloader is not None and self.started and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._start_reload)
+
+    def _start_reload(self) -> None:
+        if self.reloader is not None:
+            task = asyncio.ensure_future(self.reloader.reload())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.handle_reload)
         try:
             yield
         finally:

@@ -10,6 +10,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from flext_observability.pipeline.queue import Queue
+from flext_observability.refusals.log import NotingCounter, RefusalLog
 from flext_observability.signals import Signal
 
 
@@ -53,7 +54,9 @@ class SelfTelemetry:
     collector process: `counts()` there, `add_counts()` here.
     """
 
-    def __init__(self, registry: CollectorRegistry, queue: Queue | None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, queue: Queue | None, refusals_kept: int = 1000
+    ) -> None:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         if queue is not None:
@@ -64,10 +67,18 @@ class SelfTelemetry:
             ["signal", "receiver"],
             registry=registry,
         )
-        self.refused = Counter(
+        # The last refused requests (`/api/v1/refusals`); a worker's go to the collector.
+        self.refusals = RefusalLog(refusals_kept, forward=queue is None)
+        self.refused = NotingCounter(
             "flext_collector_refused_items",
             "Items refused at ingestion, by signal and reason",
             ["signal", "reason"],
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            "flext_collector_http_requests",
+            "Requests answered by the HTTP receivers, by receiver, signal and status code",
+            ["receiver", "signal", "code"],
             registry=registry,
         )
         self.refused_connections = Counter(

@@ -54,7 +54,7 @@ class HealthTracker:
         wall_clock: Callable[[], float] = time.time,
         check_interval: float = CHECK_INTERVAL,
     ) -> None:
-        self._default_ttl = default_ttl
+        self.default_ttl = default_ttl
         self._publish = publish
         self._clock = clock
         self._wall = wall_clock
@@ -105,7 +105,7 @@ class HealthTracker:
                     checks=report.get("checks", {}),
                     reported_at=stamp / 1e9 if stamp is not None else self._wall(),
                     received=received,
-                    ttl=report.get("ttl_seconds") or self._default_ttl,
+                    ttl=report.get("ttl_seconds") or self.default_ttl,
                     alerted=previous.alerted if previous else "healthy",
                 )
         self._dirty.update(updated)

@@ -74,6 +74,7 @@ class Delivery:
         self.up = True
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        self.last_success_at: float | None = None
         self._telemetry = telemetry
         self._retry = retry
         self._timeout = timeout
@@ -89,6 +90,7 @@ class Delivery:
             "state": "up" if self.up else "down",
             "last_error": self.last_error,
             "last_error_at": self.last_error_at,
+            "last_success_at": self.last_success_at,
         }
 
     def _set_up(self, up: bool) -> None:
@@ -120,6 +122,7 @@ class Delivery:
                 if not await self._pause(delay):
                     raise Interrupted(str(error)) from exc
                 continue
+            self.last_success_at = self._wall()
             self._set_up(True)
             return result
 

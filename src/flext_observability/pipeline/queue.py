@@ -118,6 +118,9 @@ class Queue(ABC):
     def depth(self, signal: Signal) -> int:
         return self._stored[signal].items
 
+    def depth_bytes(self, signal: Signal) -> int:
+        return self._stored[signal].bytes
+
     @property
     def total_items(self) -> int:
         return sum(s.items for s in self._stored.values())
@@ -137,6 +140,10 @@ class Queue(ABC):
 
     def cursor(self, consumer: str) -> int:
         return self._consumers[consumer].cursor
+
+    def signals_of(self, consumer: str) -> frozenset[Signal]:
+        """The signals a registered consumer reads (KeyError for another name)."""
+        return self._consumers[consumer].signals
 
     async def put(
         self, signal: Signal, encoding: str, payload: bytes, items: int, decoded: Any = None

@@ -1,7 +1,7 @@
 """Bearer-token authentication of the receivers, and the tenant each token stands for.
 
 With any token configured (`server.auth`), every ingestion route (native `/api/...`,
-OTLP/HTTP `/v1/...`, and `/metrics` with `protect_metrics`) needs `Authorization: Bearer
+OTLP/HTTP `/v1/...`, and `/metrics` and `/` with `protect_metrics`) needs `Authorization: Bearer
 <token>`; `/healthz`, `/readyz` and the docs stay open. The HTTP check is a pure ASGI
 middleware that answers 401 before the body is read; OTLP/gRPC checks the `authorization`
 metadata per call. The authenticated tenant travels in the ASGI scope (`request.state`)
@@ -68,8 +68,13 @@ class Authenticator:
     """
 
     def __init__(self, tokens: Iterable[tuple[str, str]], telemetry: SelfTelemetry) -> None:
-        self._tokens = [(_digest(token.encode()), tenant) for token, tenant in tokens]
+        self._tokens: list[tuple[bytes, str]] = []
+        self.replace(tokens)
         self._telemetry = telemetry
+
+    def replace(self, tokens: Iterable[tuple[str, str]]) -> None:
+        """Take these (token, tenant) pairs in place of the current ones, at once."""
+        self._tokens = [(_digest(token.encode()), tenant) for token, tenant in tokens]
 
     @classmethod
     def from_config(cls, auth: AuthConfig, telemetry: SelfTelemetry) -> Authenticator | None:
@@ -124,8 +129,8 @@ class BearerAuthMiddleware:
         path: str = scope["path"]
         otlp = path.startswith(OTLP_PREFIX)
         push = path.startswith(PUSH_PREFIX)
-        if not (otlp or push or path.startswith("/api/")
-                or (self._protect_metrics and path == "/metrics")):
+        protected = self._protect_metrics and path in ("/metrics", "/")
+        if not (otlp or push or path.startswith(("/api/", "/-/")) or protected):
             await self.app(scope, receive, send)
             return
         authorization = content_type = None

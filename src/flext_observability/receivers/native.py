@@ -107,6 +107,10 @@ class NativeReceiver:
         self._read_timeout = read_timeout
         self._limits = limits
 
+    def set_limits(self, limits: LimitsConfig) -> None:
+        """The `limits` section of a reloaded config, for the next requests."""
+        self._limits = limits
+
     async def _validate(self, route: _Route, body: bytes) -> list[Any]:
         """The body's items, valid, or a Refusal. A large batch is validated
         _CHUNK_ITEMS items at a time, the event loop serving others between chunks, and

@@ -87,6 +87,11 @@ class OtlpIngest:
             )
         if not accepts_spans:
             self._refused[Signal.SPANS] = SPANS_REFUSED
+        self._parsers: dict[str, Callable[..., OtlpParsed]] = {}
+        self.set_limits(limits)
+
+    def set_limits(self, limits: LimitsConfig) -> None:
+        """The item limits of `limits` (at start, and from a reloaded config)."""
         attributes = AttributeLimits(
             limits.max_attributes_per_item, limits.max_attribute_value_length
         )
@@ -95,7 +100,7 @@ class OtlpIngest:
             "limits.max_labels_per_metric", "limits.max_label_value_length",
             as_text=True, reason="label_limit",
         )
-        self._parsers: dict[str, Callable[..., OtlpParsed]] = {
+        self._parsers = {
             "traces": partial(parse_traces, limits=attributes),
             "metrics": partial(
                 parse_metrics, limits=labels, max_buckets=limits.max_buckets_per_histogram

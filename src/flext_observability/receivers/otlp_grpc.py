@@ -18,6 +18,8 @@ from flext_observability.models.otlp import OtlpDecodeError, encode_response
 from flext_observability.receivers.auth import MESSAGE, Authenticator
 from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
 from flext_observability.receivers.otlp import OtlpIngest, OtlpThrottled
+from flext_observability.refusals.grpc import recorded
+from flext_observability.refusals.log import RefusalLog
 from flext_observability.routes import OTLP
 from flext_observability.signals import OtlpKind
 from flext_observability.startup import StartupError
@@ -124,8 +126,10 @@ class OtlpGrpcServer:
         tls: TlsServerConfig | None = None,
         *,
         gate: Gate,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self._ingest = ingest
+        self._refusals = refusals
         self._gate = gate
         self._address = f"{host}:{port}"
         self._max_message = max_message_bytes
@@ -149,11 +153,7 @@ class OtlpGrpcServer:
         )
         handlers = [
             grpc.method_handlers_generic_handler(
-                service,
-                {"Export": grpc.unary_unary_rpc_method_handler(_gated(
-                    _handler(self._ingest, kind, self._authenticator, self._max_message),
-                    self._gate, OTLP[kind].signal.value,
-                ))},
+                service, {"Export": grpc.unary_unary_rpc_method_handler(self._export(kind))},
             )
             for kind, service in SERVICES.items()
         ]
@@ -176,6 +176,21 @@ class OtlpGrpcServer:
         self._server = server
         log.info("otlp grpc receiver listening on %s%s", self._address,
                  "" if credentials is None else " (TLS)")
+
+    def _export(self, kind: OtlpKind) -> Handler:
+        """The call's handler: authentication and ingestion, behind the gate, recorded."""
+        export = _gated(
+            _handler(self._ingest, kind, self._authenticator, self._max_message),
+            self._gate, OTLP[kind].signal.value,
+        )
+        if self._refusals is None:
+            return export
+        authenticator = self._authenticator
+
+        def tenant_of(context: Context) -> str | None:
+            return None if authenticator is None else authenticator.tenant(_authorization(context))
+
+        return recorded(export, self._refusals, f"/v1/{kind}", tenant_of)
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop taking calls, let running ones finish within `grace`; safe twice."""

@@ -62,6 +62,7 @@ class _CountsSender:
         ]
         self._sent = now
         self._intake.send_counts(deltas)
+        self._intake.send_refusals(self._telemetry.refusals.take())
 
     async def run(self) -> None:
         while True:
@@ -73,7 +74,8 @@ def create_edge_app(
     config: Config, channel: socket.socket, collector_uds: str, on_lost: Callable[[], None]
 ) -> FastAPI:
     """The worker's app: the ingest routes, and every other route passed on."""
-    telemetry = SelfTelemetry(CollectorRegistry(auto_describe=False), None)
+    telemetry = SelfTelemetry(CollectorRegistry(auto_describe=False), None,
+                              config.server.refusals_kept)
     queue = QueueView(config.queue.max_items, config.queue.max_bytes,
                       config.queue.retry_after_seconds)
     intake = RemoteIntake(channel, queue, on_lost)
@@ -151,7 +153,7 @@ def run_worker(
 ) -> None:
     """A worker process's main: serve on the shared listener until told to stop, or until
     the collector process is gone."""
-    configure_logging(log_format, log_level)
+    configure_logging(log_format, config.server.log_level or log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per passed request
     tune_process()
     server: Server | None = None

@@ -34,6 +34,7 @@ from flext_observability.pipeline.intake import (
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull
 from flext_observability.receivers.limits import MEMORY_LIMIT, MemoryLimiter
+from flext_observability.refusals.log import Refusal
 from flext_observability.signals import Signal
 from flext_observability.tasks import cancel
 from flext_observability.telemetry import SelfTelemetry
@@ -44,6 +45,8 @@ _HEADER = struct.Struct("!BIII")
 PUT = 1
 COUNTS = 2
 ANSWER = 3
+REFUSALS = 4
+READY = 5
 # A frame longer than this is a broken channel (bodies are at most server.max_body_bytes).
 _MAX_FRAME = 1 << 31
 
@@ -74,8 +77,9 @@ class IntakeServer:
         self._retry_after = retry_after
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def serve(self, sock: socket.socket) -> None:
-        """Until the worker closes its end (it exits) or the task is cancelled."""
+    async def serve(self, sock: socket.socket, on_ready: Callable[[], None] | None = None) -> None:
+        """Until the worker closes its end (it exits) or the task is cancelled; `on_ready`
+        when the worker is about to serve."""
         reader, writer = await asyncio.open_connection(sock=sock)
         try:
             while True:
@@ -89,6 +93,10 @@ class IntakeServer:
                     task.add_done_callback(self._tasks.discard)
                 elif op == COUNTS:
                     self._telemetry.add_counts(meta)
+                elif op == READY and on_ready is not None:
+                    on_ready()
+                elif op == REFUSALS:
+                    self._telemetry.refusals.extend(Refusal.from_dict(r) for r in meta)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -152,6 +160,7 @@ class RemoteIntake:
 
     async def start(self) -> None:
         reader, self._writer = await asyncio.open_connection(sock=self._sock)
+        self._writer.writelines(_frame(READY, 0, None))
         self._reader_task = asyncio.create_task(self._read_answers(reader), name="intake-answers")
 
     async def shutdown(self) -> None:
@@ -215,3 +224,7 @@ class RemoteIntake:
     def send_counts(self, deltas: list[tuple[str, dict[str, str], float]]) -> None:
         if deltas and not self._lost and self._writer is not None:
             self._writer.writelines(_frame(COUNTS, 0, deltas))
+
+    def send_refusals(self, refusals: list[Refusal]) -> None:
+        if refusals and not self._lost and self._writer is not None:
+            self._writer.writelines(_frame(REFUSALS, 0, [r.as_dict() for r in refusals]))

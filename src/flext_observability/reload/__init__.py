@@ -1,0 +1,1 @@
+"""Hot reload of the config file (`SIGHUP`, `POST /-/reload`)."""
