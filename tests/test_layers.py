@@ -4,11 +4,12 @@ import counts, also those under `if TYPE_CHECKING:` and those inside a function.
 
 The layers, lowest first (a module may import its own layer and those below it):
 
-    ground     signals, routes, retry, settings, tls, tasks, logs, startup
+    ground     signals, routes, retry, settings, tls, tasks, logs, startup, refusals/log
     models     models/, config, and each component's settings model (<component>/config.py)
     pipeline   pipeline/, telemetry
-    components receivers/, processors/, exporters/, health/
-    assembly   components (the registry), builder, app, serving, server, workers/
+    components receivers/, processors/, exporters/, health/, refusals/
+    assembly   components (the registry), builder, collector, app, serving, server, workers/,
+               reload/, status/
     entry      cli, __main__
 
 The SDK (sdk/ and the package's `__init__`) stands beside them: it imports the ground floor,
@@ -32,8 +33,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("models", "config")),
     ("pipeline", ("pipeline", "telemetry")),
     ("components", ("receivers", "processors", "exporters", "health", "refusals")),
-    ("assembly", ("components", "builder", "app", "serving", "server", "workers", "reload",
-                  "status")),
+    ("assembly", ("components", "builder", "collector", "app", "serving", "server", "workers",
+                  "reload", "status")),
     ("entry", ("cli", "__main__")),
 )
 SDK = "sdk"

@@ -1,14 +1,8 @@
-"""`create_app(config)`: builds the collector's parts and the HTTP app; nothing at import time.
-
-Start order is downstream first (queue, held state, then consumers and exporters, then
-receivers); shutdown is upstream first, so that every stage can drain.
-"""
+"""`create_app(config)`: the HTTP app over a new `Collector`; nothing at import time."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +10,6 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi_offline import FastAPIOffline
-from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import (
     CONTENT_TYPE_PLAIN_0_0_4,
     choose_encoder,
@@ -25,204 +18,20 @@ from prometheus_client.exposition import (
 
 from flext_observability.builder import (
     add_ingest_routes,
-    build_exporters,
-    build_ingest,
-    build_intake,
 )
-from flext_observability.components import ExporterContext
+from flext_observability.collector import Collector
 from flext_observability.config import Config
-from flext_observability.exporters.alertmanager.state import AlertState
-from flext_observability.exporters.prometheus.exporter import PrometheusExporter
-from flext_observability.exporters.prometheus.persist import StoreState
-from flext_observability.exporters.prometheus.store import MetricStore
-from flext_observability.health.tracker import HealthTracker
 from flext_observability.models.native import Alert, HealthReport, Metric, Span
 from flext_observability.models.times import rfc3339
-from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
-from flext_observability.pipeline.exporter import Exporter
-from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue
 from flext_observability.receivers.auth import request_tenant
-from flext_observability.receivers.limits import Gate
-from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
-from flext_observability.receivers.pushgateway.receiver import PushReceiver, build_pushgateway
 from flext_observability.refusals.api import build_refusals_router
 from flext_observability.reload.reloader import Reloader, add_reload_route
-from flext_observability.signals import Signal
-from flext_observability.startup import DirectoryLock
 from flext_observability.status.page import Rates
 from flext_observability.status.page import render as render_status
-from flext_observability.tasks import cancel
-from flext_observability.telemetry import SelfTelemetry
 
 log = logging.getLogger(__name__)
 
 DOCS_STATIC = "/docs/static"
-# Seconds the exporters get at shutdown to finish the deliveries in flight.
-EXPORTER_SHUTDOWN_GRACE = 5.0
-# With queue.hold_unexported, how often the held spans are logged (when there are any).
-HELD_LOG_INTERVAL = 60.0
-HELD_REASON = (
-    "no span exporter is configured (exporters.jaeger.endpoint or an exporters.otlp entry "
-    "with traces) and queue.hold_unexported is true"
-)
-
-
-def build_queue(config: Config) -> Queue:
-    q = config.queue
-    if q.kind == "memory":
-        return MemoryQueue(q.max_items, q.max_bytes, q.retry_after_seconds, q.signal_share)
-    return SqliteQueue(
-        q.path, q.max_items, q.max_bytes, q.retry_after_seconds, q.signal_share
-    )
-
-
-class Collector:
-    """Every part of the running daemon, wired from the config."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.lock = (
-            DirectoryLock(config.queue.path, "queue.path") if config.queue.kind == "disk" else None
-        )
-        self.queue = build_queue(config)
-        self.telemetry = SelfTelemetry(self.registry, self.queue, config.server.refusals_kept)
-        prom = config.exporters.prometheus
-        self.store = MetricStore(
-            prom.max_series, prom.max_series_per_metric, prom.metric_expiration,
-            max_series_per_service=prom.max_series_per_service,
-        )
-        self.registry.register(self.store)
-        self.prometheus = PrometheusExporter(self.store, self.telemetry)
-        self.alerts = AlertState(max_alerts=config.exporters.alertmanager.max_alerts)
-        self.health = HealthTracker(
-            config.health.default_ttl_seconds, self.alerts.publish,
-            max_services=config.health.max_services,
-        )
-        self.registry.register(self.health)
-        # The held state (series, alerts, health) and the cursors it reflects, written
-        # together (kept in memory only with a memory queue).
-        self.checkpoints = Checkpoints(self.queue, self.telemetry)
-        self.checkpoints.add("health", self.health)
-        self.checkpoints.add("alerts", self.alerts)
-        self.consumers = [
-            LocalConsumer(self.queue, "health", [Signal.HEALTH], self.health.handle,
-                          self.telemetry, checkpoints=self.checkpoints),
-            LocalConsumer(self.queue, "alerts", [Signal.ALERTS], self.alerts.handle,
-                          self.telemetry, checkpoints=self.checkpoints),
-        ]
-        if prom.enabled:
-            self.checkpoints.add("prometheus", StoreState(self.store))
-            self.push: PushReceiver | None = build_pushgateway(
-                config, self.queue, self.store, self.registry, self.prometheus,
-                self.checkpoints, self.telemetry,
-            )
-            self.consumers.append(
-                LocalConsumer(self.queue, "prometheus", [Signal.METRICS], self.prometheus.handle,
-                              self.telemetry, checkpoints=self.checkpoints)
-            )
-        else:
-            log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
-            self.push = None
-        self._held_task: asyncio.Task[None] | None = None
-        # Every sink in one list, started in order and stopped together with a deadline:
-        # the local consumers, then the exporters of the registry (`components.EXPORTERS`).
-        self.exporters = build_exporters(
-            config, ExporterContext(
-                self.queue, self.telemetry, self.alerts, (self.store, self.health)
-            )
-        )
-        self.sinks: list[Exporter] = [*self.consumers, *self.exporters.values()]
-        self.intake = build_intake(config, self.queue, self.store, self.health, self.alerts)
-        self.ingest = build_ingest(config, self.intake.put, self.telemetry, self.queue)
-        self.native = self.ingest.native
-        self.otlp = self.ingest.otlp
-        self.memory = self.ingest.memory
-        limits = config.limits
-        # HTTP and gRPC each admit limits.max_concurrent_requests at once.
-        self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
-                              self.telemetry, limits.retry_after_seconds)
-        self.authenticator = self.ingest.authenticator
-        self.grpc = OtlpGrpcServer(
-            self.otlp, config.server.host, config.server.grpc_port,
-            config.server.grpc_max_message_bytes, self.authenticator, config.server.tls,
-            gate=self.grpc_gate, refusals=self.telemetry.refusals,
-        )
-
-    async def start(self) -> None:
-        """Downstream first: queue, held state, consumers and exporters, then receivers.
-
-        Raises StartupError when the queue directory is another collector's or the gRPC
-        port is taken; `shutdown()` then releases what was started."""
-        if self.lock is not None:
-            self.lock.acquire()
-        await self.memory.start()
-        await self.queue.start()
-        await self.checkpoints.start()
-        await self.health.start()
-        for sink in self.sinks:
-            await sink.start()
-        await self.grpc.start()
-        if not self.config.exports("traces"):
-            if self.config.queue.hold_unexported:
-                log.warning("spans are held in the queue: %s", HELD_REASON)
-                self._held_task = asyncio.create_task(self._log_held(), name="held-spans")
-            else:
-                log.warning("spans are refused: no span exporter is configured "
-                            "(exporters.jaeger.endpoint or an exporters.otlp entry with traces)")
-
-    def held(self) -> dict[str, Any]:
-        """What is held with no exporter to deliver it (queue.hold_unexported)."""
-        if self.config.exports("traces") or not self.config.queue.hold_unexported:
-            return {}
-        return {"spans": {"items": self.queue.depth(Signal.SPANS), "reason": HELD_REASON}}
-
-    async def _log_held(self) -> None:
-        """A line every HELD_LOG_INTERVAL while spans are held; the first as they arrive."""
-        logged: float | None = None
-        while True:
-            await asyncio.sleep(1.0)
-            items = self.queue.depth(Signal.SPANS)
-            if items and (logged is None or time.monotonic() - logged >= HELD_LOG_INTERVAL):
-                logged = time.monotonic()
-                log.warning("holding %d spans in the queue: %s", items, HELD_REASON)
-
-    async def shutdown(self) -> None:
-        """Upstream first. (Uvicorn has stopped HTTP before the lifespan ends.) Consumers
-        drain the queue into their state; exporters get EXPORTER_SHUTDOWN_GRACE seconds for
-        what is in flight, and what they did not deliver stays queued or held. The held
-        state is written last, with the cursors the consumers reached."""
-        await self.grpc.shutdown()
-        await cancel(self._held_task)
-        deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
-        await asyncio.gather(*(sink.shutdown(deadline) for sink in self.sinks))
-        await self.health.shutdown()
-        await self.checkpoints.shutdown()
-        await self.queue.shutdown()
-        await self.memory.shutdown()
-        if self.lock is not None:
-            self.lock.release()
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready while the queue is writable, the held state is written and the memory
-        limiter lets data in."""
-        writable = self.queue.writable()
-        ready = writable and not self.checkpoints.failing and not self.memory.limited
-        exporters: dict[str, Any] = {sink.name: sink.state() for sink in self.sinks}
-        body = {
-            "ready": ready,
-            "queue": {
-                "writable": writable,
-                "items": self.queue.total_items,
-                "capacity_items": self.queue.max_items,
-            },
-            "memory": self.memory.state(),
-            "exporters": exporters,
-        }
-        held = self.held()
-        if held:
-            body["held"] = held
-        return ready, body
 
 
 def _json(data: Any, status: int = 200) -> Response:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import uvicorn
 
-from flext_observability.app import Collector, create_app
+from flext_observability.app import create_app
+from flext_observability.collector import Collector
 from flext_observability.config import Config
 from flext_observability.reload.reloader import Reloader
 from flext_observability.serving import Server, http_options, tune_process

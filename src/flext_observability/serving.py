@@ -27,7 +27,7 @@ from flext_observability.startup import StartupError
 from flext_observability.telemetry import SelfTelemetry
 
 if TYPE_CHECKING:
-    from flext_observability.app import Collector
+    from flext_observability.collector import Collector
     from flext_observability.reload.reloader import Reloader
 
 log = logging.getLogger("flext_observability")

@@ -32,7 +32,7 @@ from flext_observability.exporters.alertmanager.exporter import AlertmanagerExpo
 from flext_observability.tls import server_ssl_context
 
 if TYPE_CHECKING:
-    from flext_observability.app import Collector
+    from flext_observability.collector import Collector
 
 log = logging.getLogger(__name__)
 

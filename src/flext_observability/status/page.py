@@ -15,7 +15,7 @@ from flext_observability.signals import Signal
 from flext_observability.telemetry import Counts, SelfTelemetry
 
 if TYPE_CHECKING:
-    from flext_observability.app import Collector
+    from flext_observability.collector import Collector
 
 REFRESH_SECONDS = 5
 # Rates are taken over the samples of this window (one sample per page view, one at start).

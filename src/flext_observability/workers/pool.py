@@ -18,7 +18,7 @@ from flext_observability.config import Config
 from flext_observability.workers.ipc import IntakeServer
 
 if TYPE_CHECKING:
-    from flext_observability.app import Collector
+    from flext_observability.collector import Collector
 
 log = logging.getLogger(__name__)
 
