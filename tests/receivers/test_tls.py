@@ -23,8 +23,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from flext_observability.config import ConfigError, TlsClientConfig, load_config
-from flext_observability.tls import client_ssl_context
+from flext_observability.config import ConfigError, load_config
+from flext_observability.tls import TlsClientConfig, client_ssl_context
 from helpers.procs import Daemon, poll
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
