@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from flext_observability.pipeline.kafka.config import KafkaConfig
 from flext_observability.tls import client_ssl_context, server_ssl_context
 
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$|^\d+(?:\.\d+)?$")
@@ -271,7 +272,7 @@ class ServerConfig(_Section):
 
 
 class QueueConfig(_Section):
-    kind: Literal["disk", "memory"] = "disk"
+    kind: Literal["disk", "memory", "kafka"] = "disk"
     path: Path = Path(".flext-observability")
     max_items: Int = Field(default=1_000_000, gt=0)
     max_bytes: Int = Field(default=1024 * 1024 * 1024, gt=0)
@@ -279,6 +280,8 @@ class QueueConfig(_Section):
     retry_after_seconds: Int = Field(default=5, gt=0)
     # Spans with no span exporter configured: refused (the default), or held here until one is.
     hold_unexported: bool = False
+    # kind kafka: the brokers and topics (queue.path keeps the applied state and offsets)
+    kafka: KafkaConfig = KafkaConfig()
 
 
 class PrometheusExporterConfig(_Section):
