@@ -4,7 +4,8 @@
 #   scripts/kafka-local.sh start DIR [BROKERS]   start BROKERS (default 3) combined
 #                                                broker+controller nodes, data under DIR
 #   scripts/kafka-local.sh stop DIR              stop every broker of DIR
-#   scripts/kafka-local.sh restart DIR I         start broker I again (after it was killed)
+#   scripts/kafka-local.sh restart DIR I...      start broker I (or several) again after it
+#                                                was killed or stopped
 #   scripts/kafka-local.sh libs                  print the jar directory (resolving it once)
 #
 # The jars are resolved from Maven Central by `mvn dependency:copy-dependencies` over
@@ -68,10 +69,12 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
+# java_run DIR ARGS...: Java on Kafka's jars, its logs in DIR (`exec java_run` in a background
+# subshell makes the JVM that subshell's process: its pid is `$!`).
 java_run() {
 	local dir=$1
 	shift
-	java -Xmx"${KAFKA_HEAP:-256m}" -Xms64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+	exec java -Xmx"${KAFKA_HEAP:-256m}" -Xms64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
 		-Djava.awt.headless=true -Dlog4j2.configurationFile="$root/peers/kafka/log4j2.properties" \
 		-Dkafka.logs.dir="$dir" -cp "$libs/*" "$@"
 }
@@ -107,6 +110,8 @@ transaction.state.log.min.isr=$isr
 share.coordinator.state.topic.replication.factor=$rf
 share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
+broker.session.timeout.ms=3000
+broker.heartbeat.interval.ms=500
 num.network.threads=2
 num.io.threads=2
 num.replica.fetchers=1
@@ -118,7 +123,7 @@ EOF
 
 launch() {
 	local dir=$1 i=$2
-	java_run "$dir/broker-$i" kafka.Kafka "$dir/broker-$i/server.properties" \
+	(java_run "$dir/broker-$i" kafka.Kafka "$dir/broker-$i/server.properties") \
 		>"$dir/broker-$i/stdout.log" 2>&1 &
 	echo $! >"$dir/broker-$i.pid"
 }
@@ -150,12 +155,12 @@ start() {
 	else
 		read -r -a ports <<<"$(free_ports $((2 * n)))"
 	fi
-	cluster=$(java_run "$dir" kafka.tools.StorageTool random-uuid | tail -n 1)
+	cluster=$( (java_run "$dir" kafka.tools.StorageTool random-uuid) | tail -n 1)
 	echo "$n" >"$dir/brokers"
 	for ((i = 1; i <= n; i++)); do
 		write_props "$dir" "$i" "$n" "${ports[@]}"
-		java_run "$dir/broker-$i" kafka.tools.StorageTool format --ignore-formatted \
-			--cluster-id "$cluster" --config "$dir/broker-$i/server.properties" \
+		(java_run "$dir/broker-$i" kafka.tools.StorageTool format --ignore-formatted \
+			--cluster-id "$cluster" --config "$dir/broker-$i/server.properties") \
 			>"$dir/broker-$i/format.log" 2>&1 || {
 			cat "$dir/broker-$i/format.log" >&2
 			die "formatting the storage of broker $i failed"
@@ -198,24 +203,33 @@ stop() {
 	echo "kafka-local: stopped ${#pids[@]} broker(s) of $dir"
 }
 
+# restart DIR I...: start these brokers again (together: one alone cannot start while a
+# majority of the controllers is down).
 restart() {
-	local dir=$1 i=$2
-	[ -f "$dir/broker-$i/server.properties" ] || die "no broker $i in $dir"
-	if kill -0 "$(cat "$dir/broker-$i.pid")" 2>/dev/null; then
-		die "broker $i of $dir is running"
-	fi
+	local dir=$1 i
+	shift
 	dir=$(cd "$dir" && pwd)
+	for i in "$@"; do
+		[ -f "$dir/broker-$i/server.properties" ] || die "no broker $i in $dir"
+		if kill -0 "$(cat "$dir/broker-$i.pid")" 2>/dev/null; then
+			die "broker $i of $dir is running"
+		fi
+	done
 	libs=$(libs_dir)
-	launch "$dir" "$i"
-	wait_port "$(cat "$dir/broker-$i.port")" "$(cat "$dir/broker-$i.pid")" ||
-		die "broker $i did not start again"
+	for i in "$@"; do launch "$dir" "$i"; done
+	for i in "$@"; do
+		wait_port "$(cat "$dir/broker-$i.port")" "$(cat "$dir/broker-$i.pid")" || {
+			tail -n 20 "$dir/broker-$i/server.log" >&2 || true
+			die "broker $i did not start again"
+		}
+	done
 	bootstrap "$dir"
 }
 
 case ${1:-} in
 start) [ $# -ge 2 ] || die "usage: $0 start DIR [BROKERS]"; start "$2" "${3:-3}" ;;
 stop) [ $# -eq 2 ] || die "usage: $0 stop DIR"; stop "$2" ;;
-restart) [ $# -eq 3 ] || die "usage: $0 restart DIR I"; restart "$2" "$3" ;;
+restart) [ $# -ge 3 ] || die "usage: $0 restart DIR I..."; restart "${@:2}" ;;
 libs) libs_dir ;;
-*) die "usage: $0 start DIR [BROKERS] | stop DIR | restart DIR I | libs" ;;
+*) die "usage: $0 start DIR [BROKERS] | stop DIR | restart DIR I... | libs" ;;
 esac

@@ -19,6 +19,7 @@ offsets:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import sqlite3
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any
 
 import orjson
@@ -75,6 +77,8 @@ UNAVAILABLE = "kafka_unavailable"
 BUFFER_ITEMS = 200_000
 LAG_INTERVAL = 2.0
 PROBE_INTERVAL = 1.0
+# How long a revoked partition's records in flight get to be delivered before it moves.
+HANDOVER_SECONDS = 5.0
 SHARED_SIGNALS = frozenset({Signal.SPANS, Signal.LOGS})
 TopicKey = tuple[str, int]
 
@@ -107,6 +111,11 @@ class KafkaMetrics:
             "flext_collector_kafka_commit_failures",
             "Offset commits the brokers refused (the records are delivered again)",
             ["group"], registry=registry,
+        )
+        self.possible_duplicates = Counter(
+            "flext_collector_kafka_possible_duplicates",
+            "Records in flight when their partition moved to another instance (it may "
+            "deliver them again), by group", ["group"], registry=registry,
         )
         self.rebalances = Counter(
             "flext_collector_kafka_rebalances",
@@ -201,6 +210,12 @@ class _Reader:
     done: dict[TopicKey, int] = field(default_factory=dict)
     revoked: set[TopicKey] = field(default_factory=set)
     thread: threading.Thread | None = None
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+    # Offset commits for the reader thread (a Kafka consumer is used by one thread only),
+    # each with the future it settles.
+    commits: SimpleQueue[tuple[list[TopicPartition], asyncio.Future[None]]] = field(
+        default_factory=SimpleQueue
+    )
 
 
 def _header(message: Message, name: str) -> bytes | None:
@@ -279,7 +294,7 @@ class KafkaQueue(Queue):
     # -- setup -----------------------------------------------------------------------
 
     def _common(self) -> dict[str, Any]:
-        return {"bootstrap.servers": ",".join(self.config.brokers), "log_level": 3,
+        return {"bootstrap.servers": ",".join(self.config.brokers), "log_level": 0,
                 "error_cb": self._on_error}
 
     def _on_error(self, error: KafkaError) -> None:
@@ -386,18 +401,37 @@ class KafkaQueue(Queue):
             reader.revoked.discard((part.topic, part.partition))
 
     def _revoked(self, reader: _Reader, parts: list[TopicPartition]) -> None:
-        """Runs in the reader thread: what is buffered from these partitions is dropped
-        (their next owner reads it from the committed offsets) and not acknowledged."""
+        """In the reader thread, before the partitions go to another instance: what is
+        buffered from them is dropped (not delivered yet: their next owner reads it), what
+        is in flight gets up to HANDOVER_SECONDS to be accepted downstream, and the offsets
+        of what was delivered are committed, so a planned rebalance duplicates nothing.
+        What is still in flight after that may be delivered twice (counted)."""
         if not parts:
             return
         self.metrics.rebalances.labels(reader.group).inc()
         revoked = {(p.topic, p.partition) for p in parts}
-        reader.revoked |= revoked
         loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._purge, reader, revoked)
+        if loop is None or loop.is_closed():
+            reader.revoked |= revoked
+            return
+        try:
+            delivered = asyncio.run_coroutine_threadsafe(
+                self._hand_over(reader, revoked), loop
+            ).result(HANDOVER_SECONDS + 5)
+        except (TimeoutError, RuntimeError, concurrent.futures.CancelledError):
+            return
+        if delivered:
+            try:
+                reader.consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in delivered.items()],
+                    asynchronous=False,
+                )
+            except KafkaException as exc:
+                self.metrics.commit_failures.labels(reader.group).inc()
+                log.warning("kafka: %s could not commit at a rebalance (%s)", reader.group, exc)
 
-    def _purge(self, reader: _Reader, revoked: set[TopicKey]) -> None:
+    async def _hand_over(self, reader: _Reader, revoked: set[TopicKey]) -> dict[TopicKey, int]:
+        reader.revoked |= revoked
         kept: deque[Record] = deque()
         for record in reader.buffer:
             topic, partition, _ = reader.origin[record.seq]
@@ -407,8 +441,23 @@ class KafkaQueue(Queue):
             else:
                 kept.append(record)
         reader.buffer = kept
-        for key in revoked:
-            reader.done.pop(key, None)
+        deadline = time.monotonic() + HANDOVER_SECONDS
+
+        def in_flight() -> list[int]:
+            return [seq for seq, (t, p, _) in reader.origin.items() if (t, p) in revoked]
+
+        while in_flight() and time.monotonic() < deadline:
+            reader.acked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader.acked.wait(), deadline - time.monotonic())
+        late = in_flight()
+        if late:
+            self.metrics.possible_duplicates.labels(reader.group).inc(len(late))
+            log.warning("kafka: %s gives up partitions with %d records still in flight; "
+                        "they may be delivered twice", reader.group, len(late))
+            for seq in late:
+                del reader.origin[seq]
+        return {key: reader.done.pop(key) for key in revoked if key in reader.done}
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -423,6 +472,8 @@ class KafkaQueue(Queue):
             "message.timeout.ms": int(self.config.produce_timeout * 1000),
             "socket.timeout.ms": 5000,
             "message.max.bytes": 16 * 1024 * 1024,
+            "statistics.interval.ms": int(PROBE_INTERVAL * 1000),
+            "stats_cb": self._on_stats,
         })
         self._stop.clear()
         self._set_connected(True)
@@ -464,22 +515,19 @@ class KafkaQueue(Queue):
     # -- producing -------------------------------------------------------------------
 
     def _produce_loop(self) -> None:
-        """Delivery callbacks, and a metadata probe every PROBE_INTERVAL: connectivity."""
-        probed = 0.0
+        """Delivery callbacks and the statistics (broker states) of the producer."""
         while not self._stop.is_set():
             producer = self._producer
             if producer is None:
                 return
             producer.poll(0.05)
-            now = time.monotonic()
-            if now - probed >= PROBE_INTERVAL:
-                probed = now
-                try:
-                    producer.list_topics(self.config.topics.spans, timeout=2.0)
-                except KafkaException:
-                    self._set_connected(False)
-                else:
-                    self._set_connected(True)
+
+    def _on_stats(self, stats: str) -> None:
+        """Connected while any broker's connection is up (librdkafka's statistics)."""
+        brokers = orjson.loads(stats).get("brokers", {})
+        self._set_connected(any(
+            b.get("state") == "UP" and b.get("nodeid", -1) >= 0 for b in brokers.values()
+        ))
 
     def _parts(
         self, signal: Signal, encoding: str, topic: str, payload: bytes, items: int,
@@ -562,8 +610,9 @@ class KafkaQueue(Queue):
             if reader.buffered_items >= BUFFER_ITEMS:
                 time.sleep(0.05)
                 continue
+            self._commit_pending(reader)
             try:
-                messages = reader.consumer.consume(500, 0.2)
+                messages = reader.consumer.consume(500, 0.1)
             except KafkaException as exc:
                 log.warning("kafka: consumer %s: %s", reader.name, exc)
                 time.sleep(0.5)
@@ -575,6 +624,21 @@ class KafkaQueue(Queue):
             if now - measured >= LAG_INTERVAL:
                 measured = now
                 self._measure_lag(reader)
+        self._commit_pending(reader)
+
+    def _commit_pending(self, reader: _Reader) -> None:
+        loop = self._loop
+        while loop is not None:
+            try:
+                offsets, future = reader.commits.get_nowait()
+            except Empty:
+                return
+            error: KafkaError | None = None
+            try:
+                reader.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                error = exc.args[0]
+            loop.call_soon_threadsafe(_settle, future, error)
 
     def _measure_lag(self, reader: _Reader) -> None:
         try:
@@ -652,9 +716,9 @@ class KafkaQueue(Queue):
         for handled in [s for s in reader.origin if s <= seq]:
             topic, partition, offset = reader.origin.pop(handled)
             key = (topic, partition)
-            if key not in reader.revoked:
-                positions[key] = max(positions.get(key, 0), offset + 1)
+            positions[key] = max(positions.get(key, 0), offset + 1)
         reader.done.update(positions)
+        reader.acked.set()
         return positions
 
     async def ack(self, consumer: str, seq: int) -> None:
@@ -669,9 +733,14 @@ class KafkaQueue(Queue):
         if not reader.shared:
             await self._write({consumer: positions}, {})
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()
+                   if (t, p) not in reader.revoked]
+        if not offsets:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        reader.commits.put((offsets, future))
         try:
-            await asyncio.to_thread(reader.consumer.commit, offsets=offsets, asynchronous=False)
+            await future
         except KafkaException as exc:
             self.metrics.commit_failures.labels(reader.group).inc()
             log.warning("kafka: %s could not commit its offsets (%s); the records are "
