@@ -12,6 +12,7 @@ BENCHES = {
     "sdk": "bench.sdk_overhead",
     "restart": "bench.restart",
     "otelcol": "bench.otelcol",
+    "kafka": "bench.kafka",
 }
 
 
