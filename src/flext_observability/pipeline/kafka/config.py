@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -39,6 +39,14 @@ class KafkaTopics(BaseModel):
     native_metrics: TopicName = "flext_native_metrics"
     alerts: TopicName = "flext_alerts"
     health: TopicName = "flext_health"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        names = list(self.model_dump().values())
+        shared = sorted({n for n in names if names.count(n) > 1})
+        if shared:
+            raise ValueError(f"each signal needs a topic of its own; shared: {', '.join(shared)}")
+        return self
 
 
 class KafkaConfig(BaseModel):

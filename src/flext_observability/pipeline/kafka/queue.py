@@ -46,6 +46,10 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from flext_observability.models.wire import unpack_digest
@@ -209,7 +213,6 @@ class _Reader:
     # partition -> the next offset to handle (what is acknowledged)
     done: dict[TopicKey, int] = field(default_factory=dict)
     revoked: set[TopicKey] = field(default_factory=set)
-    thread: threading.Thread | None = None
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     # Offset commits for the reader thread (a Kafka consumer is used by one thread only),
     # each with the future it settles.
@@ -229,19 +232,11 @@ def _header(message: Message, name: str) -> bytes | None:
 def _count_otlp(signal: Signal, payload: bytes) -> int:
     """Items of an OTLP request written by another producer (no items header)."""
     if signal is Signal.SPANS:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        request = ExportTraceServiceRequest.FromString(payload)
-        return sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+        spans = ExportTraceServiceRequest.FromString(payload)
+        return sum(len(s.spans) for r in spans.resource_spans for s in r.scope_spans)
     if signal is Signal.LOGS:
         logs = ExportLogsServiceRequest.FromString(payload)
         return sum(len(s.log_records) for r in logs.resource_logs for s in r.scope_logs)
-    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-        ExportMetricsServiceRequest,
-    )
-
     metrics = ExportMetricsServiceRequest.FromString(payload)
     points = 0
     for resource in metrics.resource_metrics:
@@ -483,14 +478,13 @@ class KafkaQueue(Queue):
             )
         self._spawn(self._produce_loop, "kafka-producer")
         for reader in self._readers.values():
-            reader.thread = self._spawn(partial(self._read_loop, reader), f"kafka-{reader.name}")
+            self._spawn(partial(self._read_loop, reader), f"kafka-{reader.name}")
         self._closed = False
 
-    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
-        return thread
 
     async def shutdown(self) -> None:
         if self._producer is None:
@@ -806,6 +800,4 @@ def build_kafka_queue(
     registry: CollectorRegistry,
 ) -> KafkaQueue:
     """The factory `build_queue` calls for `queue.kind: kafka`."""
-    with contextlib.suppress(OSError):
-        path.mkdir(parents=True, exist_ok=True)
     return KafkaQueue(config, path, max_items, max_bytes, retry_after, registry)
