@@ -67,7 +67,11 @@ class Pair:
                                       "batch_timeout": 0.05}}},
         )
         self.a = start_instance(tmp, "a", self.config)
-        self.b = start_instance(tmp, "b", self.config)
+        try:
+            self.b = start_instance(tmp, "b", self.config)
+        except BaseException:
+            self.a.stop()
+            raise
 
     def stop(self) -> None:
         self.a.stop()
