@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway wrk chromium
 
-.PHONY: run validate test lint type-check security peers bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local
+.PHONY: run validate test lint type-check security peers bench soak fuzz-long install install-test system-deps clean monitoring-up monitoring-down monitoring-local kafka-up kafka-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,16 @@ monitoring-down:
 # ... or without Docker: Debian's Prometheus and Alertmanager with the same configs.
 monitoring-local: install system-deps
 	scripts/monitoring-local.sh
+
+# A local Apache Kafka KRaft cluster (KAFKA_BROKERS brokers, data in KAFKA_DIR) for
+# `queue.kind: kafka`; its bootstrap list is the last line printed.
+KAFKA_DIR ?= .kafka
+KAFKA_BROKERS ?= 3
+kafka-up:
+	scripts/kafka-local.sh start $(KAFKA_DIR) $(KAFKA_BROKERS)
+
+kafka-down:
+	scripts/kafka-local.sh stop $(KAFKA_DIR)
 
 clean:
 	rm -rf $(VENV) .flext-observability .pytest_cache .ruff_cache .peers .coverage .coverage.*

@@ -14,6 +14,7 @@ BENCHES = {
     "otelcol": "bench.otelcol",
     "remote_write": "bench.remote_write",
     "pushgateway": "bench.pushgateway",
+    "kafka": "bench.kafka",
 }
 
 

@@ -5,7 +5,10 @@
 # links it into .peers/bin/. A cached binary is reused: only the first build takes minutes.
 #
 #   FLEXT_PEERS_CACHE  cache directory (default ${XDG_CACHE_HOME:-~/.cache}/flext-observability/peers)
-#   PEERS              which peers to build (default "otelcol jaeger")
+#   PEERS              which peers to build (default "otelcol jaeger kafka")
+#
+# kafka: Apache Kafka's jars, resolved from Maven Central by scripts/kafka-local.sh (Maven,
+# peers/kafka/pom.xml) into the same cache; no Go needed.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -87,7 +90,6 @@ build_jaeger() {
 		github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
-check_go
 otelcol_manifest=$root/peers/otelcol/builder-config.yaml
 otelcol_version=$(sed -n 's/^  version: *//p' "$otelcol_manifest")
 jaeger_version=$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2; exit }' "$root/peers/jaeger/go.mod")
@@ -99,10 +101,13 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9
 
-for peer in ${PEERS:-otelcol jaeger}; do
+peers=${PEERS:-otelcol jaeger kafka}
+case " $peers " in *" otelcol "* | *" jaeger "*) check_go ;; esac
+for peer in $peers; do
 	case $peer in
+	kafka) FLEXT_PEERS_CACHE=$cache "$root/scripts/kafka-local.sh" libs >/dev/null ;;
 	otelcol) build otelcol "v$otelcol_version" "$otelcol_manifest" ;;
 	jaeger) build jaeger "$jaeger_version" "$root/peers/jaeger/go.mod" "$root/peers/jaeger/go.sum" ;;
-	*) die "unknown peer $peer (otelcol, jaeger)" ;;
+	*) die "unknown peer $peer (otelcol, jaeger, kafka)" ;;
 	esac
 done

@@ -5,7 +5,8 @@ import counts, also those under `if TYPE_CHECKING:` and those inside a function.
 The layers, lowest first (a module may import its own layer and those below it):
 
     ground     signals, routes, retry, settings, tls, tasks, logs, startup, refusals/log
-    models     models/, config, and each component's settings model (<component>/config.py)
+    models     models/, config, and each component's settings model (<component>/config.py,
+               pipeline/kafka/config.py)
     pipeline   pipeline/, telemetry
     components receivers/, processors/, exporters/, health/, refusals/
     assembly   components (the registry), builder, collector, app, serving, server, workers/,
@@ -134,7 +135,7 @@ def layer_of(module: str, package: str = PACKAGE) -> str:
         layer = max(entries, key=lambda found: len(found[0]))[1]
         # A component's settings model (`exporters/debug/config.py`) sits with the
         # models: the top-level config composes it, the component imports it.
-        if layer == "components" and module.rsplit(".", 1)[-1] == "config":
+        if layer in ("pipeline", "components") and module.rsplit(".", 1)[-1] == "config":
             return "models"
         return layer
     raise KeyError(f"{module} is in no layer: add it to LAYERS in tests/test_layers.py")

@@ -27,6 +27,7 @@ from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
+from flext_observability.pipeline.kafka.queue import build_kafka_queue
 from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue
 from flext_observability.receivers.limits import Gate
 from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
@@ -48,8 +49,11 @@ HELD_REASON = (
 )
 
 
-def build_queue(config: Config) -> Queue:
+def build_queue(config: Config, registry: CollectorRegistry) -> Queue:
     q = config.queue
+    if q.kind == "kafka":
+        return build_kafka_queue(q.kafka, q.path, q.max_items, q.max_bytes,
+                                 q.retry_after_seconds, registry)
     if q.kind == "memory":
         return MemoryQueue(q.max_items, q.max_bytes, q.retry_after_seconds, q.signal_share)
     return SqliteQueue(
@@ -64,9 +68,10 @@ class Collector:
         self.config = config
         self.registry = CollectorRegistry(auto_describe=False)
         self.lock = (
-            DirectoryLock(config.queue.path, "queue.path") if config.queue.kind == "disk" else None
+            None if config.queue.kind == "memory"
+            else DirectoryLock(config.queue.path, "queue.path")
         )
-        self.queue = build_queue(config)
+        self.queue = build_queue(config, self.registry)
         self.telemetry = SelfTelemetry(self.registry, self.queue, config.server.refusals_kept)
         prom = config.exporters.prometheus
         self.store = MetricStore(

@@ -35,6 +35,7 @@ from flext_observability.exporters.prometheus_remote_write.config import (
     PrometheusRemoteWriteConfig,
 )
 from flext_observability.health.config import HealthConfig
+from flext_observability.pipeline.kafka.config import KafkaConfig
 from flext_observability.settings import Duration, Float, Int, Port, Token, check_token
 from flext_observability.settings import Section as _Section
 from flext_observability.tls import TlsServerConfig
@@ -183,7 +184,7 @@ class ServerConfig(_Section):
 
 
 class QueueConfig(_Section):
-    kind: Literal["disk", "memory"] = "disk"
+    kind: Literal["disk", "memory", "kafka"] = "disk"
     path: Path = Path(".flext-observability")
     max_items: Int = Field(default=1_000_000, gt=0)
     max_bytes: Int = Field(default=1024 * 1024 * 1024, gt=0)
@@ -191,6 +192,8 @@ class QueueConfig(_Section):
     retry_after_seconds: Int = Field(default=5, gt=0)
     # Spans with no span exporter configured: refused (the default), or held here until one is.
     hold_unexported: bool = False
+    # kind kafka: the brokers and topics (queue.path keeps the applied state and offsets)
+    kafka: KafkaConfig = KafkaConfig()
 
 
 class ExportersConfig(_Section):

@@ -226,7 +226,9 @@ def command_flag(service: dict[str, Any], flag: str) -> str:
 def healthcheck_urls(service: dict[str, Any]) -> list[str]:
     test = service["healthcheck"]["test"]
     text = test if isinstance(test, str) else " ".join(test)
-    return re.findall(r"https?://[^\s'\"]+", text)
+    # (a Kafka broker's check names its listener as --bootstrap-server host:port)
+    brokers = [f"tcp://{a}" for a in re.findall(r"--bootstrap-server\s+([^\s'\"]+)", text)]
+    return re.findall(r"https?://[^\s'\"]+", text) + brokers
 
 
 def service_for_address(
@@ -759,8 +761,18 @@ def test_every_alert_has_a_unit_test():
 # --------------------------------------------------------------------------- (b) compose
 
 
+# The `kafka` profile's services (README "Scaling out"), started only with --profile kafka.
+KAFKA_PROFILE_PORTS = {"kafka": {9092, 9093}, "collector-a": {4317, 4318},
+                       "collector-b": {4317, 4318}}
+
+
 def test_compose_has_the_five_services(services: dict[str, dict[str, Any]]):
-    assert set(services) == set(EXPECTED_CONTAINER_PORTS)
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == set(EXPECTED_CONTAINER_PORTS)
+    assert set(services) - default == set(KAFKA_PROFILE_PORTS)
+    for name, expected in KAFKA_PROFILE_PORTS.items():
+        assert services[name]["profiles"] == ["kafka"]
+        assert expected <= container_ports(services[name]), name
     assert services["collector"]["build"]["context"] == "."
     assert (REPO / services["collector"]["build"].get("dockerfile", "Dockerfile")).is_file()
 

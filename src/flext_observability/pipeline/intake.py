@@ -128,6 +128,10 @@ class Intake:
         except BaseException:
             admission.release(seq)
             raise
+        if not self.queue.reads_back_seq:
+            # Read back under another seq (a log shared by instances): the reservation
+            # ends here, and the series count once this instance applied them.
+            admission.release(seq)
         return rejected
 
     async def _put_records(

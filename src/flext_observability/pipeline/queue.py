@@ -93,6 +93,9 @@ class Queue(ABC):
     backlog of a stalled exporter never leaves the other signals without room.
     """
 
+    # Whether consumers read a put record under the seq `put()` gave it.
+    reads_back_seq = True
+
     def __init__(
         self, max_items: int, max_bytes: int, retry_after: int, signal_share: float = 1.0
     ) -> None:
