@@ -15,11 +15,14 @@ FUZZ_EXAMPLES (default 2000) sets the number of inputs (requests) of the OTLP an
 fuzzers, a quarter of it for the colliding names; schemathesis runs FUZZ_SCHEMA_EXAMPLES
 (default a tenth of FUZZ_EXAMPLES) per operation. `make fuzz-long` raises them and runs the
 fuzzers in parallel processes, each against its own daemon. Cheap per input: one keep-alive
-HTTP connection (http.client: a fraction of httpx's CPU per request) and one gRPC channel per
-fuzzer; hypothesis examples of BATCH inputs (its engine costs per example about what drawing
-an input does); the daemon's liveness and RSS, and the exposition, checked every CHECK_EVERY
-inputs and at the end; at most ROUND inputs per hypothesis run (a fresh run each, so that
-its record of the choices tried stays small), with a line of progress after each.
+HTTP connection (http.client: a fraction of httpx's CPU per request) and one gRPC channel
+per fuzzer; hypothesis examples of BATCH values (its engine costs per example about what
+drawing a value does); after each OTLP and native input drawn, VARIANTS byte-level mutants
+of its body (flips, cuts, insertions, copied slices, by a seeded random.Random: a sliver of
+the CPU of a hypothesis draw), each sent and counted as an input; the daemon's liveness and
+RSS, and the exposition, checked every CHECK_EVERY inputs and at the end; at most ROUND
+inputs per hypothesis run (a fresh run each, so that its record of the choices tried stays
+small), with a line of progress after each.
 """
 
 import copy
@@ -27,11 +30,12 @@ import gzip
 import http.client
 import json
 import os
+import random
 import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +63,7 @@ FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
 SCHEMA_EXAMPLES = int(os.environ.get("FUZZ_SCHEMA_EXAMPLES", max(10, FUZZ_EXAMPLES // 10)))
 FLAT_RSS_MIB = 100
 BATCH = 8
+VARIANTS = 7
 ROUND = 10_000
 CHECK_EVERY = 500
 MAX_BODY = 4 * 1024 * 1024
@@ -130,26 +135,53 @@ class Wire:
 
 
 def fuzz_rounds(name: str, inputs: int, strategy: SearchStrategy[Any],
-                test: Callable[[Any], None], check: Callable[[], str]) -> None:
-    """`test` on `inputs` inputs drawn from `strategy`: hypothesis examples of BATCH inputs
-    each (its engine costs as much per example as drawing the inputs), in hypothesis runs
-    of at most ROUND inputs; `check()` (assertions, and what it saw) every CHECK_EVERY
-    inputs and after each run, with one line of progress per run."""
+                test: Callable[[Any], int], check: Callable[[], str], per_draw: int = 1) -> None:
+    """`test` (which sends `per_draw` inputs per value) on `inputs` inputs from `strategy`:
+    hypothesis examples of BATCH values each (its engine costs as much per example as
+    drawing a value), in hypothesis runs of at most ROUND inputs; `check()` (assertions, and
+    what it saw) about every CHECK_EVERY inputs and after each run, with one line of
+    progress per run."""
     done = 0
 
     def batch(values: list[Any]) -> None:
         nonlocal done
         for value in values:
-            test(value)
-            done += 1
-            if done % CHECK_EVERY == 0:
+            before = done
+            done += test(value)
+            if done // CHECK_EVERY != before // CHECK_EVERY:
                 check()
 
     for size in rounds(inputs):
-        settings(max_examples=-(-size // BATCH), deadline=None, database=None,
+        settings(max_examples=-(-size // (BATCH * per_draw)), deadline=None, database=None,
                  suppress_health_check=list(HealthCheck))(
             given(st.lists(strategy, min_size=BATCH, max_size=BATCH))(batch))()
         print(f"\n{name}: {done} inputs passed, {check()}", flush=True)
+
+
+def mutants(body: bytes, seed: int) -> Iterator[bytes]:
+    """VARIANTS cheap variants of `body`: one to three byte flips, cuts, insertions of
+    random bytes or copies of a slice elsewhere each."""
+    rng = random.Random(seed)
+    for _ in range(VARIANTS):
+        out = bytearray(body)
+        for _ in range(rng.randint(1, 3)):
+            action = rng.randrange(4)
+            if action == 0 and out:
+                out[rng.randrange(len(out))] ^= rng.randint(1, 255)
+            elif action == 1:
+                del out[rng.randint(0, len(out)):]
+            elif action == 2:
+                at = rng.randint(0, len(out))
+                out[at:at] = rng.randbytes(rng.randint(1, 16))
+            elif out:
+                start = rng.randrange(len(out))
+                piece = out[start:start + rng.randint(1, 64)]
+                at = rng.randint(0, len(out))
+                out[at:at] = piece
+        yield bytes(out)
+
+
+seeds = st.integers(0, 2**32 - 1)
 
 
 def rounds(inputs: int) -> Iterator[int]:
@@ -564,9 +596,12 @@ def test_mutated_otlp_gets_no_server_error_crash_hang_or_growth(daemon):
                 send(wire, channel, Case(signal, orjson.dumps(document), JSON))
         warm = rss_mib(daemon.pid)
 
-        def fuzz(case: Case) -> None:
-            answer = send(wire, channel, case)
-            seen[answer] = seen.get(answer, 0) + 1
+        def fuzz(drawn: tuple[Case, int]) -> int:
+            case, seed = drawn
+            for each in (case, *(replace(case, body=body) for body in mutants(case.body, seed))):
+                answer = send(wire, channel, each)
+                seen[answer] = seen.get(answer, 0) + 1
+            return 1 + VARIANTS
 
         def flat() -> str:
             assert daemon.running, daemon.log_tail()
@@ -574,7 +609,8 @@ def test_mutated_otlp_gets_no_server_error_crash_hang_or_growth(daemon):
             assert now - warm < FLAT_RSS_MIB, f"RSS grew from {warm:.0f} to {now:.0f} MiB"
             return f"RSS {now:.0f} MiB, answers {dict(sorted(seen.items()))}"
 
-        fuzz_rounds("otlp fuzz", FUZZ_EXAMPLES, cases(), fuzz, flat)
+        fuzz_rounds("otlp fuzz", FUZZ_EXAMPLES, st.tuples(cases(), seeds), fuzz, flat,
+                    per_draw=1 + VARIANTS)
     wire.close()
     print(f"\nfuzz: {sum(seen.values())} requests, answers {dict(sorted(seen.items()))}, "
           f"RSS {warm:.0f} MiB after warm-up, {rss_mib(daemon.pid):.0f} MiB at the end")
@@ -635,7 +671,7 @@ def test_colliding_and_reserved_names_never_break_the_exposition(daemon):
     seen: dict[int, int] = {}
     wire = Wire(daemon.url)
 
-    def fuzz(body: list[dict[str, Any]] | ExportMetricsServiceRequest) -> None:
+    def fuzz(body: list[dict[str, Any]] | ExportMetricsServiceRequest) -> int:
         if isinstance(body, list):
             status, text = wire.post("/api/v1/metrics", json.dumps(body).encode(),
                                      {"Content-Type": JSON})
@@ -644,6 +680,7 @@ def test_colliding_and_reserved_names_never_break_the_exposition(daemon):
                                      {"Content-Type": PROTOBUF})
         assert status in EXPOSITION_ANSWERS, (status, text[:2000])
         seen[status] = seen.get(status, 0) + 1
+        return 1
 
     fuzz_rounds("colliding names", max(50, FUZZ_EXAMPLES // 4),
                 st.one_of(colliding_native_items, built_metrics()), fuzz,
@@ -724,20 +761,23 @@ def test_native_shapes_get_no_server_error(daemon):
     seen: dict[int, int] = {}
     wire = Wire(daemon.url)
 
-    def fuzz(case: tuple[str, bytes, str | None]) -> None:
-        route, body, encoding = case
+    def fuzz(drawn: tuple[tuple[str, bytes, str | None], int]) -> int:
+        (route, body, encoding), seed = drawn
         headers = {"Content-Type": JSON}
         if encoding is not None:
             headers["Content-Encoding"] = encoding
-        status, text = wire.post(f"/api/v1/{route}", body, headers)
-        assert status in NATIVE_ANSWERS, (status, text[:500])
-        seen[status] = seen.get(status, 0) + 1
+        for each in (body, *mutants(body, seed)):
+            status, text = wire.post(f"/api/v1/{route}", each, headers)
+            assert status in NATIVE_ANSWERS, (status, text[:500])
+            seen[status] = seen.get(status, 0) + 1
+        return 1 + VARIANTS
 
     def alive() -> str:
         assert daemon.running, daemon.log_tail()
         return f"answers {dict(sorted(seen.items()))}"
 
-    fuzz_rounds("native fuzz", FUZZ_EXAMPLES, native_case(), fuzz, alive)
+    fuzz_rounds("native fuzz", FUZZ_EXAMPLES, st.tuples(native_case(), seeds), fuzz, alive,
+                per_draw=1 + VARIANTS)
     wire.close()
     print(f"\nnative fuzz: answers {dict(sorted(seen.items()))}")
     assert_serving(daemon)
