@@ -33,6 +33,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -64,7 +65,10 @@ SCHEMA_EXAMPLES = int(os.environ.get("FUZZ_SCHEMA_EXAMPLES", max(10, FUZZ_EXAMPL
 FLAT_RSS_MIB = 100
 BATCH = 8
 VARIANTS = 7
-ROUND = 10_000
+ROUND = 5_000
+# With FUZZ_SECONDS, no hypothesis run starts after that many seconds of a fuzzer (the inputs
+# passed are printed and the test passes with them): for a long run that must end in time.
+FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "inf"))
 CHECK_EVERY = 500
 MAX_BODY = 4 * 1024 * 1024
 TIMEOUT = 15
@@ -142,6 +146,7 @@ def fuzz_rounds(name: str, inputs: int, strategy: SearchStrategy[Any],
     what it saw) about every CHECK_EVERY inputs and after each run, with one line of
     progress per run."""
     done = 0
+    deadline = time.monotonic() + FUZZ_SECONDS
 
     def batch(values: list[Any]) -> None:
         nonlocal done
@@ -152,6 +157,10 @@ def fuzz_rounds(name: str, inputs: int, strategy: SearchStrategy[Any],
                 check()
 
     for size in rounds(inputs):
+        if time.monotonic() > deadline:
+            print(f"\n{name}: FUZZ_SECONDS={FUZZ_SECONDS:g} spent, stopped at {done} of "
+                  f"{inputs} inputs", flush=True)
+            return
         settings(max_examples=-(-size // (BATCH * per_draw)), deadline=None, database=None,
                  suppress_health_check=list(HealthCheck))(
             given(st.lists(strategy, min_size=BATCH, max_size=BATCH))(batch))()
