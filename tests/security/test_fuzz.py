@@ -237,7 +237,7 @@ def test_schemathesis_finds_no_server_error(daemon, tmp_path):
          "--suppress-health-check", "all",
          "--seed", os.environ.get("FUZZ_SEED", "1"),
          "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=max(600, SCHEMA_EXAMPLES * 10), cwd=tmp_path,
+        capture_output=True, text=True, timeout=max(1800, SCHEMA_EXAMPLES * 10), cwd=tmp_path,
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

@@ -162,17 +162,17 @@ class HealthTracker:
             return "stale"
         return health.status
 
-    def changes(self) -> StateChanges:
-        """`StatefulSink`: the services changed since the last call, one row each, with the
-        receive time as a Unix time."""
+    def changes(self, limit: int | None = None) -> StateChanges:
+        """`StatefulSink`: the services changed since the last call (at most `limit`), one
+        row each, with the receive time as a Unix time."""
         offset = self._wall() - self._clock()
         rows: StateChanges = {}
-        for key in self._dirty:
+        while self._dirty and len(rows) != limit:
+            key = self._dirty.pop()
             health = self.services[key]
             rows[orjson.dumps(key)] = orjson.dumps(
                 {**asdict(health), "received": health.received + offset}
             )
-        self._dirty.clear()
         return rows
 
     def restore(self, rows: list[tuple[bytes, bytes]]) -> None:

@@ -222,17 +222,18 @@ class AlertState:
             self._held[self.resolved.pop(key).tenant] -= 1
             self._dirty.add(key)
 
-    def changes(self) -> StateChanges:
-        """`StatefulSink`: the alerts changed since the last call, one row each."""
+    def changes(self, limit: int | None = None) -> StateChanges:
+        """`StatefulSink`: the alerts changed since the last call (at most `limit`), one row
+        each."""
         rows: StateChanges = {}
-        for key in self._dirty:
+        while self._dirty and len(rows) != limit:
+            key = self._dirty.pop()
             held, status = self.firing.get(key), "firing"
             if held is None:
                 held, status = self.resolved.get(key), "resolved"
             rows[orjson.dumps(key)] = (
                 None if held is None else orjson.dumps({"status": status, **asdict(held)})
             )
-        self._dirty.clear()
         return rows
 
     def restore(self, rows: list[tuple[bytes, bytes]]) -> None:
