@@ -51,11 +51,13 @@ QUEUE_ITEMS = 8_000
 # Above the RSS of the same daemon warmed up and at rest, new data is refused past
 # MEMORY_SOFT_MIB more (above what the first half takes), and the limit is
 # MEMORY_SPIKE_MIB above that. The spike covers the series that requests admitted just
-# before the soft limit add, and the state checkpoint that follows them (written in slices
-# of pipeline.consumer.SLICE_ROWS rows, never all the series changed in the last second
-# serialized at once).
+# before the soft limit add, and the state checkpoint that follows them. 100 MiB was enough
+# before metric state was persisted; peaks of 216-242 MiB against a 225 MiB limit were seen
+# since. The checkpoint is now written in slices of pipeline.consumer.SLICE_ROWS rows, and
+# peaks of 183-234 MiB against a 224 MiB limit (100 MiB spike) were still seen (4 runs on a
+# loaded machine): the rest of the spike comes from elsewhere, so the allowance stays.
 MEMORY_SOFT_MIB = 40
-MEMORY_SPIKE_MIB = 100
+MEMORY_SPIKE_MIB = 150
 TIMEOUT = 15
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
