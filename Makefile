@@ -60,8 +60,8 @@ soak: install-test
 	$(BIN)/python -m bench.soak
 
 # Not in CI: the fuzzers with many more inputs (each in its own process, against its own
-# daemon, all at once), then the overload test for 60 s.
-FUZZ_PARTS = schemathesis|mutated_otlp or deeply_nested|colliding or native_shapes
+# daemon, all at once; FUZZ_SECONDS bounds each fuzzer's time), then the overload test for 60 s.
+FUZZ_PARTS = schemathesis|mutated_otlp or deeply_nested|colliding|native_shapes
 fuzz-long: install-test
 	export FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} FUZZ_SCHEMA_EXAMPLES=$${FUZZ_SCHEMA_EXAMPLES:-300}; \
 	parts='$(FUZZ_PARTS)'; IFS='|'; pids=; for part in $$parts; do \
