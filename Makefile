@@ -69,9 +69,15 @@ bench: install-test peers
 soak: install-test
 	$(BIN)/python -m bench.soak
 
-# Not in CI: the fuzzers with many more examples, and the overload test for 60 s.
+# Not in CI: the fuzzers with many more inputs (each in its own process, against its own
+# daemon, all at once; FUZZ_SECONDS bounds each fuzzer's time), then the overload test for 60 s.
+FUZZ_PARTS = schemathesis|mutated_otlp or deeply_nested|colliding|native_shapes
 fuzz-long: install-test
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q -s --timeout=0 tests/receivers/test_fuzz.py
+	export FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} FUZZ_SCHEMA_EXAMPLES=$${FUZZ_SCHEMA_EXAMPLES:-300}; \
+	parts='$(FUZZ_PARTS)'; IFS='|'; pids=; for part in $$parts; do \
+	  $(BIN)/pytest -q -s --timeout=0 -p no:cacheprovider -k "$$part" tests/receivers/test_fuzz.py & \
+	  pids="$$pids $$!"; done; \
+	status=0; IFS=' '; for pid in $$pids; do wait $$pid || status=1; done; exit $$status
 	OVERLOAD_SECONDS=$${OVERLOAD_SECONDS:-60} $(BIN)/pytest -q -s --timeout=0 tests/receivers/test_overload.py
 
 # The monitoring stack: Docker (collector, Prometheus, Alertmanager, Jaeger, Grafana) ...

@@ -166,7 +166,12 @@ def test_new_services_past_the_limit_are_not_admitted(clocks):
     tracker.handle([Record(next(SEQ), Signal.HEALTH, "native-json", orjson.dumps(
         [{**r, "status": "healthy"} for r in first]), 2)])
     assert tracker.admit([{"service": "b", "tenant": ""}]) == []
-    assert tracker.admit([{"service": "b", "tenant": "other"}])  # another tenant: new
+    assert tracker.admit([{"service": "c"}])
+    # Another tenant has a limit of its own: the first tenant at its limit keeps none out.
+    assert tracker.admit([{"service": "b", "tenant": "other"},
+                          {"service": "c", "tenant": "other"}]) == []
+    errors = tracker.admit([{"service": "d", "tenant": "other"}])
+    assert "2 services of this tenant are held" in errors[0].message
 
 
 def test_services_admitted_but_not_queued_are_released(clocks):

@@ -202,3 +202,35 @@ async def test_a_failed_checkpoint_goes_whole_with_the_next_commit(tmp_path):
     left = await reopened.read("prom", reopened.cursor("prom"), 100)
     assert [r.payload for r in left] == [b"m2"]
     await reopened.shutdown()
+
+
+async def test_staged_rows_are_published_by_the_next_checkpoint_or_forgotten(tmp_path):
+    queue = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    for payload in (b"m1", b"m2"):
+        await queue.put(Signal.METRICS, "native-json", payload, 1)
+    await queue.checkpoint({"prom": 1}, {"prom": {b"a": b"1", b"b": b"1"}})
+    await queue.stage({"prom": {b"a": b"2", b"b": None, b"c": b"2"}})
+    await queue.stage({"prom": {b"c": b"3", b"d": b"3"}})
+    await queue.shutdown()
+
+    # Staged, never published (a crash mid-checkpoint): the state and cursor of before.
+    reopened = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    reopened.register("prom", [Signal.METRICS])
+    await reopened.start()
+    assert sorted(await reopened.load_state("prom")) == [(b"a", b"1"), (b"b", b"1")]
+    assert reopened.cursor("prom") == 1
+    await reopened.stage({"prom": {b"a": b"2", b"b": None, b"c": b"2"}})
+    assert sorted(await reopened.load_state("prom")) == [(b"a", b"1"), (b"b", b"1")]
+    # Published with the checkpoint's cursor; its own rows win over the staged ones.
+    await reopened.checkpoint({"prom": 2}, {"prom": {b"c": b"4"}})
+    assert sorted(await reopened.load_state("prom")) == [(b"a", b"2"), (b"c", b"4")]
+    await reopened.shutdown()
+
+    again = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    again.register("prom", [Signal.METRICS])
+    await again.start()
+    assert sorted(await again.load_state("prom")) == [(b"a", b"2"), (b"c", b"4")]
+    assert again.cursor("prom") == 2
+    await again.shutdown()

@@ -11,19 +11,35 @@
    invalid UTF-8, collision-prone and reserved names, attribute arrays, and the same
    compression shapes: answered 2xx or 4xx, never 5xx.
 
-FUZZ_EXAMPLES (default 2000) sets the number of hypothesis examples; schemathesis runs a
-tenth of it per operation. `make fuzz-long` raises it.
+FUZZ_EXAMPLES (default 2000) sets the number of inputs (requests) of the OTLP and the native
+fuzzers, a quarter of it for the colliding names; schemathesis runs FUZZ_SCHEMA_EXAMPLES
+(default a tenth of FUZZ_EXAMPLES) per operation. `make fuzz-long` raises them and runs the
+fuzzers in parallel processes, each against its own daemon. Cheap per input: one keep-alive
+HTTP connection (http.client: a fraction of httpx's CPU per request) and one gRPC channel
+per fuzzer; hypothesis examples of BATCH values (its engine costs per example about what
+drawing a value does); after each OTLP and native input drawn, VARIANTS byte-level mutants
+of its body (flips, cuts, insertions, copied slices, by a seeded random.Random: a sliver of
+the CPU of a hypothesis draw), each sent and counted as an input; the daemon's liveness and
+RSS, and the exposition, checked every CHECK_EVERY inputs and at the end; at most ROUND
+inputs per hypothesis run (a fresh run each, so that its record of the choices tried stays
+small), with a line of progress after each.
 """
 
 import copy
 import gzip
+import http.client
 import json
 import os
+import random
 import subprocess
 import sys
+import time
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -31,6 +47,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -44,7 +61,15 @@ from helpers.procs import Daemon
 
 FIXTURES = OTLP_FIXTURES
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "2000"))
+SCHEMA_EXAMPLES = int(os.environ.get("FUZZ_SCHEMA_EXAMPLES", max(10, FUZZ_EXAMPLES // 10)))
 FLAT_RSS_MIB = 100
+BATCH = 8
+VARIANTS = 7
+ROUND = 5_000
+# With FUZZ_SECONDS, no hypothesis run starts after that many seconds of a fuzzer (the inputs
+# passed are printed and the test passes with them): for a long run that must end in time.
+FUZZ_SECONDS = float(os.environ.get("FUZZ_SECONDS", "inf"))
+CHECK_EVERY = 500
 MAX_BODY = 4 * 1024 * 1024
 TIMEOUT = 15
 HTTP_ANSWERS = {200, 400, 413, 415, 429, 503}
@@ -80,6 +105,100 @@ def rss_mib(pid: int) -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+class Wire:
+    """One keep-alive HTTP/1.1 connection to the daemon, opened again when the daemon has
+    closed it (idle past server.keep_alive_timeout, or after an answer that closes it)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port
+        self._connection: http.client.HTTPConnection | None = None
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        reused = self._connection is not None
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection(self._host, self._port,
+                                                          timeout=TIMEOUT)
+        try:
+            self._connection.request("POST", path, body=body, headers=headers)
+            answer = self._connection.getresponse()
+            data = answer.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            self.close()
+            if not reused:
+                raise
+            return self.post(path, body, headers)  # the daemon had closed the idle connection
+        if answer.will_close:
+            self.close()
+        return answer.status, data
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def fuzz_rounds(name: str, inputs: int, strategy: SearchStrategy[Any],
+                test: Callable[[Any], int], check: Callable[[], str], per_draw: int = 1) -> None:
+    """`test` (which sends `per_draw` inputs per value) on `inputs` inputs from `strategy`:
+    hypothesis examples of BATCH values each (its engine costs as much per example as
+    drawing a value), in hypothesis runs of at most ROUND inputs; `check()` (assertions, and
+    what it saw) about every CHECK_EVERY inputs and after each run, with one line of
+    progress per run."""
+    done = 0
+    deadline = time.monotonic() + FUZZ_SECONDS
+
+    def batch(values: list[Any]) -> None:
+        nonlocal done
+        for value in values:
+            before = done
+            done += test(value)
+            if done // CHECK_EVERY != before // CHECK_EVERY:
+                check()
+
+    for size in rounds(inputs):
+        if time.monotonic() > deadline:
+            print(f"\n{name}: FUZZ_SECONDS={FUZZ_SECONDS:g} spent, stopped at {done} of "
+                  f"{inputs} inputs", flush=True)
+            return
+        settings(max_examples=-(-size // (BATCH * per_draw)), deadline=None, database=None,
+                 suppress_health_check=list(HealthCheck))(
+            given(st.lists(strategy, min_size=BATCH, max_size=BATCH))(batch))()
+        print(f"\n{name}: {done} inputs passed, {check()}", flush=True)
+
+
+def mutants(body: bytes, seed: int) -> Iterator[bytes]:
+    """VARIANTS cheap variants of `body`: one to three byte flips, cuts, insertions of
+    random bytes or copies of a slice elsewhere each."""
+    rng = random.Random(seed)
+    for _ in range(VARIANTS):
+        out = bytearray(body)
+        for _ in range(rng.randint(1, 3)):
+            action = rng.randrange(4)
+            if action == 0 and out:
+                out[rng.randrange(len(out))] ^= rng.randint(1, 255)
+            elif action == 1:
+                del out[rng.randint(0, len(out)):]
+            elif action == 2:
+                at = rng.randint(0, len(out))
+                out[at:at] = rng.randbytes(rng.randint(1, 16))
+            elif out:
+                start = rng.randrange(len(out))
+                piece = out[start:start + rng.randint(1, 64)]
+                at = rng.randint(0, len(out))
+                out[at:at] = piece
+        yield bytes(out)
+
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def rounds(inputs: int) -> Iterator[int]:
+    while inputs > 0:
+        yield min(inputs, ROUND)
+        inputs -= ROUND
+
+
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     process = Daemon(tmp_path_factory.mktemp("fuzz"), config_overrides={
@@ -113,12 +232,12 @@ def test_schemathesis_finds_no_server_error(daemon, tmp_path):
          "--checks", "not_a_server_error",
          # The native routes and probes (OTLP is fuzzed below, by message structure).
          "--include-path-regex", "^/(api/|healthz|readyz)",
-         "--max-examples", str(max(10, FUZZ_EXAMPLES // 10)),
+         "--max-examples", str(SCHEMA_EXAMPLES),
          "--request-timeout", str(TIMEOUT),
          "--suppress-health-check", "all",
          "--seed", os.environ.get("FUZZ_SEED", "1"),
          "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=max(600, FUZZ_EXAMPLES), cwd=tmp_path,
+        capture_output=True, text=True, timeout=max(1800, SCHEMA_EXAMPLES * 10), cwd=tmp_path,
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
@@ -454,7 +573,7 @@ def cases(draw) -> Case:
     return Case(signal, body, content_type, encoding)
 
 
-def send(client: httpx.Client, channel: grpc.Channel, daemon: Daemon, case: Case) -> str:
+def send(wire: Wire, channel: grpc.Channel, case: Case) -> str:
     if case.grpc:
         try:
             channel.unary_unary(GRPC_METHODS[case.signal])(case.body, timeout=TIMEOUT)
@@ -467,37 +586,45 @@ def send(client: httpx.Client, channel: grpc.Channel, daemon: Daemon, case: Case
     headers = {"Content-Type": case.content_type}
     if case.encoding is not None:
         headers["Content-Encoding"] = case.encoding
-    answer = client.post(f"{daemon.url}/v1/{case.signal}", content=case.body, headers=headers)
-    assert answer.status_code in HTTP_ANSWERS, (answer.status_code, answer.text[:500])
-    return str(answer.status_code)
+    status, text = wire.post(f"/v1/{case.signal}", case.body, headers)
+    assert status in HTTP_ANSWERS, (status, text[:500])
+    return str(status)
 
 
 def test_mutated_otlp_gets_no_server_error_crash_hang_or_growth(daemon):
     seen: dict[str, int] = {}
-    with httpx.Client(timeout=TIMEOUT, trust_env=False) as client, grpc.insecure_channel(
+    wire = Wire(daemon.url)
+    with grpc.insecure_channel(
         daemon.grpc_target, options=[("grpc.max_send_message_length", 64 << 20)]
     ) as channel:
         for _ in range(3):  # warm-up: every fixture, every transport
             for signal, body in PB_FIXTURES:
-                send(client, channel, daemon, Case(signal, body, PROTOBUF))
-                send(client, channel, daemon, Case(signal, body, PROTOBUF, grpc=True))
+                send(wire, channel, Case(signal, body, PROTOBUF))
+                send(wire, channel, Case(signal, body, PROTOBUF, grpc=True))
             for signal, document in JSON_FIXTURES:
-                send(client, channel, daemon, Case(signal, orjson.dumps(document), JSON))
+                send(wire, channel, Case(signal, orjson.dumps(document), JSON))
         warm = rss_mib(daemon.pid)
 
-        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(cases())
-        def fuzz(case: Case) -> None:
-            answer = send(client, channel, daemon, case)
-            seen[answer] = seen.get(answer, 0) + 1
+        def fuzz(drawn: tuple[Case, int]) -> int:
+            case, seed = drawn
+            for each in (case, *(replace(case, body=body) for body in mutants(case.body, seed))):
+                answer = send(wire, channel, each)
+                seen[answer] = seen.get(answer, 0) + 1
+            return 1 + VARIANTS
 
-        fuzz()
-    end = rss_mib(daemon.pid)
+        def flat() -> str:
+            assert daemon.running, daemon.log_tail()
+            now = rss_mib(daemon.pid)
+            assert now - warm < FLAT_RSS_MIB, f"RSS grew from {warm:.0f} to {now:.0f} MiB"
+            return f"RSS {now:.0f} MiB, answers {dict(sorted(seen.items()))}"
+
+        fuzz_rounds("otlp fuzz", FUZZ_EXAMPLES, st.tuples(cases(), seeds), fuzz, flat,
+                    per_draw=1 + VARIANTS)
+    wire.close()
     print(f"\nfuzz: {sum(seen.values())} requests, answers {dict(sorted(seen.items()))}, "
-          f"RSS {warm:.0f} MiB after warm-up, {end:.0f} MiB at the end")
+          f"RSS {warm:.0f} MiB after warm-up, {rss_mib(daemon.pid):.0f} MiB at the end")
     assert_serving(daemon)
-    assert end - warm < FLAT_RSS_MIB, f"RSS grew from {warm:.0f} to {end:.0f} MiB"
+    flat()
     assert len(seen) >= 3, seen  # the generator reached more than one kind of answer
 
 
@@ -537,12 +664,13 @@ colliding_native_items = st.lists(st.fixed_dictionaries(
 EXPOSITION_ANSWERS = {200, 202, 400, 413, 422, 429, 503}
 
 
-def exposition_is_valid(client: httpx.Client, daemon: Daemon) -> None:
-    answer = client.get(f"{daemon.url}/metrics")
+def exposition_is_valid(daemon: Daemon) -> str:
+    answer = httpx.get(f"{daemon.url}/metrics", timeout=TIMEOUT, trust_env=False)
     assert answer.status_code == 200, answer.text[:2000]
     assert exposition_problems(answer.text) == []
     for reason in ("apply_error", "type_conflict", "series_limit"):
         assert total(answer.text, "flext_collector_dropped_items_total", reason=reason) == 0
+    return f"/metrics valid ({len(answer.content)} bytes)"
 
 
 def test_colliding_and_reserved_names_never_break_the_exposition(daemon):
@@ -550,25 +678,23 @@ def test_colliding_and_reserved_names_never_break_the_exposition(daemon):
     exposed, reserved names, arrays and wide histograms: never a 5xx, and /metrics stays
     promtool-valid with no series twice and nothing dropped after an answer."""
     seen: dict[int, int] = {}
-    examples = max(50, FUZZ_EXAMPLES // 4)
-    with httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+    wire = Wire(daemon.url)
 
-        @settings(max_examples=examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(st.one_of(colliding_native_items, built_metrics()))
-        def fuzz(body) -> None:
-            if isinstance(body, list):
-                answer = client.post(f"{daemon.url}/api/v1/metrics", json=body)
-            else:
-                answer = client.post(f"{daemon.url}/v1/metrics", content=body.SerializeToString(),
-                                     headers={"Content-Type": PROTOBUF})
-            assert answer.status_code in EXPOSITION_ANSWERS, (answer.status_code, answer.text)
-            seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
-            if sum(seen.values()) % 100 == 0:
-                exposition_is_valid(client, daemon)
+    def fuzz(body: list[dict[str, Any]] | ExportMetricsServiceRequest) -> int:
+        if isinstance(body, list):
+            status, text = wire.post("/api/v1/metrics", json.dumps(body).encode(),
+                                     {"Content-Type": JSON})
+        else:
+            status, text = wire.post("/v1/metrics", body.SerializeToString(),
+                                     {"Content-Type": PROTOBUF})
+        assert status in EXPOSITION_ANSWERS, (status, text[:2000])
+        seen[status] = seen.get(status, 0) + 1
+        return 1
 
-        fuzz()
-        exposition_is_valid(client, daemon)
+    fuzz_rounds("colliding names", max(50, FUZZ_EXAMPLES // 4),
+                st.one_of(colliding_native_items, built_metrics()), fuzz,
+                lambda: exposition_is_valid(daemon))
+    wire.close()
     print(f"\ncolliding names: {sum(seen.values())} requests, answers {dict(sorted(seen.items()))}")
     assert_serving(daemon)
     assert {200, 202, 422} <= set(seen), seen
@@ -642,21 +768,26 @@ def native_case(draw) -> tuple[str, bytes, str | None]:
 
 def test_native_shapes_get_no_server_error(daemon):
     seen: dict[int, int] = {}
-    with httpx.Client(timeout=TIMEOUT, trust_env=False) as client:
+    wire = Wire(daemon.url)
 
-        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(native_case())
-        def fuzz(case: tuple[str, bytes, str | None]) -> None:
-            route, body, encoding = case
-            headers = {"Content-Type": JSON}
-            if encoding is not None:
-                headers["Content-Encoding"] = encoding
-            answer = client.post(f"{daemon.url}/api/v1/{route}", content=body, headers=headers)
-            assert answer.status_code in NATIVE_ANSWERS, (answer.status_code, answer.text[:500])
-            seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
+    def fuzz(drawn: tuple[tuple[str, bytes, str | None], int]) -> int:
+        (route, body, encoding), seed = drawn
+        headers = {"Content-Type": JSON}
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
+        for each in (body, *mutants(body, seed)):
+            status, text = wire.post(f"/api/v1/{route}", each, headers)
+            assert status in NATIVE_ANSWERS, (status, text[:500])
+            seen[status] = seen.get(status, 0) + 1
+        return 1 + VARIANTS
 
-        fuzz()
+    def alive() -> str:
+        assert daemon.running, daemon.log_tail()
+        return f"answers {dict(sorted(seen.items()))}"
+
+    fuzz_rounds("native fuzz", FUZZ_EXAMPLES, st.tuples(native_case(), seeds), fuzz, alive,
+                per_draw=1 + VARIANTS)
+    wire.close()
     print(f"\nnative fuzz: answers {dict(sorted(seen.items()))}")
     assert_serving(daemon)
     assert metrics_ok(daemon)

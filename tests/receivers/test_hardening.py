@@ -61,7 +61,8 @@ def daemon(request, tmp_path_factory) -> Iterator[Daemon]:
 def secured(request, tmp_path_factory) -> Iterator[Daemon]:
     auth = {"server": {"auth": {"tokens": [
         {"token": token, "tenant": tenant} for tenant, token in TOKENS.items()
-    ]}}}
+    ]}}, "health": {"max_services": MAX_SERVICES},
+        "exporters": {"alertmanager": {"max_alerts": MAX_ALERTS}}}
     process = Daemon(tmp_path_factory.mktemp(f"tenants-{request.param}"),
                      config_overrides=deep_merge(auth, MODES[request.param]))
     process.start()
@@ -416,6 +417,46 @@ def test_held_alerts_are_limited(daemon):
 
     poll(full, lambda services: services == {a["service"] for a in accepted[1:]}, 10, 0.1,
          "every accepted alert held, the first resolved")
+
+
+def test_health_and_alert_limits_are_per_tenant(secured):
+    """team-a at its limits (services, alerts): its new ones are refused, team-b's are
+    accepted, and team-a's held ones still change."""
+    a, b = TOKENS["team-a"], TOKENS["team-b"]
+    services = [health(f"filled-{i}") for i in range(MAX_SERVICES)]
+    alerts = [{"name": "Full", "service": f"filled-{i}"} for i in range(MAX_ALERTS)]
+    assert post(secured, "/api/v1/health", orjson.dumps(services[: MAX_SERVICES // 2]),
+                token=a).status_code == 202
+    assert post(secured, "/api/v1/alerts", orjson.dumps(alerts[: MAX_ALERTS // 2]),
+                token=a).status_code == 202
+    # team-a's batches are refused as soon as it holds its limit (what it held before counts).
+    for route, items, field in (("/api/v1/health", services, "service"),
+                                ("/api/v1/alerts", alerts, "labels")):
+        for index in range(len(items)):
+            answer = post(secured, route, orjson.dumps(items[index]), token=a)
+            if answer.status_code != 202:
+                break
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["errors"][0]
+        assert error["field"] == field
+        assert "of this tenant are held" in error["message"]
+        assert "allows per tenant" in error["message"]
+        assert post(secured, route, orjson.dumps(items[-1]), token=a).status_code == 422
+    for signal, reason in (("health", "health_limit"), ("alerts", "alert_limit")):
+        wait_counted(secured, "flext_collector_refused_items_total", 2, signal=signal,
+                     reason=reason)
+    # team-b is not kept out, with the very same names.
+    for route, items in (("/api/v1/health", services), ("/api/v1/alerts", alerts)):
+        answer = post(secured, route, orjson.dumps(items[-1]), token=b)
+        assert answer.status_code == 202, answer.text
+    poll(lambda: as_tenant(secured, "team-b", "/api/v1/alerts")["alerts"],
+         lambda held: any(x["labels"]["service"] == alerts[-1]["service"] for x in held),
+         10, 0.1, "team-b's alert held")
+    # team-a's held services and alerts still change.
+    assert post(secured, "/api/v1/health", orjson.dumps(health("filled-0", status="degraded")),
+                token=a).status_code == 202
+    assert post(secured, "/api/v1/alerts", orjson.dumps({**alerts[0], "status": "resolved"}),
+                token=a).status_code == 202
 
 
 # --- 4. connections --------------------------------------------------------------------------

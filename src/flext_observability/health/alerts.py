@@ -37,6 +37,7 @@ def _alert(health: ServiceHealth, status: str) -> dict[str, Any]:
                              "instance": health.instance}
     if health.tenant:
         alert["labels"] = {TENANT: health.tenant}
+        alert[TENANT] = health.tenant  # whose alert limit it counts against
     return alert
 
 

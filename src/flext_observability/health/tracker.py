@@ -9,8 +9,9 @@ alerts.
 
 A service is known by (tenant, service, instance): with authentication on, the tenant of
 the token that reported it (`tenant` on the gauges and on the derived alerts); "" with it
-off. At most `health.max_services` are held: a report of a new one past that is refused
-at admission (`admit`), before it is queued.
+off. At most `health.max_services` are held per tenant (as the held alerts' limit): a report
+of a new one past its tenant's limit is refused at admission (`admit`), before it is queued,
+and one tenant at its limit never keeps another's reports out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -62,24 +64,29 @@ class HealthTracker:
         self._task: asyncio.Task[None] | None = None
         self.max_services = max_services
         self.services: dict[Key, ServiceHealth] = {}
+        self._held: Counter[str] = Counter()  # services held per tenant
         self._dirty: set[Key] = set()
-        # New services admitted and not applied yet (they count against the limit).
+        # New services admitted and not applied yet (they count against their tenant's limit).
         self._admitted: set[Key] = set()
 
     def admit(self, reports: list[dict[str, Any]]) -> list[ItemError]:
-        """The reports of new services past `health.max_services`; none when all fit (and
-        then the new ones are counted as held from now on)."""
+        """The reports of new services past their tenant's `health.max_services`; none when
+        all fit (and then the new ones are counted as held from now on)."""
         new = {report_key(r) for r in reports} - self.services.keys() - self._admitted
-        room = self.max_services - len(self.services) - len(self._admitted)
-        if len(new) <= room:
+        wanted = Counter(tenant for tenant, _, _ in new)
+        admitted = Counter(tenant for tenant, _, _ in self._admitted)
+        held = {tenant: self._held[tenant] + admitted[tenant] for tenant in wanted}
+        full = {t for t, count in wanted.items() if count > self.max_services - held[t]}
+        if not full:
             self._admitted |= new
             return []
-        held = len(self.services) + len(self._admitted)
         return [
             ItemError(index, "service",
-                      f"{held} services are held, the most health.max_services="
-                      f"{self.max_services} allows; this report is of a new one")
-            for index, report in enumerate(reports) if report_key(report) in new
+                      f"{held[key[0]]} services of this tenant are held, the most "
+                      f"health.max_services={self.max_services} allows per tenant; this "
+                      "report is of a new one")
+            for index, report in enumerate(reports)
+            if (key := report_key(report)) in new and key[0] in full
         ]
 
     def release(self, reports: list[dict[str, Any]]) -> None:
@@ -97,6 +104,8 @@ class HealthTracker:
                 key = report_key(report)
                 self._admitted.discard(key)
                 previous = self.services.get(key)
+                if previous is None:
+                    self._held[key[0]] += 1
                 updated[key] = self.services[key] = ServiceHealth(
                     tenant=key[0],
                     service=key[1],
@@ -134,17 +143,17 @@ class HealthTracker:
             return "stale"
         return health.status
 
-    def changes(self) -> StateChanges:
-        """`StatefulSink`: the services changed since the last call, one row each, with the
-        receive time as a Unix time."""
+    def changes(self, limit: int | None = None) -> StateChanges:
+        """`StatefulSink`: the services changed since the last call (at most `limit`), one
+        row each, with the receive time as a Unix time."""
         offset = self._wall() - self._clock()
         rows: StateChanges = {}
-        for key in self._dirty:
+        while self._dirty and len(rows) != limit:
+            key = self._dirty.pop()
             health = self.services[key]
             rows[orjson.dumps(key)] = orjson.dumps(
                 {**asdict(health), "received": health.received + offset}
             )
-        self._dirty.clear()
         return rows
 
     def restore(self, rows: list[tuple[bytes, bytes]]) -> None:
@@ -154,6 +163,8 @@ class HealthTracker:
         for _, raw_value in rows:
             health = ServiceHealth(**orjson.loads(raw_value))
             health.received = now - max(0.0, wall - health.received)
+            if health.key not in self.services:
+                self._held[health.tenant] += 1
             self.services[health.key] = health
         if rows:
             log.info("restored the health of %d services", len(rows))

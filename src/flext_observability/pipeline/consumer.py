@@ -4,7 +4,9 @@ A sink whose state exists nowhere else (`StatefulSink`) is not acknowledged per 
 `Checkpoints` writes, every `CHECKPOINT_INTERVAL` seconds and at shutdown, the state
 its sinks changed and the cursors of their consumers in one queue transaction. Between
 checkpoints the applied rows stay in the queue; after a crash they are applied again to
-the state of the last checkpoint, so each is counted exactly once.
+the state of the last checkpoint, so each is counted exactly once. A large checkpoint (a
+burst of new series) is written SLICE_ROWS rows at a time, so that it is never held in
+memory at once (see `Checkpoints.checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ from flext_observability.telemetry import SelfTelemetry
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 1.0
+SLICE_ROWS = 5_000
+# Slices of one sink per checkpoint, at most: past them (a sink changing faster than its
+# slices are written), the rest is taken at once with the cursors.
+MAX_SLICES = 200
 
 
 class StatefulSink(Protocol):
     """State kept as opaque rows: `restore()` once before the first record, `changes()`
-    (the rows changed since the last call, None for a deleted one) at each checkpoint."""
+    (the rows changed since the last call, None for a deleted one; at most `limit`, the
+    others left for the next call) at each checkpoint."""
 
     def restore(self, rows: list[tuple[bytes, bytes]]) -> None: ...
 
-    def changes(self) -> StateChanges: ...
+    def changes(self, limit: int | None = None) -> StateChanges: ...
 
 
 class Checkpoints:
@@ -87,17 +94,35 @@ class Checkpoints:
 
     async def checkpoint(self) -> bool:
         """Write what changed and the cursors it reflects; False (counted; the queue keeps
-        the changes for its next commit) when the queue could not. The changes are taken
-        at one instant on the loop, with the cursors they match."""
-        changes: dict[str, StateChanges] = {}
-        for name, sink in self._sinks.items():
-            taken = sink.changes()
-            if taken:
-                changes[name] = taken
-        cursors = dict(self._applied)
-        if not changes and cursors == self._saved and not self.failing:
-            return True
+        the changes for its next commit) when the queue could not.
+
+        While a sink has full slices of SLICE_ROWS changed rows, each is taken and staged
+        (`Queue.stage`: written, not yet part of the state), the consumers going on
+        meanwhile; a row that changes again after it was staged is changed, so taken
+        again. The rest of every sink is taken at one instant on the loop, with the cursors
+        it matches, and written with them in the transaction that publishes what was
+        staged: the state stored is the state at that instant. (While storage fails, all
+        is taken at once, so that a retried write never publishes a slice of a later
+        checkpoint with earlier cursors.)"""
+        carried: dict[str, StateChanges] = {}
+        staged = False
         try:
+            for name, sink in self._sinks.items():
+                for _ in range(0 if self.failing else MAX_SLICES):
+                    taken = sink.changes(SLICE_ROWS)
+                    if len(taken) < SLICE_ROWS:
+                        carried[name] = taken
+                        break
+                    await self._queue.stage({name: taken})
+                    staged = True
+            changes: dict[str, StateChanges] = {}
+            for name, sink in self._sinks.items():
+                taken = {**carried.get(name, {}), **sink.changes()}
+                if taken:
+                    changes[name] = taken
+            cursors = dict(self._applied)
+            if not changes and not staged and cursors == self._saved and not self.failing:
+                return True
             await self._queue.checkpoint(cursors, changes)
         except QueueClosed as exc:
             self._telemetry.state_write_failures.inc()

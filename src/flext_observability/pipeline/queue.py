@@ -12,9 +12,12 @@ totals, the held alerts and health) acknowledges through `checkpoint()` instead:
 state rows (`StateChanges`, opaque bytes keyed by bytes, per consumer) and the cursors they
 reflect are written in one transaction, and `load_state()` gives them back at start. Rows
 after a stored cursor are handed out again after a restart, so each is applied exactly once
-to the state that is restored. The memory queue keeps no state (it is memory-only by
-choice); a log-based queue (Kafka) stores its partition offsets as the cursors beside the
-same state rows.
+to the state that is restored. A large checkpoint may first `stage()` its rows in slices
+(each its own transaction, kept apart from the state): the `checkpoint()` that follows
+publishes them in its transaction, with its cursors, and a restart forgets rows staged and
+not published, so the state never gets ahead of its cursors. The memory queue keeps no
+state (it is memory-only by choice); a log-based queue (Kafka) stores its partition offsets
+as the cursors beside the same state rows.
 """
 
 from __future__ import annotations
@@ -212,7 +215,13 @@ class Queue(ABC):
         for consumer, seq in cursors.items():
             state = self._consumers[consumer]
             state.cursor = max(state.cursor, seq)
-        await self._save(self._releasable(), cursors, changes)
+        await self._save(self._releasable(), cursors, changes, publish=True)
+
+    async def stage(self, changes: dict[str, StateChanges]) -> None:
+        """Write state rows of a checkpoint in progress apart from the state (`load_state()`
+        does not see them) until the next `checkpoint()` publishes them, before its own
+        changes; durable on return. Raises QueueClosed when storage failed."""
+        await self._save({}, {}, {}, staged=changes)
 
     async def load_state(self, consumer: str) -> list[tuple[bytes, bytes]]:
         """The consumer's state rows as of its stored cursor (after `start()`)."""
@@ -269,6 +278,9 @@ class Queue(ABC):
         release: dict[Signal, int],
         cursors: dict[str, int],
         changes: dict[str, StateChanges],
+        *,
+        staged: dict[str, StateChanges] | None = None,
+        publish: bool = False,
     ) -> None: ...
 
 
@@ -310,6 +322,9 @@ class MemoryQueue(Queue):
         release: dict[Signal, int],
         cursors: dict[str, int],
         changes: dict[str, StateChanges],
+        *,
+        staged: dict[str, StateChanges] | None = None,
+        publish: bool = False,
     ) -> None:
         if release:
             self._records = deque(
@@ -343,6 +358,12 @@ CREATE TABLE IF NOT EXISTS state (
     value BLOB NOT NULL,
     PRIMARY KEY (consumer, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS staged (
+    consumer TEXT NOT NULL,
+    key BLOB NOT NULL,
+    value BLOB,
+    PRIMARY KEY (consumer, key)
+) WITHOUT ROWID;
 """
 
 
@@ -352,6 +373,8 @@ class _Pending:
     cursors: dict[str, int] = field(default_factory=dict)
     release: dict[Signal, int] = field(default_factory=dict)
     state: dict[str, StateChanges] = field(default_factory=dict)
+    staged: dict[str, StateChanges] = field(default_factory=dict)
+    publish: bool = False  # the staged rows go into the state (before `state`)
     done: list[asyncio.Future[None]] = field(default_factory=list)
 
     def keep(self, failed: _Pending) -> None:
@@ -363,6 +386,9 @@ class _Pending:
             self.release[signal] = max(floor, self.release.get(signal, 0))
         for consumer, rows in failed.state.items():
             self.state[consumer] = {**rows, **self.state.get(consumer, {})}
+        for consumer, rows in failed.staged.items():
+            self.staged[consumer] = {**rows, **self.staged.get(consumer, {})}
+        self.publish = self.publish or failed.publish
 
 
 class SqliteQueue(Queue):
@@ -411,6 +437,8 @@ class SqliteQueue(Queue):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_conn = self._connect()
         self._write_conn.executescript(_SCHEMA)
+        # Staged by a checkpoint that did not complete: its cursors were not stored.
+        self._write_conn.execute("DELETE FROM staged")
         self._read_conn = self._connect()
         rows = self._write_conn.execute(
             "SELECT seq, signal, items, bytes FROM records ORDER BY seq"
@@ -460,6 +488,9 @@ class SqliteQueue(Queue):
         release: dict[Signal, int],
         cursors: dict[str, int],
         changes: dict[str, StateChanges],
+        *,
+        staged: dict[str, StateChanges] | None = None,
+        publish: bool = False,
     ) -> None:
         pending = self._pending
         for consumer, seq in cursors.items():
@@ -468,6 +499,9 @@ class SqliteQueue(Queue):
             pending.release[signal] = max(floor, pending.release.get(signal, 0))
         for consumer, rows in changes.items():
             pending.state.setdefault(consumer, {}).update(rows)
+        for consumer, rows in (staged or {}).items():
+            pending.staged.setdefault(consumer, {}).update(rows)
+        pending.publish = pending.publish or publish
         await self._submit()
 
     async def load_state(self, consumer: str) -> list[tuple[bytes, bytes]]:
@@ -538,6 +572,23 @@ class SqliteQueue(Queue):
                 conn.execute(
                     "DELETE FROM records WHERE signal = ? AND seq <= ?", (signal.value, floor)
                 )
+            for consumer, rows in batch.staged.items():
+                conn.executemany(
+                    "INSERT INTO staged VALUES (?, ?, ?) "
+                    "ON CONFLICT (consumer, key) DO UPDATE SET value = excluded.value",
+                    [(consumer, k, v) for k, v in rows.items()],
+                )
+            if batch.publish:
+                conn.execute(
+                    "INSERT INTO state SELECT consumer, key, value FROM staged "
+                    "WHERE value IS NOT NULL "
+                    "ON CONFLICT (consumer, key) DO UPDATE SET value = excluded.value"
+                )
+                conn.execute(
+                    "DELETE FROM state WHERE (consumer, key) IN "
+                    "(SELECT consumer, key FROM staged WHERE value IS NULL)"
+                )
+                conn.execute("DELETE FROM staged")
             for consumer, rows in batch.state.items():
                 conn.executemany(
                     "INSERT INTO state VALUES (?, ?, ?) "

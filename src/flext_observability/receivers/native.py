@@ -261,9 +261,11 @@ class NativeReceiver:
             records = [item.model_dump(mode="json") for item in items]
             if tenant is not None:
                 for record in records:
-                    # alerts: a label (part of the alert's identity); health: a field
-                    target = record["labels"] if route.signal is Signal.ALERTS else record
-                    target[TENANT] = tenant
+                    # a field (whose limits it counts against); alerts: a label too (part
+                    # of the alert's identity)
+                    record[TENANT] = tenant
+                    if route.signal is Signal.ALERTS:
+                        record["labels"][TENANT] = tenant
             payload = orjson.dumps(records)
         try:
             await self._put(route.signal, encoding, payload, len(items), decoded)

@@ -94,6 +94,35 @@ def test_the_changed_alerts_are_state_rows_that_restore_the_state():
     assert sorted(v is None for v in gone.values()) == [False, True]  # Other expired
 
 
+def of(tenant, name):
+    """A native alert as the receiver queues it with authentication on."""
+    return {**alert(name=name, labels={"tenant": tenant}), "tenant": tenant}
+
+
+def test_the_alert_limit_is_per_tenant_and_counts_restored_and_expired_alerts():
+    wall = Wall()
+    state = AlertState(wall_clock=wall, resolved_retention=900, max_alerts=2)
+    state.publish([of("a", "One"), of("a", "Two")])
+    errors = state.admit([of("a", "Three")])
+    assert [(e.index, e.field) for e in errors] == [(0, "labels")]
+    assert "2 alerts of this tenant are held" in errors[0].message
+    assert "max_alerts=2 allows per tenant" in errors[0].message
+    assert state.admit([of("b", "One"), of("b", "Two")]) == []  # b is not kept out by a
+    assert state.admit([of("b", "Three")])  # admitted ones count
+    assert state.admit([of("a", "One")]) == []  # held already: not a new one
+    # A label alone does not make a tenant (authentication off: the one tenant "").
+    state.publish([alert(name="Untagged", labels={"tenant": "a"})])
+    assert state.admit([alert(name="Other", labels={"tenant": "c"})]) == []
+
+    restored = AlertState(wall_clock=wall, resolved_retention=900, max_alerts=2)
+    restored.restore(rows(state.changes()))
+    assert restored.admit([of("a", "Three")])
+    restored.publish([{**of("a", "One"), "status": "resolved"}])
+    assert restored.admit([of("a", "Three")])  # resolved alerts count until forgotten
+    wall.now += 901
+    assert restored.admit([of("a", "Three")]) == []
+
+
 def held(**changes):
     fields = {"labels": {"alertname": "A", "severity": "info", "service": "s"},
               "annotations": {"summary": "x"}, "starts_at": T0, "ends_at": None,

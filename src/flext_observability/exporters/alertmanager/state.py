@@ -6,16 +6,20 @@ keyed by its label set), written with the queue cursors at each checkpoint and r
 start. Each change gets a new `version`, so that every Alertmanager can be sent what
 changed since its last successful delivery.
 
-At most `exporters.alertmanager.max_alerts` alerts (firing and recently resolved) are held:
-a request that would add one past that is refused at admission (`admit`), before it is
-queued. Alerts derived from health count among them but are never refused (health
-reports are admitted, and bounded, by `health.max_services`).
+At most `exporters.alertmanager.max_alerts` alerts (firing and recently resolved) are held
+per tenant (as `health.max_services`): a request that would add one past its tenant's limit
+is refused at admission (`admit`), before it is queued, and one tenant at its limit never
+keeps another's alerts out. The tenant is the record's `tenant` field, set by the receiver
+from the sender's token (with authentication off, every alert is of the one tenant "", even
+one with a `tenant` label). Alerts derived from health count in their service's tenant but
+are never refused (health reports are admitted, and bounded, by `health.max_services`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,6 +48,7 @@ class HeldAlert:
     # Equal alerts differ at most in these: a repeat is not a change.
     updated: float = field(compare=False)
     version: int = field(default=0, compare=False)
+    tenant: str = field(default="", compare=False)  # whose limit it counts against
 
 
 def alert_labels(alert: dict[str, Any]) -> dict[str, str]:
@@ -93,30 +98,41 @@ class AlertState:
         self.version = 0
         self._dirty: set[LabelSet] = set()
         self.max_alerts = max_alerts
-        # New alerts admitted and not applied yet (they count against the limit).
-        self._admitted: set[LabelSet] = set()
+        # Alerts held (firing and resolved) per tenant.
+        self._held: Counter[str] = Counter()
+        # New alerts admitted and not applied yet (they count against their tenant's limit).
+        self._admitted: dict[LabelSet, str] = {}
 
     def admit(self, alerts: list[dict[str, Any]]) -> list[ItemError]:
-        """The native alerts that would be held past `exporters.alertmanager.max_alerts`;
-        none when all fit (and then the new ones are counted as held from now on)."""
-        keys = [alert_key(alert) for alert in alerts]
-        new = {k for k in keys if k not in self.firing and k not in self.resolved}
-        new -= self._admitted
-        held = len(self.firing) + len(self.resolved) + len(self._admitted)
-        if len(new) <= self.max_alerts - held:
-            self._admitted |= new
-            return []
-        self.expire()  # resolved alerts past the retention make room
-        held = len(self.firing) + len(self.resolved) + len(self._admitted)
-        if len(new) <= self.max_alerts - held:
-            self._admitted |= new
+        """The native alerts that would be held past their tenant's
+        `exporters.alertmanager.max_alerts`; none when all fit (and then the new ones are
+        counted as held from now on)."""
+        keys = [(alert_key(alert), alert.get(TENANT, "")) for alert in alerts]
+        new = {key: tenant for key, tenant in keys
+               if key not in self.firing and key not in self.resolved
+               and key not in self._admitted}
+        full = self._full(Counter(new.values()))
+        if full:
+            self.expire()  # resolved alerts past the retention make room
+            full = self._full(Counter(new.values()))
+        if not full:
+            self._admitted.update(new)
             return []
         return [
             ItemError(index, "labels",
-                      f"{held} alerts are held, the most exporters.alertmanager.max_alerts="
-                      f"{self.max_alerts} allows; this alert is a new one")
-            for index, key in enumerate(keys) if key in new
+                      f"{full[tenant]} alerts of this tenant are held, the most "
+                      f"exporters.alertmanager.max_alerts={self.max_alerts} allows per tenant; "
+                      "this alert is a new one")
+            for index, (key, tenant) in enumerate(keys) if key in new and tenant in full
         ]
+
+    def _full(self, wanted: Counter[str]) -> dict[str, int]:
+        """Of the tenants that want `wanted` new alerts, those that have no room for them,
+        with how many they hold."""
+        admitted = Counter(self._admitted.values())
+        held = {tenant: self._held[tenant] + admitted[tenant] for tenant in wanted}
+        return {tenant: held[tenant] for tenant, count in wanted.items()
+                if count > self.max_alerts - held[tenant]}
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """`listener()` is called after every change (once per handled batch)."""
@@ -124,13 +140,15 @@ class AlertState:
 
     def release(self, alerts: list[dict[str, Any]]) -> None:
         """Alerts admitted that were not queued after all: the new ones no longer count."""
-        self._admitted -= {alert_key(alert) for alert in alerts}
+        for alert in alerts:
+            self._admitted.pop(alert_key(alert), None)
 
     def apply(self, alert: dict[str, Any]) -> bool:
         """Apply one native alert (a model dump); True when the held state changed."""
         labels = alert_labels(alert)
         key = tuple(sorted(labels.items()))
-        self._admitted.discard(key)
+        self._admitted.pop(key, None)
+        tenant = alert.get(TENANT, "")
         now = self._wall()
         starts = _seconds(alert.get("starts_at"))
         ends = _seconds(alert.get("ends_at"))
@@ -149,6 +167,7 @@ class AlertState:
                 ends,
                 alert.get("generator_url") or (held.generator_url if held else ""),
                 now,
+                tenant=tenant,
             )
             return self._put(self.resolved, self.firing, key, new)
         held = self.firing.get(key)
@@ -159,6 +178,7 @@ class AlertState:
             ends,
             alert.get("generator_url", ""),
             now,
+            tenant=tenant,
         )
         return self._put(self.firing, self.resolved, key, new)
 
@@ -174,7 +194,8 @@ class AlertState:
         if current == new:
             current.updated = new.updated
             return False
-        out_of.pop(key, None)
+        if out_of.pop(key, None) is None and current is None:
+            self._held[new.tenant] += 1
         self.version += 1
         new.version = self.version
         into[key] = new
@@ -198,20 +219,21 @@ class AlertState:
         """Forget resolved alerts older than the retention."""
         horizon = self._wall() - self._retention
         for key in [k for k, held in self.resolved.items() if held.updated < horizon]:
-            del self.resolved[key]
+            self._held[self.resolved.pop(key).tenant] -= 1
             self._dirty.add(key)
 
-    def changes(self) -> StateChanges:
-        """`StatefulSink`: the alerts changed since the last call, one row each."""
+    def changes(self, limit: int | None = None) -> StateChanges:
+        """`StatefulSink`: the alerts changed since the last call (at most `limit`), one row
+        each."""
         rows: StateChanges = {}
-        for key in self._dirty:
+        while self._dirty and len(rows) != limit:
+            key = self._dirty.pop()
             held, status = self.firing.get(key), "firing"
             if held is None:
                 held, status = self.resolved.get(key), "resolved"
             rows[orjson.dumps(key)] = (
                 None if held is None else orjson.dumps({"status": status, **asdict(held)})
             )
-        self._dirty.clear()
         return rows
 
     def restore(self, rows: list[tuple[bytes, bytes]]) -> None:
@@ -222,6 +244,7 @@ class AlertState:
             into = self.firing if item.pop("status") == "firing" else self.resolved
             held = HeldAlert(**item)
             into[tuple((name, value) for name, value in orjson.loads(raw_key))] = held
+            self._held[held.tenant] += 1
             self.version = max(self.version, held.version)
         self.expire()
         if rows:

@@ -84,23 +84,31 @@ class StoreState:
         self.store = store
         self._wall = wall_clock
 
-    def changes(self) -> StateChanges:
-        """The series changed or expired since the last call, taken now. (Expiry is left
-        to the scrapes: a series that expired unseen is dropped at restore.)"""
+    def changes(self, limit: int | None = None) -> StateChanges:
+        """The series changed or expired since the last call, taken now: at most `limit`
+        (the others stay for the next call). (Expiry is left to the scrapes: a series that
+        expired unseen is dropped at restore.)"""
         store = self.store
-        rows: StateChanges = {encode_key(name, key): None for name, key in store.removed}
-        store.removed.clear()
+        rows: StateChanges = {}
         offset = self._wall() - store.now()
+
+        def take(name: str, family: Family | None, key: LabelKey) -> None:
+            series = None if family is None else family.series.get(key)
+            rows[encode_key(name, key)] = (
+                None if family is None or series is None
+                else encode_series(family, series, series.updated + offset)
+            )
+
+        removed = store.removed
+        while removed and len(rows) != limit:
+            name, key = removed.pop()
+            take(name, store.families.get(name), key)  # it may be back since
         for name, family in store.families.items():
-            if not family.dirty:
-                continue
-            for key in family.dirty:
-                series = family.series.get(key)
-                rows[encode_key(name, key)] = (
-                    None if series is None
-                    else encode_series(family, series, series.updated + offset)
-                )
-            family.dirty.clear()
+            dirty = family.dirty
+            while dirty and len(rows) != limit:
+                take(name, family, dirty.pop())
+            if len(rows) == limit:
+                break
         return rows
 
     def restore(self, rows: list[tuple[bytes, bytes]]) -> None:
