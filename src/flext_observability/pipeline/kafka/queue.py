@@ -279,6 +279,8 @@ class KafkaQueue(Queue):
         self._content = {topic: key for key, topic in self._topic_of.items()}
         self._partitions: dict[str, int] = {}
         self._local: _LocalStore | None = None
+        # Rows of a checkpoint in progress (`stage()`), written with its end.
+        self._staged: dict[str, StateChanges] = {}
         self._producer: Producer | None = None
         self._readers: dict[str, _Reader] = {}
         self._stop = threading.Event()
@@ -743,6 +745,11 @@ class KafkaQueue(Queue):
     async def checkpoint(
         self, cursors: dict[str, int], changes: dict[str, StateChanges]
     ) -> None:
+        if self._staged:
+            merged = {name: dict(rows) for name, rows in self._staged.items()}
+            for name, rows in changes.items():
+                merged.setdefault(name, {}).update(rows)
+            changes = merged
         offsets: dict[str, dict[TopicKey, int]] = {}
         for consumer, seq in cursors.items():
             state = self._consumers[consumer]
@@ -753,6 +760,13 @@ class KafkaQueue(Queue):
             offsets[consumer] = self._positions(reader, seq)
         if offsets or changes:
             await self._write(offsets, changes)
+        self._staged = {}
+
+    async def stage(self, changes: dict[str, StateChanges]) -> None:
+        """The local store has no staging table: the staged rows wait here and are written
+        with the checkpoint that ends them (the state on disk never shows half of one)."""
+        for name, rows in changes.items():
+            self._staged.setdefault(name, {}).update(rows)
 
     async def _write(
         self, offsets: dict[str, dict[TopicKey, int]], changes: dict[str, StateChanges]
@@ -782,6 +796,9 @@ class KafkaQueue(Queue):
         release: dict[Signal, int],
         cursors: dict[str, int],
         changes: dict[str, StateChanges],
+        *,
+        staged: dict[str, StateChanges] | None = None,
+        publish: bool = False,
     ) -> None:
         raise QueueClosed("KafkaQueue.checkpoint writes offsets")
 

@@ -282,11 +282,12 @@ class PushState:
     def __init__(self, groups: PushGroups) -> None:
         self.groups = groups
 
-    def changes(self) -> StateChanges:
+    def changes(self, limit: int | None = None) -> StateChanges:
         groups = self.groups
         groups.expire()
         rows: StateChanges = {}
-        for key in groups.dirty:
+        taken = list(groups.dirty) if limit is None else list(groups.dirty)[:limit]
+        for key in taken:
             group = groups.groups.get(key)
             rows[orjson.dumps([list(pair) for pair in key])] = None if group is None else (
                 orjson.dumps({
@@ -294,7 +295,7 @@ class PushState:
                     "families": encode_families(group.families),
                 })
             )
-        groups.dirty.clear()
+        groups.dirty.difference_update(taken)
         return rows
 
     def restore(self, rows: list[tuple[bytes, bytes]]) -> None:
