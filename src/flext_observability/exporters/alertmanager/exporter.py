@@ -112,7 +112,6 @@ class AlertmanagerExporter:
         self._reported_invalid: dict[LabelSet, int] = {}
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        state.subscribe(self._wake)
 
     def _wake(self) -> None:
         for target in self._targets:
@@ -137,6 +136,8 @@ class AlertmanagerExporter:
             timeout=self.config.timeout, verify=client_ssl_context(self.config.tls)
         )
         self._report_up()
+        # Subscribed while running only: an exporter a reload replaced is not called again.
+        self._state.subscribe(self._wake)
         self._tasks = [
             asyncio.create_task(self._run(t), name=f"{NAME}-{t.url}") for t in self._targets
         ]
@@ -146,6 +147,7 @@ class AlertmanagerExporter:
         if not self._tasks:
             return
         self._stop.set()
+        self._state.unsubscribe(self._wake)
         self._wake()
         _, late = await asyncio.wait(self._tasks, timeout=max(0.0, deadline - self._clock()))
         for task in late:
