@@ -7,6 +7,7 @@ receivers); shutdown is upstream first, so that every stage can drain.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -47,6 +48,12 @@ HELD_REASON = (
     "no span exporter is configured (exporters.jaeger.endpoint or an exporters.otlp entry "
     "with traces) and queue.hold_unexported is true"
 )
+
+
+def _unchanged(old: Exporter, new: Exporter) -> bool:
+    """The same kind of exporter with equal settings (an exporter of the registry keeps its
+    config model as `config`; one without is always replaced)."""
+    return type(old) is type(new) and getattr(old, "config", old) == getattr(new, "config", new)
 
 
 def build_queue(config: Config, registry: CollectorRegistry) -> Queue:
@@ -113,11 +120,13 @@ class Collector:
         self._held_task: asyncio.Task[None] | None = None
         # Every sink in one list, started in order and stopped together with a deadline:
         # the local consumers, then the exporters of the registry (`components.EXPORTERS`).
-        self.exporters = build_exporters(
-            config, ExporterContext(
-                self.queue, self.telemetry, self.alerts, (self.store, self.health)
-            )
+        self._context = ExporterContext(
+            self.queue, self.telemetry, self.alerts, (self.store, self.health)
         )
+        mark = self.queue.registrations
+        self.exporters = build_exporters(config, self._context)
+        # The queue cursors the exporters read with (released when an exporter goes).
+        self._exporter_cursors = self.queue.registered_since(mark)
         self.sinks: list[Exporter] = [*self.consumers, *self.exporters.values()]
         self.intake = build_intake(config, self.queue, self.store, self.health, self.alerts)
         self.ingest = build_ingest(config, self.intake.put, self.telemetry, self.queue)
@@ -156,6 +165,38 @@ class Collector:
             else:
                 log.warning("spans are refused: no span exporter is configured "
                             "(exporters.jaeger.endpoint or an exporters.otlp entry with traces)")
+
+    async def replace_exporters(self, config: Config, grace: float) -> list[str]:
+        """Run the exporters `config` makes (`build_exporters`), while data keeps coming:
+        an exporter whose settings did not change keeps running; a removed or changed one
+        is shut down (`grace` seconds for its deliveries in flight) before the new one
+        starts. A queue-reading exporter goes on from its own cursor, so what it had not
+        delivered is sent by its successor; a removed one's cursor stays stored (for when
+        it comes back) and the rows only it held are released. The receivers then take
+        spans and logs as `config` says. Returns the names started, stopped or replaced."""
+        mark = self.queue.registrations
+        fresh = build_exporters(config, self._context)
+        cursors = self.queue.registered_since(mark)
+        kept = {name: old for name, old in self.exporters.items()
+                if name in fresh and _unchanged(old, fresh[name])}
+        stopping = [old for name, old in self.exporters.items() if name not in kept]
+        deadline = time.monotonic() + grace
+        await asyncio.gather(*(old.shutdown(deadline) for old in stopping))
+        for cursor in sorted(self._exporter_cursors - cursors):
+            await self.queue.unregister(cursor)
+        self._exporter_cursors = cursors
+        for old in stopping:
+            if old.name not in fresh:
+                with contextlib.suppress(KeyError):
+                    self.telemetry.exporter_up.remove(old.name)
+        self.exporters = {name: kept.get(name, new) for name, new in fresh.items()}
+        self.sinks = [*self.consumers, *self.exporters.values()]
+        started = [new for name, new in self.exporters.items() if name not in kept]
+        for exporter in started:
+            await exporter.start()
+        self.native.accepts_spans = config.accepts_spans()
+        self.otlp.set_accepts(spans=config.accepts_spans(), logs=config.exports("logs"))
+        return sorted({e.name for e in stopping} | {e.name for e in started})
 
     def held(self) -> dict[str, Any]:
         """What is held with no exporter to deliver it (queue.hold_unexported)."""

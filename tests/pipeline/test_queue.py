@@ -234,3 +234,46 @@ async def test_staged_rows_are_published_by_the_next_checkpoint_or_forgotten(tmp
     assert sorted(await again.load_state("prom")) == [(b"a", b"2"), (b"c", b"4")]
     assert again.cursor("prom") == 2
     await again.shutdown()
+async def test_consumers_registered_and_unregistered_while_running(make_queue):
+    """A reload's exporters: registered again, a consumer keeps its cursor; unregistered,
+    the rows only it held are released; registered anew, it goes on from its cursor."""
+    queue = make_queue()
+    queue.register("jaeger", [Signal.SPANS])
+    queue.register("extra", [Signal.SPANS])
+    await queue.start()
+    first = await queue.put(Signal.SPANS, "otlp-pb", b"s1", 1)
+    await queue.ack("jaeger", first)
+    await queue.ack("extra", first)
+    second = await queue.put(Signal.SPANS, "otlp-pb", b"s2", 1)
+    await queue.ack("jaeger", second)
+
+    mark = queue.registrations
+    queue.register("jaeger", [Signal.SPANS])
+    assert queue.registered_since(mark) == {"jaeger"}
+    assert queue.cursor("jaeger") == second
+    assert queue.depth(Signal.SPANS) == 1  # s2, not acknowledged by extra
+
+    await queue.unregister("extra")
+    assert queue.depth(Signal.SPANS) == 0
+    third = await queue.put(Signal.SPANS, "otlp-pb", b"s3", 1)
+    queue.register("extra", [Signal.SPANS])
+    assert queue.cursor("extra") == first
+    assert [r.seq for r in await queue.read("extra", queue.cursor("extra"), 10)] == [third]
+    await queue.shutdown()
+
+
+async def test_a_stored_cursor_of_an_unconfigured_consumer_is_kept(tmp_path):
+    """Removed before a restart and added back after it: the consumer goes on from its
+    stored cursor."""
+    queue = SqliteQueue(tmp_path / "q", 100, 1_000_000, 3)
+    queue.register("extra", [Signal.SPANS])
+    await queue.start()
+    seq = await queue.put(Signal.SPANS, "otlp-pb", b"s1", 1)
+    await queue.ack("extra", seq)
+    await queue.shutdown()
+
+    reopened = SqliteQueue(tmp_path / "q", 100, 1_000_000, 3)
+    await reopened.start()
+    reopened.register("extra", [Signal.SPANS])
+    assert reopened.cursor("extra") == seq
+    await reopened.shutdown()

@@ -98,6 +98,8 @@ class Queue(ABC):
 
     # Whether consumers read a put record under the seq `put()` gave it.
     reads_back_seq = True
+    # Whether consumers may be registered and unregistered while running (a reload).
+    live_consumers = True
 
     def __init__(
         self, max_items: int, max_bytes: int, retry_after: int, signal_share: float = 1.0
@@ -108,6 +110,9 @@ class Queue(ABC):
         self.signal_max_items = max(1, int(max_items * signal_share))
         self.signal_max_bytes = max(1, int(max_bytes * signal_share))
         self._consumers: dict[str, _Consumer] = {}
+        # Stored cursors of consumers not registered now (removed, or not configured).
+        self._retired: dict[str, int] = {}
+        self._registered: list[str] = []
         self._stored: dict[Signal, _Stored] = {signal: _Stored() for signal in Signal}
         self._reserved_items = 0
         self._reserved_bytes = 0
@@ -115,8 +120,35 @@ class Queue(ABC):
         self._closed = True
 
     def register(self, consumer: str, signals: Iterable[Signal]) -> None:
-        """Declare a consumer before `start()`; it reads only rows of these signals."""
-        self._consumers[consumer] = _Consumer(frozenset(signals))
+        """Declare a consumer; it reads only rows of these signals. Before `start()`, or
+        while running (a reloaded exporter) where `live_consumers`: a consumer registered
+        again keeps its cursor, one registered anew goes on from its stored cursor."""
+        self._registered.append(consumer)
+        known = self._consumers.get(consumer)
+        if known is not None:
+            known.signals = frozenset(signals)
+            return
+        self._consumers[consumer] = _Consumer(
+            frozenset(signals), self._retired.pop(consumer, 0))
+
+    @property
+    def registrations(self) -> int:
+        """How many `register` calls so far (a mark for `registered_since`)."""
+        return len(self._registered)
+
+    def registered_since(self, mark: int) -> set[str]:
+        """The consumers registered (again) after `mark`."""
+        return set(self._registered[mark:])
+
+    async def unregister(self, consumer: str) -> None:
+        """Forget a running consumer (a removed exporter): the rows only it still held are
+        released; its stored cursor stays for when it is registered again."""
+        state = self._consumers.pop(consumer, None)
+        if state is None:
+            return
+        self._retired[consumer] = state.cursor
+        state.wakeup.set()
+        await self._save(self._releasable(), {}, {})
 
     def consumed(self, signal: Signal) -> bool:
         return any(signal in c.signals for c in self._consumers.values())
@@ -253,6 +285,8 @@ class Queue(ABC):
         for name, seq in cursors.items():
             if name in self._consumers:
                 self._consumers[name].cursor = seq
+            else:
+                self._retired[name] = seq
             self._next_seq = max(self._next_seq, seq + 1)
         self._releasable()
 

@@ -100,7 +100,8 @@ class NativeReceiver:
         accepts_spans: bool = True,
     ) -> None:
         self._put = queue_put
-        self._accepts_spans = accepts_spans
+        # Whether spans are taken (a span exporter, or queue.hold_unexported); reloadable.
+        self.accepts_spans = accepts_spans
         self._telemetry = telemetry
         self._max_body = max_body_bytes
         self._max_items = max_items
@@ -249,7 +250,7 @@ class NativeReceiver:
             errors = self._attribute_errors(items)
             if errors:
                 raise Refusal(422, "attribute_limit", errors, items=len(items))
-            if not self._accepts_spans:
+            if not self.accepts_spans:
                 raise Refusal.single(422, "no_exporter", SPANS_REFUSED, items=len(items))
             otlp = spans_to_otlp(items)
             if tenant is not None:

@@ -80,15 +80,21 @@ class OtlpIngest:
         self._telemetry = telemetry
         # Signals no exporter would ever deliver: refused, with why and the key to set.
         self._refused: dict[Signal, str] = {}
-        if not accepts_logs:
-            self._refused[Signal.LOGS] = (
+        self.set_accepts(spans=accepts_spans, logs=accepts_logs)
+        self._parsers: dict[str, Callable[..., OtlpParsed]] = {}
+        self.set_limits(limits)
+
+    def set_accepts(self, *, spans: bool, logs: bool) -> None:
+        """Which signals an exporter delivers (at start, and from a reloaded config)."""
+        refused: dict[Signal, str] = {}
+        if not logs:
+            refused[Signal.LOGS] = (
                 "log records are not accepted: no logs exporter is configured (add an "
                 "exporters.otlp entry whose signals include logs)"
             )
-        if not accepts_spans:
-            self._refused[Signal.SPANS] = SPANS_REFUSED
-        self._parsers: dict[str, Callable[..., OtlpParsed]] = {}
-        self.set_limits(limits)
+        if not spans:
+            refused[Signal.SPANS] = SPANS_REFUSED
+        self._refused = refused
 
     def set_limits(self, limits: LimitsConfig) -> None:
         """The item limits of `limits` (at start, and from a reloaded config)."""

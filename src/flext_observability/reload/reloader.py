@@ -3,11 +3,13 @@
 Applied in place, without closing a listener, a connection or a queued item: the
 `limits` section (except the memory limiter's), the auth tokens and tenants, the TLS
 certificate files (re-read into the HTTP listener's live SSL context: new handshakes get
-the new certificate), the health TTL and service limit, `server.log_level`, and the
-Alertmanager exporter (added, removed or changed: the old one finishes its posts, the new
-one sends every firing alert). The queue-reading exporters (Jaeger) need a restart. Any other
-changed key needs a restart: it is reported and left as it was. A file that does not
-load changes nothing; the answer lists every error with its YAML path.
+the new certificate), the health TTL and service limit, `server.log_level`, and every
+exporter of the registry (`components.EXPORTERS`), added, removed or changed
+(`Collector.replace_exporters`: an unchanged one keeps running, a replaced one finishes its
+deliveries in flight and its successor goes on from its queue cursor; the receivers take
+spans and logs as the new exporters say). With the Kafka queue, exporter changes need a
+restart. Any other changed key needs a restart: it is reported and left as it was. A file
+that does not load changes nothing; the answer lists every error with its YAML path.
 """
 
 from __future__ import annotations
@@ -26,9 +28,8 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from prometheus_client import Gauge
 
+from flext_observability.components import EXPORTERS
 from flext_observability.config import Config, ConfigError, load_config
-from flext_observability.exporters.alertmanager.exporter import NAME as ALERTMANAGER
-from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
 from flext_observability.tls import server_ssl_context
 
 if TYPE_CHECKING:
@@ -38,10 +39,13 @@ log = logging.getLogger(__name__)
 
 # Changed keys applied in place: these, and every key under them.
 APPLIED = ("limits", "server.auth", "server.tls", "server.log_level",
-           "health.default_ttl_seconds", "health.max_services", "exporters.alertmanager")
-# ... except these, which need a restart like every other key.
+           "health.default_ttl_seconds", "health.max_services")
+# The sections of the registry's exporters (applied unless the queue is Kafka's).
+EXPORTER_KEYS = tuple(f"exporters.{name}" for name in EXPORTERS)
+# ... except these, which need a restart like every other key (the alerts' state is sized
+# at start).
 NOT_APPLIED = ("limits.memory_limit_mib", "limits.memory_spike_limit_mib",
-               "limits.memory_check_interval")
+               "limits.memory_check_interval", "exporters.alertmanager.max_alerts")
 ROUTE = "/-/reload"
 # Seconds a replaced exporter gets to finish its posts.
 EXPORTER_SHUTDOWN_GRACE = 5.0
@@ -71,11 +75,13 @@ def _tokens(config: Config) -> list[tuple[str, str]]:
     return [(e.token, e.tenant) for e in config.server.auth.entries()]
 
 
-def _applied(key: str) -> bool:
+def _applied(key: str, exporters: bool) -> bool:
+    """Whether a changed key is applied in place (`exporters`: the exporters' sections are)."""
     def under(prefix: str) -> bool:
         return key == prefix or key.startswith(prefix + ".")
 
-    return any(map(under, APPLIED)) and not any(map(under, NOT_APPLIED))
+    applied = APPLIED + EXPORTER_KEYS if exporters else APPLIED
+    return any(map(under, applied)) and not any(map(under, NOT_APPLIED))
 
 
 def error_entry(line: str) -> dict[str, str]:
@@ -131,11 +137,12 @@ class Reloader:
                 self.successful.set(0)
                 log.error("config reload failed, nothing changed: %s", "; ".join(result.errors))
                 return result
-            alertmanager_changed = (
-                config.exporters.alertmanager != self._collector.config.exporters.alertmanager)
+            exporters_changed = config.exporters != self._collector.config.exporters
             self._apply(config, result)
-            if alertmanager_changed:
-                await self._replace_alertmanager(config)
+            if exporters_changed:
+                replaced = await self._collector.replace_exporters(
+                    config, EXPORTER_SHUTDOWN_GRACE)
+                log.info("exporters replaced: %s", ",".join(replaced) or "-")
             for hook in self.on_applied:
                 await hook(config)
             self.successful.set(1)
@@ -154,8 +161,9 @@ class Reloader:
         except ConfigError as exc:
             return None, Outcome(False, errors=list(exc.errors))
         keys = changed_keys(current, new)
-        applied = [k for k in keys if _applied(k)]
-        restart = [k for k in keys if not _applied(k)]
+        live = self._collector.queue.live_consumers
+        applied = [k for k in keys if _applied(k, live)]
+        restart = [k for k in keys if not _applied(k, live)]
         if (current.server.auth.entries() == []) != (new.server.auth.entries() == []):
             applied = [k for k in applied if k != "server.auth"]
             restart.append("server.auth (turning authentication on or off)")
@@ -181,8 +189,12 @@ class Reloader:
             "default_ttl_seconds": new.health.default_ttl_seconds,
             "max_services": new.health.max_services,
         })
-        exporters = current.exporters.model_copy(
-            update={"alertmanager": new.exporters.alertmanager})
+        exporters = current.exporters
+        if live:
+            alertmanager = new.exporters.alertmanager.model_copy(
+                update={"max_alerts": current.exporters.alertmanager.max_alerts})
+            exporters = new.exporters.model_copy(update={
+                "prometheus": current.exporters.prometheus, "alertmanager": alertmanager})
         running = current.model_copy(update={
             "server": server, "limits": new.limits.model_copy(update=memory),
             "health": health, "exporters": exporters,
@@ -212,17 +224,6 @@ class Reloader:
         if config.server.log_level is not None:
             logging.getLogger().setLevel(config.server.log_level.upper())
         collector.config = config
-
-    async def _replace_alertmanager(self, config: Config) -> None:
-        collector = self._collector
-        old = collector.exporters.pop(ALERTMANAGER, None)
-        if old is not None:
-            await old.shutdown(time.monotonic() + EXPORTER_SHUTDOWN_GRACE)
-        if config.exporters.alertmanager.urls:
-            exporter = AlertmanagerExporter(config.exporters.alertmanager, collector.alerts,
-                                            collector.telemetry)
-            collector.exporters[ALERTMANAGER] = exporter
-            await exporter.start()
 
 
 def add_reload_route(app: FastAPI, reloader: Reloader) -> None:

@@ -93,7 +93,7 @@ class AlertmanagerExporter:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = NAME
-        self._config = config
+        self.config = config
         self._state = state
         self._telemetry = telemetry
         self._clock = clock
@@ -112,7 +112,6 @@ class AlertmanagerExporter:
         self._reported_invalid: dict[LabelSet, int] = {}
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        state.subscribe(self._wake)
 
     def _wake(self) -> None:
         for target in self._targets:
@@ -134,9 +133,11 @@ class AlertmanagerExporter:
             return
         self._stop.clear()
         self._client = httpx.AsyncClient(
-            timeout=self._config.timeout, verify=client_ssl_context(self._config.tls)
+            timeout=self.config.timeout, verify=client_ssl_context(self.config.tls)
         )
         self._report_up()
+        # Subscribed while running only: an exporter a reload replaced is not called again.
+        self._state.subscribe(self._wake)
         self._tasks = [
             asyncio.create_task(self._run(t), name=f"{NAME}-{t.url}") for t in self._targets
         ]
@@ -146,6 +147,7 @@ class AlertmanagerExporter:
         if not self._tasks:
             return
         self._stop.set()
+        self._state.unsubscribe(self._wake)
         self._wake()
         _, late = await asyncio.wait(self._tasks, timeout=max(0.0, deadline - self._clock()))
         for task in late:
@@ -180,14 +182,14 @@ class AlertmanagerExporter:
             target.sent_version = version
             self._telemetry.exported.labels(NAME).inc(sent)
             if full:
-                target.next_full = self._clock() + self._config.resend_interval
+                target.next_full = self._clock() + self.config.resend_interval
 
     async def _post(self, target: _Target, since: int) -> tuple[int, int]:
         """POST the alerts changed after version `since` (all with -1); (version, count)."""
         self._state.expire()
         version = self._state.version
         now = self._wall()
-        ends_firing = now + ENDS_AT_RESEND_INTERVALS * self._config.resend_interval
+        ends_firing = now + ENDS_AT_RESEND_INTERVALS * self.config.resend_interval
         alerts = [
             to_api(held, held.ends_at or ends_firing)
             for held in self._valid(self._state.firing.values(), since)

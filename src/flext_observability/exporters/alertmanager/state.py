@@ -138,6 +138,12 @@ class AlertState:
         """`listener()` is called after every change (once per handled batch)."""
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Callable[[], None]) -> None:
+        """Stop calling `listener` (an exporter shut down); a listener not subscribed is
+        ignored."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def release(self, alerts: list[dict[str, Any]]) -> None:
         """Alerts admitted that were not queued after all: the new ones no longer count."""
         for alert in alerts:

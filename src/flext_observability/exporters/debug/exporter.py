@@ -53,6 +53,7 @@ class DebugExporter:
         self, config: DebugExporterConfig, queue: Queue, telemetry: SelfTelemetry
     ) -> None:
         self.name = NAME
+        self.config = config
         self.helper = QueueExporter(
             NAME, queue, [Signal(s) for s in config.signals], self.push, telemetry,
             batch_max_items=BATCH_MAX_ITEMS, batch_timeout=BATCH_TIMEOUT, num_senders=1,

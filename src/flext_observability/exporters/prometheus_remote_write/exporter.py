@@ -147,7 +147,7 @@ class PrometheusRemoteWriteExporter:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._url = url
-        self._config = config
+        self.config = config
         self._sources = sources
         self._telemetry = telemetry
         self._clock = clock
@@ -178,15 +178,15 @@ class PrometheusRemoteWriteExporter:
         if self._task is not None:
             return
         self._stop.clear()
-        headers = {**self._config.headers, **HEADERS}
-        if self._config.bearer_token is not None:
-            headers["Authorization"] = f"Bearer {self._config.bearer_token}"
-        basic = self._config.basic_auth
+        headers = {**self.config.headers, **HEADERS}
+        if self.config.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {self.config.bearer_token}"
+        basic = self.config.basic_auth
         self._client = httpx.AsyncClient(
             headers=headers,
             auth=None if basic is None else httpx.BasicAuth(basic.username, basic.password),
-            timeout=self._config.timeout,
-            verify=client_ssl_context(self._config.tls),
+            timeout=self.config.timeout,
+            verify=client_ssl_context(self.config.tls),
             trust_env=False,
         )
         self._report_up()
@@ -207,7 +207,7 @@ class PrometheusRemoteWriteExporter:
             self._client = None
 
     async def _run(self) -> None:
-        interval = self._config.interval
+        interval = self.config.interval
         due = self._clock()
         while not self._stop.is_set():
             await self._round()
@@ -229,10 +229,10 @@ class PrometheusRemoteWriteExporter:
         # are plain values from then on, encoded a request at a time.
         families = [family for source in self._sources for family in source.collect()]
         samples = (sample for family in families for sample in family.samples)
-        slots = asyncio.Semaphore(self._config.num_senders)
+        slots = asyncio.Semaphore(self.config.num_senders)
         sends: list[asyncio.Task[int]] = []
         total = 0
-        size = self._config.max_samples_per_request
+        size = self.config.max_samples_per_request
         for chunk in chunks(samples, size):
             if not await self._acquire(slots):
                 break

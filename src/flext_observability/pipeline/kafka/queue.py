@@ -252,6 +252,8 @@ class KafkaQueue(Queue):
     not apply: the brokers' retention bounds the log."""
 
     reads_back_seq = False
+    # A consumer group is joined at start: exporters change with a restart.
+    live_consumers = False
 
     def __init__(
         self,
