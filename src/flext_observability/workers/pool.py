@@ -55,7 +55,8 @@ class WorkerPool:
 
     def _start_generation(self) -> list[asyncio.Event]:
         """A worker per slot with the current config; the events are set as each is ready."""
-        assert self._server is not None
+        if self._server is None:
+            raise RuntimeError("the worker pool is not started")
         events = []
         for index in range(self._config.server.workers):
             ready = asyncio.Event()

@@ -284,7 +284,8 @@ class PrometheusRemoteWriteExporter:
         return samples
 
     async def _post(self, body: bytes) -> None:
-        assert self._client is not None
+        if self._client is None:
+            raise RuntimeError("the remote-write exporter is not started")
         response = await self._client.post(self._url, content=body)
         response.raise_for_status()
 

@@ -386,7 +386,8 @@ class KafkaQueue(Queue):
                 on_lost=lambda c, parts: self._revoked(reader, parts),
             )
         else:
-            assert self._local is not None
+            if self._local is None:
+                raise QueueClosed("the queue is not open")
             stored = self._local.offsets(name)
             reader.done = dict(stored)
             reader.consumer.assign([
