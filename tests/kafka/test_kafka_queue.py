@@ -151,7 +151,7 @@ def test_two_instances_behave_as_one_collector(pair: Pair, sink: OtlpSink) -> No
     spans_b = [native_span(f"b-{i}") for i in range(30)]
     assert post(a, "spans", spans_a).status_code == 202
     assert post(b, "spans", spans_b).status_code == 202
-    counter = {"name": "kafka_jobs", "type": "counter", "service": "shared", "labels": {"q": "x"}}
+    counter = {"name": "kafka_jobs", "type": "counter", "service": "common", "labels": {"q": "x"}}
     assert post(a, "metrics", [{**counter, "value": 2}]).status_code == 202
     assert post(b, "metrics", [{**counter, "value": 3}]).status_code == 202
     for daemon, value in ((a, 1.5), (b, 2.5)):
@@ -177,7 +177,7 @@ def test_two_instances_behave_as_one_collector(pair: Pair, sink: OtlpSink) -> No
     # Both instances show every metric (a counter summed once), alert and health report.
     for daemon in (a, b):
         text = poll(lambda d=daemon: scrape(d), lambda t: (
-            sample(t, "kafka_jobs_total", job="shared", q="x") == 5
+            sample(t, "kafka_jobs_total", job="common", q="x") == 5
             and sample(t, "kafka_otlp_requests_total", job="otlp-svc", path="/a") == 4
         ), timeout=30, interval=0.3, what=f"state on {daemon.url}")
         assert sample(text, "flext_collector_kafka_connected") == 1

@@ -188,7 +188,7 @@ def test_pushes_need_a_token_and_stay_in_their_tenant(daemon_factory):
     ]}}})
     alpha = {"Authorization": "Bearer alpha-token-0123456789"}
     beta = {"Authorization": "Bearer beta-token-0123456789"}
-    url = f"{daemon.url}/metrics/job/shared"
+    url = f"{daemon.url}/metrics/job/common"
     assert httpx.put(url, content=b"up 1\n").status_code == 401
     assert httpx.delete(url).status_code == 401
     # The body's and the URL's tenant label are replaced by the token's.
@@ -201,9 +201,9 @@ def test_pushes_need_a_token_and_stay_in_their_tenant(daemon_factory):
     def text() -> str:
         return httpx.get(f"{daemon.url}/metrics").text
 
-    shown = until_equal(lambda: sample(text(), "up", job="shared", tenant="beta"), None)
+    shown = until_equal(lambda: sample(text(), "up", job="common", tenant="beta"), None)
     assert shown is None
-    assert sample(text(), "up", job="shared", tenant="alpha") == 1
+    assert sample(text(), "up", job="common", tenant="alpha") == 1
     assert sample(text(), "flext_collector_refused_items_total", signal="metrics",
                   reason="unauthorized") == 2
 
