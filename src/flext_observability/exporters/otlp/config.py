@@ -36,13 +36,11 @@ def _name(value: str) -> str:
     return value
 
 
-class OtlpExporterConfig(_Section):
-    """One OTLP destination. `name` labels its self-metrics and its `/readyz` entry."""
+class OtlpDelivery(_Section):
+    """How items go to one OTLP endpoint: an `exporters.otlp` entry's settings, and
+    `exporters.jaeger`'s (its preset)."""
 
-    name: Annotated[str, AfterValidator(_name)]
-    endpoint: EndpointUrl
     protocol: Literal["grpc", "http/protobuf"] = "grpc"
-    signals: list[OtlpSignal] = Field(default=list(SIGNALS), min_length=1)
     headers: dict[str, str] = {}
     compression: Literal["gzip", "none"] = "gzip"
     timeout: Duration = 10.0
@@ -53,14 +51,26 @@ class OtlpExporterConfig(_Section):
     tls: TlsClientConfig = TlsClientConfig()
 
     @model_validator(mode="after")
-    def _check(self) -> Self:
-        if len(set(self.signals)) != len(self.signals):
-            raise ValueError("signals: each of traces, metrics, logs at most once")
+    def _grpc_always_verifies(self) -> Self:
         if self.protocol == "grpc" and self.tls.insecure_skip_verify:
             raise ValueError(
                 "tls.insecure_skip_verify is not available with protocol grpc "
                 "(grpc always verifies the server); give tls.ca_file instead"
             )
+        return self
+
+
+class OtlpExporterConfig(OtlpDelivery):
+    """One OTLP destination. `name` labels its self-metrics and its `/readyz` entry."""
+
+    name: Annotated[str, AfterValidator(_name)]
+    endpoint: EndpointUrl
+    signals: list[OtlpSignal] = Field(default=list(SIGNALS), min_length=1)
+
+    @model_validator(mode="after")
+    def _signals_once_each(self) -> Self:
+        if len(set(self.signals)) != len(self.signals):
+            raise ValueError("signals: each of traces, metrics, logs at most once")
         return self
 
 
