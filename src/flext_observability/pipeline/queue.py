@@ -369,6 +369,21 @@ class MemoryQueue(Queue):
 _DECODED_WEIGHT = 8
 
 
+def write_state(conn: sqlite3.Connection, changes: dict[str, StateChanges]) -> None:
+    """Each consumer's changed rows into a `state (consumer, key, value)` table, inside the
+    caller's transaction: a row set or replaced, a None deleted."""
+    for consumer, rows in changes.items():
+        conn.executemany(
+            "INSERT INTO state VALUES (?, ?, ?) "
+            "ON CONFLICT (consumer, key) DO UPDATE SET value = excluded.value",
+            [(consumer, k, v) for k, v in rows.items() if v is not None],
+        )
+        conn.executemany(
+            "DELETE FROM state WHERE consumer = ? AND key = ?",
+            [(consumer, k) for k, v in rows.items() if v is None],
+        )
+
+
 def _weight(record: Record) -> int:
     size = len(record.payload)
     return size if record.decoded is None else size * _DECODED_WEIGHT
@@ -623,16 +638,7 @@ class SqliteQueue(Queue):
                     "(SELECT consumer, key FROM staged WHERE value IS NULL)"
                 )
                 conn.execute("DELETE FROM staged")
-            for consumer, rows in batch.state.items():
-                conn.executemany(
-                    "INSERT INTO state VALUES (?, ?, ?) "
-                    "ON CONFLICT (consumer, key) DO UPDATE SET value = excluded.value",
-                    [(consumer, k, v) for k, v in rows.items() if v is not None],
-                )
-                conn.executemany(
-                    "DELETE FROM state WHERE consumer = ? AND key = ?",
-                    [(consumer, k) for k, v in rows.items() if v is None],
-                )
+            write_state(conn, batch.state)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -68,6 +68,7 @@ from flext_observability.pipeline.queue import (
     QueueFull,
     Record,
     StateChanges,
+    write_state,
 )
 from flext_observability.signals import Signal
 from flext_observability.startup import StartupError
@@ -177,16 +178,7 @@ class _LocalStore:
                         "partition) DO UPDATE SET next_offset = excluded.next_offset",
                         [(consumer, t, p, o) for (t, p), o in positions.items()],
                     )
-                for consumer, rows in changes.items():
-                    conn.executemany(
-                        "INSERT INTO state VALUES (?, ?, ?) "
-                        "ON CONFLICT (consumer, key) DO UPDATE SET value = excluded.value",
-                        [(consumer, k, v) for k, v in rows.items() if v is not None],
-                    )
-                    conn.executemany(
-                        "DELETE FROM state WHERE consumer = ? AND key = ?",
-                        [(consumer, k) for k, v in rows.items() if v is None],
-                    )
+                write_state(conn, changes)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
