@@ -10,10 +10,8 @@ import grpc
 import httpx
 import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-)
 
+from helpers.otlp_requests import traces_request
 from helpers.procs import REPO_ROOT, Daemon, poll
 
 integration = pytest.mark.integration
@@ -57,19 +55,6 @@ def newest(daemon, token=TOKEN_A, **params):
 
 def post(daemon, path, body, headers):
     return httpx.post(f"{daemon.url}{path}", content=body, headers=headers, timeout=10)
-
-
-def traces_request(*trace_ids):
-    request = ExportTraceServiceRequest()
-    spans = request.resource_spans.add().scope_spans.add().spans
-    for i, trace_id in enumerate(trace_ids):
-        span = spans.add()
-        span.trace_id = trace_id
-        span.span_id = bytes([0, 0, 0, 0, 0, 0, 0, i + 1])
-        span.name = f"s{i}"
-        span.start_time_unix_nano = 1
-        span.end_time_unix_nano = 2
-    return request
 
 
 # (what is posted, status, reason, first error's field or None, a word of its message)

@@ -45,6 +45,7 @@ from opentelemetry.trace import Status as SpanStatus
 from helpers.exposition import sample
 from helpers.fixtures import OTLP_FIXTURES
 from helpers.otlp_json import otlp_json
+from helpers.otlp_requests import traces_request
 from helpers.procs import poll
 
 FIXTURES = OTLP_FIXTURES
@@ -232,19 +233,6 @@ def test_every_fixture_is_accepted(shared_daemon, path, transport):
         assert "no logs exporter" in partial.get("errorMessage", "")
     else:
         assert not any(k.startswith("rejected") for k in partial), partial
-
-
-def traces_request(*trace_ids):
-    request = ExportTraceServiceRequest()
-    spans = request.resource_spans.add().scope_spans.add().spans
-    for i, trace_id in enumerate(trace_ids):
-        span = spans.add()
-        span.trace_id = trace_id
-        span.span_id = bytes([0, 0, 0, 0, 0, 0, 0, i + 1])
-        span.name = f"s{i}"
-        span.start_time_unix_nano = 1
-        span.end_time_unix_nano = 2
-    return request
 
 
 GOOD = bytes(range(1, 17))
