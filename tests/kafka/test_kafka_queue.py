@@ -20,7 +20,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from helpers.exposition import sample
 from helpers.kafka import KafkaCluster, ensure_running, kafka_queue
 from helpers.otlp_sink import OtlpSink
-from helpers.procs import Daemon, deep_merge, poll
+from helpers.procs import Alertmanager, Daemon, deep_merge, poll
+from helpers.webhook import WebhookReceiver, notifying_alertmanager
 
 pytestmark = pytest.mark.integration
 
@@ -58,13 +59,20 @@ def start_instance(tmp: Path, name: str, overrides: dict[str, Any]) -> Daemon:
 
 
 class Pair:
-    """Collector instances A and B on the same brokers and topics, spans to one sink."""
+    """Collector instances A and B on the same brokers and topics, spans to one sink,
+    alerts to one Alertmanager."""
 
-    def __init__(self, tmp: Path, cluster: KafkaCluster, sink: OtlpSink) -> None:
+    def __init__(
+        self, tmp: Path, cluster: KafkaCluster, sink: OtlpSink, alertmanager: Alertmanager
+    ) -> None:
         self.config = deep_merge(
             kafka_queue(cluster),
-            {"exporters": {"jaeger": {"endpoint": sink.grpc_endpoint, "retry": FAST_RETRY,
-                                      "batch_timeout": 0.05}}},
+            {"exporters": {
+                "jaeger": {"endpoint": sink.grpc_endpoint, "retry": FAST_RETRY,
+                           "batch_timeout": 0.05},
+                "alertmanager": {"urls": [alertmanager.url], "resend_interval": 1,
+                                 "retry": FAST_RETRY},
+            }},
         )
         self.a = start_instance(tmp, "a", self.config)
         try:
@@ -86,10 +94,27 @@ def sink() -> Iterator[OtlpSink]:
 
 
 @pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def alertmanager(
+    webhook: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Alertmanager]:
+    manager = notifying_alertmanager(tmp_path_factory.mktemp("alertmanager"), webhook)
+    yield manager
+    manager.stop()
+
+
+@pytest.fixture(scope="module")
 def pair(
-    kafka_cluster: KafkaCluster, sink: OtlpSink, tmp_path_factory: pytest.TempPathFactory
+    kafka_cluster: KafkaCluster, sink: OtlpSink, alertmanager: Alertmanager,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pair]:
-    instances = Pair(tmp_path_factory.mktemp("pair"), kafka_cluster, sink)
+    instances = Pair(tmp_path_factory.mktemp("pair"), kafka_cluster, sink, alertmanager)
     yield instances
     instances.stop()
 
@@ -196,6 +221,47 @@ def test_two_instances_behave_as_one_collector(pair: Pair, sink: OtlpSink) -> No
             ("svc-a", "healthy"), ("svc-b", "degraded")}
 
 
+FIRED_THEN_RESOLVED = [("firing", ["firing"]), ("resolved", ["resolved"])]
+
+
+def held_alert_names(daemon: Daemon) -> set[str]:
+    alerts = httpx.get(f"{daemon.url}/api/v1/alerts", timeout=10).json()["alerts"]
+    return {alert["labels"]["alertname"] for alert in alerts}
+
+
+def notified(webhook: WebhookReceiver, alertname: str, wanted: list[Any]) -> None:
+    """Wait until alertname's group was notified exactly `wanted` (a prefix of it is not
+    enough; anything else fails at once)."""
+    def settled(got: list[Any]) -> bool:
+        assert got == wanted[:len(got)], f"{alertname}: {got}"
+        return got == wanted
+    poll(lambda: webhook.notifications(alertname), settled, timeout=30, interval=0.2,
+         what=f"{alertname} notified {wanted}")
+
+
+def test_alerts_from_either_instance_reach_alertmanager_once_per_group(
+    pair: Pair, webhook: WebhookReceiver
+) -> None:
+    """Both instances hold every alert and send it: Alertmanager sees each one alert in
+    its group, notified once firing and once resolved, whichever instance took it."""
+    a, b = pair.a, pair.b
+    assert post(a, "alerts", [{"name": "KafkaFromA", "service": "web"}]).status_code == 202
+    assert post(b, "alerts", [{"name": "KafkaFromB", "service": "web"}]).status_code == 202
+    for name in ("KafkaFromA", "KafkaFromB"):
+        notified(webhook, name, FIRED_THEN_RESOLVED[:1])
+    # Resolved through the other instance.
+    assert post(b, "alerts", [{"name": "KafkaFromA", "service": "web",
+                               "status": "resolved"}]).status_code == 202
+    assert post(a, "alerts", [{"name": "KafkaFromB", "service": "web",
+                               "status": "resolved"}]).status_code == 202
+    for name in ("KafkaFromA", "KafkaFromB"):
+        notified(webhook, name, FIRED_THEN_RESOLVED)
+    # Both instances go on re-sending what they hold (every second): no notification more.
+    time.sleep(3)
+    for name in ("KafkaFromA", "KafkaFromB"):
+        assert webhook.notifications(name) == FIRED_THEN_RESOLVED
+
+
 def test_one_broker_killed_under_load_loses_nothing(
     pair: Pair, sink: OtlpSink, kafka_cluster: KafkaCluster
 ) -> None:
@@ -242,16 +308,35 @@ def test_all_brokers_down_means_503_then_it_resumes(
     assert not {s["span_id"] for s in refused} & sink.span_ids()
 
 
-def test_instance_killed_under_load_its_spans_are_delivered_by_the_other(
-    pair: Pair, sink: OtlpSink
+def test_instance_killed_under_load_its_spans_and_alerts_are_delivered_by_the_other(
+    pair: Pair, sink: OtlpSink, alertmanager: Alertmanager, webhook: WebhookReceiver
 ) -> None:
-    """Last in the module: A is killed (then started again for the fixture's teardown)."""
+    """Last in the module: A is killed (then started again for the fixture's teardown).
+    Alertmanager is down until A is dead, so what reaches it comes from B."""
+    a, b = pair.a, pair.b
     sink.fail()  # nothing is delivered (nor committed) before A dies
-    with Load([pair.a]) as load_a:
+    alertmanager.stop()
+    with Load([a]) as load_a:
+        assert post(a, "alerts", [{"name": "KafkaTakenByA", "service": "web"}]).status_code \
+            == 202
         time.sleep(2)
     assert load_a.accepted
-    pair.a.kill9()
+    assert "KafkaTakenByA" in held_alert_names(a)
+    a.kill9()
     sink.recover()
+    assert post(b, "alerts", [{"name": "KafkaTakenByB", "service": "web"}]).status_code == 202
+    alertmanager.start()
+    for name in ("KafkaTakenByA", "KafkaTakenByB"):
+        notified(webhook, name, FIRED_THEN_RESOLVED[:1])
+    assert post(b, "alerts", [{"name": "KafkaTakenByA", "service": "web",
+                               "status": "resolved"}]).status_code == 202
+    notified(webhook, "KafkaTakenByA", FIRED_THEN_RESOLVED)
     # B takes A's partitions once A's session expires and delivers everything A accepted.
     sink.wait_for_span_ids(load_a.accepted, timeout=90)
-    pair.a.start()
+    # A comes back with the state it last wrote (the alert firing, maybe) and catches up
+    # with the log: the group is not notified again.
+    a.start()
+    poll(lambda: held_alert_names(a), lambda names: "KafkaTakenByA" not in names,
+         timeout=30, interval=0.2, what="A caught up with the resolve")
+    time.sleep(3)
+    assert webhook.notifications("KafkaTakenByA") == FIRED_THEN_RESOLVED
