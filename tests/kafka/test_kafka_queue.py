@@ -4,10 +4,12 @@ instance or a broker (CONTRACT §9)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ from helpers.webhook import WebhookReceiver, notifying_alertmanager
 pytestmark = pytest.mark.integration
 
 FAST_RETRY = {"initial_interval": 0.1, "max_interval": 0.5}
+# exporters.prometheus.max_series_per_metric of both instances
+LIMITED_SERIES = 6
 
 
 def native_span(name: str) -> dict[str, Any]:
@@ -72,6 +76,7 @@ class Pair:
                            "batch_timeout": 0.05},
                 "alertmanager": {"urls": [alertmanager.url], "resend_interval": 1,
                                  "retry": FAST_RETRY},
+                "prometheus": {"max_series_per_metric": LIMITED_SERIES},
             }},
         )
         self.a = start_instance(tmp, "a", self.config)
@@ -260,6 +265,57 @@ def test_alerts_from_either_instance_reach_alertmanager_once_per_group(
     time.sleep(3)
     for name in ("KafkaFromA", "KafkaFromB"):
         assert webhook.notifications(name) == FIRED_THEN_RESOLVED
+
+
+def limited_series(daemon: Daemon) -> set[str]:
+    return set(re.findall(r'^kafka_limited\{[^}]*k="([^"]+)"', scrape(daemon), re.MULTILINE))
+
+
+def post_together(requests: list[tuple[Daemon, str, Any]]) -> list[httpx.Response]:
+    """Each (daemon, route, body) posted from its own thread, at the same moment."""
+    barrier = threading.Barrier(len(requests))
+
+    def send(request: tuple[Daemon, str, Any]) -> httpx.Response:
+        barrier.wait()
+        return post(*request)
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(send, requests))
+
+
+def test_series_limits_two_instances_hold_the_same_series(pair: Pair) -> None:
+    """Admission is decided once, by the instance that takes the request, and only what
+    it admitted is in the log; every instance applies every record and applying never
+    refuses: both hold the same series, the union of what was answered 2xx, even where
+    requests to A and to B at the same moment took the limit past its value."""
+    accepted: set[str] = set()
+    refused = {"a": 0, "b": 0}
+    for round_ in range(4):
+        batches = {
+            name: [{"name": "kafka_limited", "type": "gauge", "value": 1, "service": "lim",
+                    "labels": {"k": f"{name}{round_}-{i}"}} for i in range(2)]
+            for name in ("a", "b")
+        }
+        answers = dict(zip(batches, post_together(
+            [(pair.a, "metrics", batches["a"]), (pair.b, "metrics", batches["b"])]),
+            strict=True))
+        for name, answer in answers.items():
+            if answer.status_code == 202:
+                accepted |= {m["labels"]["k"] for m in batches[name]}
+            else:
+                assert answer.status_code == 422, answer.text
+                assert "max_series_per_metric" in answer.json()["errors"][0]["message"]
+                refused[name] += 1
+    assert LIMITED_SERIES <= len(accepted) < 4 * 2 * 2
+    for daemon in (pair.a, pair.b):
+        poll(lambda d=daemon: limited_series(d), lambda got: got == accepted, timeout=30,
+             interval=0.3, what=f"the admitted series on {daemon.url}")
+    # Both at or past the limit now: a new series is refused by either.
+    for daemon in (pair.a, pair.b):
+        answer = post(daemon, "metrics", [{"name": "kafka_limited", "type": "gauge",
+                                           "value": 1, "service": "lim",
+                                           "labels": {"k": "late"}}])
+        assert answer.status_code == 422, answer.text
 
 
 def test_one_broker_killed_under_load_loses_nothing(
