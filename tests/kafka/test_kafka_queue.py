@@ -15,10 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
+from flext_observability.pipeline.kafka.queue import START_MARGIN
 from helpers.exposition import sample
 from helpers.kafka import KafkaCluster, ensure_running, kafka_queue
 from helpers.otlp_sink import OtlpSink
@@ -316,6 +319,77 @@ def test_series_limits_two_instances_hold_the_same_series(pair: Pair) -> None:
                                            "value": 1, "service": "lim",
                                            "labels": {"k": "late"}}])
         assert answer.status_code == 422, answer.text
+
+
+def reload_otlp(daemon: Daemon, *endpoints: str) -> None:
+    """Rewrite the daemon's config with `exporters.otlp` entries "extra" (traces) to these
+    endpoints (none: no entry) and reload it."""
+    entries = [{"name": "extra", "endpoint": endpoint, "signals": ["traces"],
+                "batch_timeout": 0.05, "retry": FAST_RETRY} for endpoint in endpoints]
+    config = {**daemon.config, "exporters": {**daemon.config["exporters"], "otlp": entries}}
+    daemon.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    answer = httpx.post(f"{daemon.url}/-/reload", timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert "exporters.otlp" in answer.json()["applied"], answer.text
+
+
+def group_state(cluster: KafkaCluster, group: str) -> tuple[str, int]:
+    """A consumer group's state and how many members it has."""
+    admin = AdminClient({"bootstrap.servers": ",".join(cluster.bootstrap)})
+    (described,) = admin.describe_consumer_groups([group]).values()
+    group_description = described.result(timeout=15)
+    return str(group_description.state.name), len(group_description.members)
+
+
+def test_exporters_added_changed_and_removed_by_reload(
+    pair: Pair, sink: OtlpSink, kafka_cluster: KafkaCluster
+) -> None:
+    """With the Kafka queue too: an exporter added by a reload of each instance is one
+    consumer group across them, for what is accepted from then on; one changed goes on
+    from its offsets (under load: nothing accepted is lost to it); one removed from both
+    leaves the group empty."""
+    a, b = pair.a, pair.b
+    extra, moved = OtlpSink().start(), OtlpSink().start()
+    group = f"{pair.config['queue']['kafka']['group_prefix']}-extra/traces"
+    try:
+        before = [native_span(f"before-{i}") for i in range(10)]
+        assert post(a, "spans", before).status_code == 202
+        posted = time.monotonic()
+        sink.wait_for_span_ids({s["span_id"] for s in before}, timeout=30)
+        # (an exporter added reads what was written from START_MARGIN before the reload)
+        time.sleep(max(0.0, posted + START_MARGIN + 0.5 - time.monotonic()))
+        for daemon in (a, b):
+            reload_otlp(daemon, extra.grpc_endpoint)
+        added = [native_span(f"added-{i}") for i in range(40)]
+        assert post(a, "spans", added[:20]).status_code == 202
+        assert post(b, "spans", added[20:]).status_code == 202
+        extra.wait_for_span_ids({s["span_id"] for s in added}, timeout=60)
+        assert len([s for s in extra.spans() if s.name.startswith("added-")]) == len(added)
+        assert not {s["span_id"] for s in before} & extra.span_ids()
+        poll(lambda: group_state(kafka_cluster, group), lambda got: got == ("STABLE", 2),
+             timeout=30, interval=0.3, what="both instances in the added exporter's group")
+
+        with Load([a, b]) as load:
+            time.sleep(1)
+            for daemon in (a, b):
+                reload_otlp(daemon, moved.grpc_endpoint)
+            time.sleep(1)
+        assert load.accepted
+        sink.wait_for_span_ids(load.accepted, timeout=60)
+        poll(lambda: load.accepted - extra.span_ids() - moved.span_ids(), lambda left: not left,
+             timeout=60, interval=0.3, what="every span accepted under the change delivered")
+
+        for daemon in (a, b):
+            reload_otlp(daemon)
+        poll(lambda: group_state(kafka_cluster, group), lambda got: got == ("EMPTY", 0),
+             timeout=30, interval=0.3, what="the removed exporter's group left")
+        after = [native_span(f"after-{i}") for i in range(10)]
+        assert post(b, "spans", after).status_code == 202
+        sink.wait_for_span_ids({s["span_id"] for s in after}, timeout=30)
+        assert not {s["span_id"] for s in after} & (extra.span_ids() | moved.span_ids())
+    finally:
+        extra.stop()
+        moved.stop()
 
 
 def test_one_broker_killed_under_load_loses_nothing(

@@ -98,8 +98,6 @@ class Queue(ABC):
 
     # Whether consumers read a put record under the seq `put()` gave it.
     reads_back_seq = True
-    # Whether consumers may be registered and unregistered while running (a reload).
-    live_consumers = True
 
     def __init__(
         self, max_items: int, max_bytes: int, retry_after: int, signal_share: float = 1.0
@@ -121,7 +119,7 @@ class Queue(ABC):
 
     def register(self, consumer: str, signals: Iterable[Signal]) -> None:
         """Declare a consumer; it reads only rows of these signals. Before `start()`, or
-        while running (a reloaded exporter) where `live_consumers`: a consumer registered
+        while running (a reloaded exporter): a consumer registered
         again keeps its cursor, one registered anew goes on from its stored cursor."""
         self._registered.append(consumer)
         known = self._consumers.get(consumer)

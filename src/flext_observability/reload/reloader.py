@@ -7,8 +7,8 @@ the new certificate), the health TTL and service limit, `server.log_level`, and 
 exporter of the registry (`components.EXPORTERS`), added, removed or changed
 (`Collector.replace_exporters`: an unchanged one keeps running, a replaced one finishes its
 deliveries in flight and its successor goes on from its queue cursor; the receivers take
-spans and logs as the new exporters say). With the Kafka queue, exporter changes need a
-restart. Any other changed key needs a restart: it is reported and left as it was. A file
+spans and logs as the new exporters say; with the Kafka queue an exporter's consumer group
+is joined or left). Any other changed key needs a restart: it is reported and left as it was. A file
 that does not load changes nothing; the answer lists every error with its YAML path.
 """
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # Changed keys applied in place: these, and every key under them.
 APPLIED = ("limits", "server.auth", "server.tls", "server.log_level",
            "health.default_ttl_seconds", "health.max_services")
-# The sections of the registry's exporters (applied unless the queue is Kafka's).
+# The sections of the registry's exporters.
 EXPORTER_KEYS = tuple(f"exporters.{name}" for name in EXPORTERS)
 # ... except these, which need a restart like every other key (the alerts' state is sized
 # at start).
@@ -75,13 +75,12 @@ def _tokens(config: Config) -> list[tuple[str, str]]:
     return [(e.token, e.tenant) for e in config.server.auth.entries()]
 
 
-def _applied(key: str, exporters: bool) -> bool:
-    """Whether a changed key is applied in place (`exporters`: the exporters' sections are)."""
+def _applied(key: str) -> bool:
+    """Whether a changed key is applied in place."""
     def under(prefix: str) -> bool:
         return key == prefix or key.startswith(prefix + ".")
 
-    applied = APPLIED + EXPORTER_KEYS if exporters else APPLIED
-    return any(map(under, applied)) and not any(map(under, NOT_APPLIED))
+    return any(map(under, APPLIED + EXPORTER_KEYS)) and not any(map(under, NOT_APPLIED))
 
 
 def error_entry(line: str) -> dict[str, str]:
@@ -161,9 +160,8 @@ class Reloader:
         except ConfigError as exc:
             return None, Outcome(False, errors=list(exc.errors))
         keys = changed_keys(current, new)
-        live = self._collector.queue.live_consumers
-        applied = [k for k in keys if _applied(k, live)]
-        restart = [k for k in keys if not _applied(k, live)]
+        applied = [k for k in keys if _applied(k)]
+        restart = [k for k in keys if not _applied(k)]
         if (current.server.auth.entries() == []) != (new.server.auth.entries() == []):
             applied = [k for k in applied if k != "server.auth"]
             restart.append("server.auth (turning authentication on or off)")
@@ -189,12 +187,10 @@ class Reloader:
             "default_ttl_seconds": new.health.default_ttl_seconds,
             "max_services": new.health.max_services,
         })
-        exporters = current.exporters
-        if live:
-            alertmanager = new.exporters.alertmanager.model_copy(
-                update={"max_alerts": current.exporters.alertmanager.max_alerts})
-            exporters = new.exporters.model_copy(update={
-                "prometheus": current.exporters.prometheus, "alertmanager": alertmanager})
+        alertmanager = new.exporters.alertmanager.model_copy(
+            update={"max_alerts": current.exporters.alertmanager.max_alerts})
+        exporters = new.exporters.model_copy(update={
+            "prometheus": current.exporters.prometheus, "alertmanager": alertmanager})
         running = current.model_copy(update={
             "server": server, "limits": new.limits.model_copy(update=memory),
             "health": health, "exporters": exporters,

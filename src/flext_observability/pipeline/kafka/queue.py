@@ -14,6 +14,14 @@ offsets:
   instance (manual assignment): `checkpoint()` writes their state rows and the partition
   offsets those rows reflect in one SQLite transaction under `queue.path`, and a restart
   resumes from those offsets, so each record is applied exactly once to the restored state.
+
+Consumers come and go while running (a reload's exporters): one registered while running
+joins its group at its first read and, where its group has no committed offsets (its local
+store none), starts with the records written from START_MARGIN before it was registered
+(what was accepted before it was configured is not for it); one unregistered leaves its
+group (its partitions move to the group's other members, from the offsets committed); a
+consumer whose reader starts again from its cursor (a replaced exporter) reads again what
+was handed out and not acknowledged.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -85,6 +93,9 @@ PROBE_INTERVAL = 1.0
 # How long a revoked partition's records in flight get to be delivered before it moves.
 HANDOVER_SECONDS = 5.0
 SHARED_SIGNALS = frozenset({Signal.SPANS, Signal.LOGS})
+# A consumer registered while running starts this long before it was registered (clocks
+# of the instances may differ a little): a record produced as it was configured is read.
+START_MARGIN = 2.0
 TopicKey = tuple[str, int]
 
 
@@ -206,6 +217,11 @@ class _Reader:
     done: dict[TopicKey, int] = field(default_factory=dict)
     revoked: set[TopicKey] = field(default_factory=set)
     acked: asyncio.Event = field(default_factory=asyncio.Event)
+    # Records handed out by read() and not acknowledged yet, and the highest seq handed out.
+    lent: dict[int, Record] = field(default_factory=dict)
+    handed: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
     # Offset commits for the reader thread (a Kafka consumer is used by one thread only),
     # each with the future it settles.
     commits: SimpleQueue[tuple[list[TopicPartition], asyncio.Future[None]]] = field(
@@ -244,8 +260,6 @@ class KafkaQueue(Queue):
     not apply: the brokers' retention bounds the log."""
 
     reads_back_seq = False
-    # A consumer group is joined at start: exporters change with a restart.
-    live_consumers = False
 
     def __init__(
         self,
@@ -281,6 +295,8 @@ class KafkaQueue(Queue):
         self._threads: list[threading.Thread] = []
         self._connected = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        # consumer registered while running -> from when (Unix seconds) it reads
+        self._since: dict[str, float] = {}
 
     # -- setup -----------------------------------------------------------------------
 
@@ -382,15 +398,53 @@ class KafkaQueue(Queue):
                 raise QueueClosed("the queue is not open")
             stored = self._local.offsets(name)
             reader.done = dict(stored)
-            reader.consumer.assign([
-                TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
-                for t in topics for p in range(self._partitions[t])
-            ])
+            parts = [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
+                     for t in topics for p in range(self._partitions[t])]
+            reader.consumer.assign(self._starts(reader, parts, lambda p: p.offset < 0))
         return reader
 
+    def _starts(
+        self, reader: _Reader, parts: list[TopicPartition],
+        fresh: Callable[[TopicPartition], bool],
+    ) -> list[TopicPartition]:
+        """`parts` with the `fresh` ones (no offset stored or committed) of a consumer
+        registered while running at the first record written since then (the end when
+        there is none yet); the others as they are."""
+        since = self._since.get(reader.name)
+        wanted = [p for p in parts if fresh(p)]
+        if since is None or not wanted:
+            return parts
+        timeout = max(5.0, self.config.produce_timeout)
+        found = reader.consumer.offsets_for_times(
+            [TopicPartition(p.topic, p.partition, int(since * 1000)) for p in wanted], timeout
+        )
+        starts: dict[TopicKey, int] = {}
+        for part in found:
+            offset = part.offset
+            if offset < 0:  # nothing written since: the end
+                offset = reader.consumer.get_watermark_offsets(part, timeout)[1]
+            starts[(part.topic, part.partition)] = offset
+        return [TopicPartition(p.topic, p.partition, starts.get((p.topic, p.partition), p.offset))
+                for p in parts]
+
     def _assigned(self, reader: _Reader, parts: list[TopicPartition]) -> None:
+        """In the reader thread: partitions of the group for this instance. A consumer
+        registered while running starts the partitions its group has no offsets for at
+        `_starts`, and commits that start, so that the group's other members agree."""
         for part in parts:
             reader.revoked.discard((part.topic, part.partition))
+        if reader.name not in self._since or not parts:
+            return
+        try:
+            committed = reader.consumer.committed(parts, max(5.0, self.config.produce_timeout))
+            starts = self._starts(reader, committed, lambda p: p.offset < 0)
+            chosen = [p for p, c in zip(starts, committed, strict=True) if c.offset < 0]
+            if chosen:
+                reader.consumer.commit(offsets=chosen, asynchronous=False)
+            reader.consumer.assign(starts)
+        except KafkaException as exc:
+            log.warning("kafka: %s cannot look up where it starts (%s); it reads from the "
+                        "oldest record kept", reader.group, exc)
 
     def _revoked(self, reader: _Reader, parts: list[TopicPartition]) -> None:
         """In the reader thread, before the partitions go to another instance: what is
@@ -449,6 +503,7 @@ class KafkaQueue(Queue):
                         "they may be delivered twice", reader.group, len(late))
             for seq in late:
                 del reader.origin[seq]
+                reader.lent.pop(seq, None)
         return {key: reader.done.pop(key) for key in revoked if key in reader.done}
 
     async def start(self) -> None:
@@ -475,13 +530,66 @@ class KafkaQueue(Queue):
             )
         self._spawn(self._produce_loop, "kafka-producer")
         for reader in self._readers.values():
-            self._spawn(partial(self._read_loop, reader), f"kafka-{reader.name}")
+            self._run_reader(reader)
         self._closed = False
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _run_reader(self, reader: _Reader) -> None:
+        reader.thread = threading.Thread(
+            target=partial(self._read_loop, reader), name=f"kafka-{reader.name}", daemon=True
+        )
+        reader.thread.start()
+
+    async def _reader_of(self, consumer: str) -> _Reader | None:
+        """The consumer's reader; opened (its group joined) for a consumer registered while
+        running, opened again when its topics changed."""
+        state = self._consumers.get(consumer)
+        if state is None or self._producer is None:
+            return None
+        reader = self._readers.get(consumer)
+        if reader is not None and reader.topics == self._consumer_topics(state.signals):
+            return reader
+        if reader is not None:
+            await self._close_reader(reader)
+        reader = await asyncio.to_thread(self._open_reader, consumer, state.signals)
+        self._readers[consumer] = reader
+        self._run_reader(reader)
+        log.info("kafka: consumer %s reads %s (group %s)", consumer, ",".join(reader.topics),
+                 reader.group)
+        return reader
+
+    async def _close_reader(self, reader: _Reader) -> None:
+        """Stop a reader and leave its group: what it did not acknowledge is read again
+        by the group's next owner of the partitions, from the offsets committed."""
+        if self._readers.get(reader.name) is reader:
+            del self._readers[reader.name]
+        reader.stop.set()
+        if reader.thread is not None:
+            await asyncio.to_thread(reader.thread.join)
+        reader.buffer.clear()
+        reader.buffered_items = 0
+        reader.origin.clear()
+        reader.lent.clear()
+        await asyncio.to_thread(reader.consumer.close)
+
+    def register(self, consumer: str, signals: Iterable[Signal]) -> None:
+        if self._producer is not None and consumer not in self._consumers:
+            self._since[consumer] = time.time() - START_MARGIN
+        super().register(consumer, signals)
+
+    async def unregister(self, consumer: str) -> None:
+        """A removed exporter: its reader leaves its group; its cursor is forgotten (the
+        group's committed offsets are where it goes on if it comes back)."""
+        if self._consumers.pop(consumer, None) is None:
+            return
+        reader = self._readers.get(consumer)
+        if reader is not None:
+            await self._close_reader(reader)
+            log.info("kafka: consumer %s left group %s", consumer, reader.group)
 
     async def shutdown(self) -> None:
         if self._producer is None:
@@ -490,7 +598,7 @@ class KafkaQueue(Queue):
         producer, self._producer = self._producer, None
         await asyncio.to_thread(producer.flush, 5.0)
         self._stop.set()
-        for thread in self._threads:
+        for thread in [*self._threads, *(r.thread for r in self._readers.values() if r.thread)]:
             await asyncio.to_thread(thread.join)
         self._threads.clear()
         for reader in self._readers.values():
@@ -597,7 +705,7 @@ class KafkaQueue(Queue):
 
     def _read_loop(self, reader: _Reader) -> None:
         measured = 0.0
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not reader.stop.is_set():
             if reader.buffered_items >= BUFFER_ITEMS:
                 time.sleep(0.05)
                 continue
@@ -649,7 +757,10 @@ class KafkaQueue(Queue):
 
     def _arrive(self, reader: _Reader, messages: list[Message]) -> None:
         """On the loop: the records read, numbered in arrival order."""
-        consumer = self._consumers[reader.name]
+        consumer = self._consumers.get(reader.name)
+        if consumer is None or self._readers.get(reader.name) is not reader:
+            return  # a reader closed meanwhile
+
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             if topic is None or partition is None or offset is None:
@@ -687,9 +798,11 @@ class KafkaQueue(Queue):
         return _count_otlp(signal, payload)
 
     async def read(self, consumer: str, after: int, max_items: int) -> list[Record]:
-        reader = self._readers.get(consumer)
+        reader = await self._reader_of(consumer)
         if reader is None:
             return []
+        if after < reader.handed:
+            self._lend_back(reader, after)
         batch: list[Record] = []
         count = 0
         while reader.buffer and count < max_items:
@@ -698,13 +811,28 @@ class KafkaQueue(Queue):
             if record.seq <= after:
                 continue
             batch.append(record)
+            reader.lent[record.seq] = record
             count += record.items
+        if batch:
+            reader.handed = batch[-1].seq
         return batch
+
+    @staticmethod
+    def _lend_back(reader: _Reader, after: int) -> None:
+        """A reader starting again from `after` (a replaced exporter's successor): the
+        records handed out past it and not acknowledged are read again, first."""
+        again = sorted((seq, r) for seq, r in reader.lent.items() if seq > after)
+        for seq, _ in again:
+            del reader.lent[seq]
+        reader.buffer.extendleft(record for _, record in reversed(again))
+        reader.buffered_items += sum(record.items for _, record in again)
+        reader.handed = after
 
     def _positions(self, reader: _Reader, seq: int) -> dict[TopicKey, int]:
         """The next offset per partition once every record up to seq is handled."""
         positions: dict[TopicKey, int] = {}
         for handled in [s for s in reader.origin if s <= seq]:
+            reader.lent.pop(handled, None)
             topic, partition, offset = reader.origin.pop(handled)
             key = (topic, partition)
             positions[key] = max(positions.get(key, 0), offset + 1)
@@ -713,9 +841,9 @@ class KafkaQueue(Queue):
         return positions
 
     async def ack(self, consumer: str, seq: int) -> None:
-        state = self._consumers[consumer]
+        state = self._consumers.get(consumer)
         reader = self._readers.get(consumer)
-        if reader is None or seq <= state.cursor:
+        if state is None or reader is None or seq <= state.cursor:
             return
         state.cursor = seq
         positions = self._positions(reader, seq)
