@@ -1,7 +1,8 @@
 """TLS from the config's `tls` blocks: the receivers' server side, the exporters' client side.
 
-The server side serves HTTP (uvicorn's ssl options) and OTLP/gRPC (server credentials) from
-the same certificate; with `client_ca_file`, both require a client certificate signed by it.
+The server side serves HTTP (uvicorn's ssl options) and OTLP/gRPC (server credentials that
+a reload gives new files) from the same certificate; with `client_ca_file`, both require a
+client certificate signed by it.
 The client side gives an `ssl.SSLContext` for httpx (`verify=context`) and gRPC channel
 credentials. Files are read when called: config validation calls the context builders,
 so a file that does not load is reported by `check-config`.
@@ -10,8 +11,10 @@ so a file that does not load is reported by `check-config`.
 from __future__ import annotations
 
 import ssl
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import grpc
 from pydantic import model_validator
@@ -91,16 +94,49 @@ def uvicorn_ssl_options(tls: TlsServerConfig) -> dict[str, Any]:
     return options
 
 
-def grpc_server_credentials(tls: TlsServerConfig) -> grpc.ServerCredentials | None:
-    """Credentials for `add_secure_port`; None when TLS is off (an insecure port)."""
+class GrpcServerCertificates:
+    """Server credentials for `add_secure_port` whose files `load()` reads again (a reload):
+    gRPC asks for the certificate at every new connection's handshake, so new connections
+    get the new one; connections already open keep theirs. Whether a client certificate is
+    required is fixed at start (`client_ca_file` set or not)."""
+
+    def __init__(self, tls: TlsServerConfig) -> None:
+        self._lock = threading.Lock()
+        self._pending: grpc.ServerCertificateConfiguration | None = None
+        # (gRPC's stubs leave out the None its documentation allows: "no change")
+        fetch = cast(Callable[[], grpc.ServerCertificateConfiguration], self._fetch)
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            self._configuration(tls), fetch,
+            require_client_authentication=tls.client_ca_file is not None,
+        )
+
+    @staticmethod
+    def _configuration(tls: TlsServerConfig) -> grpc.ServerCertificateConfiguration:
+        if tls.cert_file is None or tls.key_file is None:
+            raise ValueError("cert_file and key_file must be set")
+        return grpc.ssl_server_certificate_configuration(
+            [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+            root_certificates=_read(tls.client_ca_file),
+        )
+
+    def load(self, tls: TlsServerConfig) -> None:
+        """Read the files again; the next handshake uses them."""
+        configuration = self._configuration(tls)
+        with self._lock:
+            self._pending = configuration
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """gRPC's fetcher (called before each handshake): the new files once, else None."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
+
+
+def grpc_server_certificates(tls: TlsServerConfig) -> GrpcServerCertificates | None:
+    """The gRPC listener's certificates; None when TLS is off (an insecure port)."""
     if tls.cert_file is None or tls.key_file is None:
         return None
-    ca = _read(tls.client_ca_file)
-    return grpc.ssl_server_credentials(
-        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
-    )
+    return GrpcServerCertificates(tls)
 
 
 def client_ssl_context(tls: TlsClientConfig) -> ssl.SSLContext:

@@ -2,7 +2,8 @@
 TLS keep-alive connection while the config changes (a limit lowered, the token rotated,
 the certificate replaced, then an invalid file). No connection error, no 5xx, every item
 answered 2xx reaches the exposition, and the old token is refused right after the
-reload that rotated it."""
+reload that rotated it. A gRPC client's connection stays up across the certificate change
+while new gRPC connections get the new certificate; the memory limiter's keys apply too."""
 
 import os
 import secrets
@@ -14,15 +15,19 @@ import subprocess
 import threading
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import yaml
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 
 from helpers.procs import Daemon, poll, start_alertmanager
 
 integration = pytest.mark.integration
 
-TLS_REREAD = "server.tls (certificate files re-read; gRPC keeps its own until restart)"
+TLS_REREAD = "server.tls (certificate files re-read, for HTTP and gRPC)"
 OLD = f"tok-old-{secrets.token_hex(8)}"
 NEW = f"tok-new-{secrets.token_hex(8)}"
 
@@ -32,9 +37,11 @@ def openssl(*args, cwd):
 
 
 def issue_server_cert(directory: Path, common_name: str) -> None:
-    """server.pem/server.key for 127.0.0.1, signed by ca.pem, written in place."""
+    """server.pem/server.key for 127.0.0.1 (and `<common_name>.reload.test`), signed by
+    ca.pem, written in place."""
     (directory / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+        f"subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:{common_name}.reload.test\n"
+        "extendedKeyUsage=serverAuth\n")
     openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
             "-nodes", "-keyout", "next.key", "-out", "server.csr", "-subj", f"/CN={common_name}",
             cwd=directory)
@@ -69,6 +76,24 @@ def peer_common_name(port: int, ca: Path) -> str | None:
     except ConnectionRefusedError:
         return None
     return subject["commonName"]
+
+
+METRICS_EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+
+
+def grpc_export(channel: grpc.Channel, token: str) -> None:
+    """One OTLP/gRPC metrics export (a gauge point); raises grpc.RpcError when refused."""
+    request = ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="reload_grpc")
+    metric.gauge.data_points.add(as_double=1.0, time_unix_nano=1)
+    channel.unary_unary(METRICS_EXPORT)(request.SerializeToString(), timeout=10,
+                                        metadata=(("authorization", f"Bearer {token}"),))
+
+
+def grpc_channel(target: str, ca: Path, name: str | None = None) -> grpc.Channel:
+    """A TLS channel trusting `ca`, checking the server's certificate holds `name`."""
+    options = [] if name is None else [("grpc.ssl_target_name_override", name)]
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca.read_bytes()), options)
 
 
 def verifying(ca: Path) -> ssl.SSLContext:
@@ -184,11 +209,31 @@ def test_reload_under_load_loses_nothing(tmp_path, certs, alertmanager):
         poster.token = NEW
         assert post({**three_labels, "labels": {"a": "1"}}, NEW).status_code == 202
 
+        # A gRPC client with its connection open (its states recorded).
+        grpc_target = daemon.grpc_target
+        channel = grpc_channel(grpc_target, ca)
+        states: list[grpc.ChannelConnectivity] = []
+        channel.subscribe(states.append, try_to_connect=True)
+        grpc_export(channel, NEW)
+        assert grpc.ChannelConnectivity.READY in states
+
         # The certificate replaced in place, then SIGHUP: new handshakes get the new one.
         issue_server_cert(certs, "second")
         os.kill(daemon.pid, signal.SIGHUP)
         poll(lambda: peer_common_name(port, ca), lambda cn: cn == "second", 20, 0.1,
              "the new certificate served")
+        # gRPC too, on a new connection (only the new certificate names second.reload.test),
+        # while the open connection goes on: the channel never left READY.
+        with grpc_channel(grpc_target, ca, "second.reload.test") as fresh:
+            grpc_export(fresh, NEW)
+        with grpc_channel(grpc_target, ca, "first.reload.test") as stale, \
+                pytest.raises(grpc.RpcError) as refused:
+            grpc_export(stale, NEW)
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        grpc_export(channel, NEW)
+        assert states[states.index(grpc.ChannelConnectivity.READY):] == [
+            grpc.ChannelConnectivity.READY]
+        channel.close()
 
         # An invalid file: 400 with every error and its YAML path; nothing changes.
         rewrite(**{"limits.max_labels_per_metric": 0, "health.no_such_key": 1})
@@ -223,6 +268,24 @@ def test_reload_under_load_loses_nothing(tmp_path, certs, alertmanager):
         poll(delivered, lambda found: accepted <= found, 20, 0.2, "every 2xx'd item exported")
         assert "config reloaded: applied=server.auth" in daemon.log_tail(400)
         assert "config reload failed, nothing changed" in daemon.log_tail(400)
+
+        # The memory limiter's keys: a limit below what the process holds refuses data
+        # at once; turned off, data comes in again.
+        current = yaml.safe_load(daemon.config_path.read_text())
+        current["health"].pop("no_such_key")
+        current["limits"].update(max_labels_per_metric=2, memory_limit_mib=16,
+                                 memory_spike_limit_mib=8)
+        daemon.config_path.write_text(yaml.safe_dump(current))
+        answer = reload(NEW)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["applied"] == [
+            "limits.memory_limit_mib", "limits.memory_spike_limit_mib", TLS_REREAD]
+        limited = post({**three_labels, "labels": {"a": "1"}}, NEW)
+        assert limited.status_code == 503, limited.text
+        assert "limits.memory_limit_mib (16)" in limited.text
+        rewrite(**{"limits.memory_limit_mib": 0})
+        assert reload(NEW).status_code == 200
+        assert post({**three_labels, "labels": {"a": "1"}}, NEW).status_code == 202
     finally:
         daemon.stop()
 

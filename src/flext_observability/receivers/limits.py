@@ -127,6 +127,23 @@ class MemoryLimiter:
             await asyncio.sleep(self.interval)
             self.check()
 
+    async def reconfigure(self, limit: int, spike: int, interval: float) -> None:
+        """New limits (a reload), judged at once; a limit of 0 stops the sampling and lets
+        data in, a limit set where it was 0 starts it."""
+        self.limit = limit
+        self.soft_limit = limit - spike
+        self.interval = interval
+        if limit:
+            if self._task is None:
+                await self.start()
+            else:
+                self.check()
+            return
+        await self.shutdown()
+        if self.limited:
+            self.limited = False
+            log.info("memory limiter: turned off; accepting data again")
+
     async def shutdown(self) -> None:
         """Stop sampling; safe twice and without start."""
         await cancel(self._task)

@@ -23,7 +23,7 @@ from flext_observability.refusals.log import RefusalLog
 from flext_observability.routes import OTLP
 from flext_observability.signals import OtlpKind
 from flext_observability.startup import StartupError
-from flext_observability.tls import TlsServerConfig, grpc_server_credentials
+from flext_observability.tls import TlsServerConfig, grpc_server_certificates
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class OtlpGrpcServer:
         self._max_message = max_message_bytes
         self._authenticator = authenticator
         self._tls = tls or TlsServerConfig()
+        self._certificates = grpc_server_certificates(self._tls)
         self._server: grpc.aio.Server | None = None
         self.port = port
 
@@ -158,12 +159,12 @@ class OtlpGrpcServer:
             for kind, service in SERVICES.items()
         ]
         server.add_generic_rpc_handlers(handlers)
-        credentials = grpc_server_credentials(self._tls)
+        certificates = self._certificates
         try:
-            if credentials is None:
+            if certificates is None:
                 port = server.add_insecure_port(self._address)
             else:
-                port = server.add_secure_port(self._address, credentials)
+                port = server.add_secure_port(self._address, certificates.credentials)
         except RuntimeError:
             port = 0
         if port == 0:
@@ -175,7 +176,13 @@ class OtlpGrpcServer:
         await server.start()
         self._server = server
         log.info("otlp grpc receiver listening on %s%s", self._address,
-                 "" if credentials is None else " (TLS)")
+                 "" if certificates is None else " (TLS)")
+
+    def load_certificates(self, tls: TlsServerConfig) -> None:
+        """A reload: the certificate files read again, for the next connections (the
+        listener and the connections open stay)."""
+        if self._certificates is not None:
+            self._certificates.load(tls)
 
     def _export(self, kind: OtlpKind) -> Handler:
         """The call's handler: authentication and ingestion, behind the gate, recorded."""

@@ -1,9 +1,10 @@
 """Re-read the config file and apply what can change while running (CONTRACT §11).
 
 Applied in place, without closing a listener, a connection or a queued item: the
-`limits` section (except the memory limiter's), the auth tokens and tenants, the TLS
-certificate files (re-read into the HTTP listener's live SSL context: new handshakes get
-the new certificate), the health TTL and service limit, `server.log_level`, and every
+`limits` section (the memory limiter's too: judged again at once), the auth tokens and
+tenants, the TLS certificate files (re-read into the HTTP listener's live SSL context and
+the gRPC listener's certificate fetcher: new handshakes get the new certificate), the
+health TTL and service limit, `server.log_level`, and every
 exporter of the registry (`components.EXPORTERS`), added, removed or changed
 (`Collector.replace_exporters`: an unchanged one keeps running, a replaced one finishes its
 deliveries in flight and its successor goes on from its queue cursor; the receivers take
@@ -30,6 +31,7 @@ from prometheus_client import Gauge
 
 from flext_observability.components import EXPORTERS
 from flext_observability.config import Config, ConfigError, load_config
+from flext_observability.receivers.limits import MIB
 from flext_observability.tls import server_ssl_context
 
 if TYPE_CHECKING:
@@ -42,10 +44,9 @@ APPLIED = ("limits", "server.auth", "server.tls", "server.log_level",
            "health.default_ttl_seconds", "health.max_services")
 # The sections of the registry's exporters.
 EXPORTER_KEYS = tuple(f"exporters.{name}" for name in EXPORTERS)
-# ... except these, which need a restart like every other key (the alerts' state is sized
-# at start).
-NOT_APPLIED = ("limits.memory_limit_mib", "limits.memory_spike_limit_mib",
-               "limits.memory_check_interval", "exporters.alertmanager.max_alerts")
+# ... except this one, which needs a restart like every other key (the alerts' state is
+# sized at start).
+NOT_APPLIED = ("exporters.alertmanager.max_alerts",)
 ROUTE = "/-/reload"
 # Seconds a replaced exporter gets to finish its posts.
 EXPORTER_SHUTDOWN_GRACE = 5.0
@@ -137,7 +138,7 @@ class Reloader:
                 log.error("config reload failed, nothing changed: %s", "; ".join(result.errors))
                 return result
             exporters_changed = config.exporters != self._collector.config.exporters
-            self._apply(config, result)
+            await self._apply(config)
             if exporters_changed:
                 replaced = await self._collector.replace_exporters(
                     config, EXPORTER_SHUTDOWN_GRACE)
@@ -174,15 +175,12 @@ class Reloader:
                 server_ssl_context(new.server.tls)
             except (OSError, ssl.SSLError) as exc:
                 return None, Outcome(False, errors=[f"server.tls: cannot load: {exc}"])
-            applied.append("server.tls (certificate files re-read; gRPC keeps its own "
-                           "until restart)")
+            applied.append("server.tls (certificate files re-read, for HTTP and gRPC)")
         server = current.server.model_copy(update={
             "auth": new.server.auth if "server.auth" in applied else current.server.auth,
             "tls": new.server.tls if tls_on and new.server.tls.cert_file else current.server.tls,
             "log_level": new.server.log_level,
         })
-        memory = {k: getattr(current.limits, k) for k in
-                  ("memory_limit_mib", "memory_spike_limit_mib", "memory_check_interval")}
         health = current.health.model_copy(update={
             "default_ttl_seconds": new.health.default_ttl_seconds,
             "max_services": new.health.max_services,
@@ -192,14 +190,18 @@ class Reloader:
         exporters = new.exporters.model_copy(update={
             "prometheus": current.exporters.prometheus, "alertmanager": alertmanager})
         running = current.model_copy(update={
-            "server": server, "limits": new.limits.model_copy(update=memory),
+            "server": server, "limits": new.limits,
             "health": health, "exporters": exporters,
         })
         return running, Outcome(True, sorted(set(applied)), sorted(set(restart)))
 
-    def _apply(self, config: Config, result: Outcome) -> None:
+    async def _apply(self, config: Config) -> None:
         collector = self._collector
         limits = config.limits
+        await collector.memory.reconfigure(
+            limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
+            limits.memory_check_interval,
+        )
         collector.native.set_limits(limits)
         collector.otlp.set_limits(limits)
         for gate in (collector.ingest.http_gate, collector.grpc_gate):
@@ -217,6 +219,7 @@ class Reloader:
                 context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
                 if tls.client_ca_file is not None:
                     context.load_verify_locations(str(tls.client_ca_file))
+            collector.grpc.load_certificates(tls)
         if config.server.log_level is not None:
             logging.getLogger().setLevel(config.server.log_level.upper())
         collector.config = config
