@@ -98,6 +98,8 @@ class Collector:
         self.checkpoints = Checkpoints(self.queue, self.telemetry)
         self.checkpoints.add("health", self.health)
         self.checkpoints.add("alerts", self.alerts)
+        # (health reports raise and resolve alerts too)
+        self.alerts.caught_up = lambda: all(map(self.queue.caught_up, ("alerts", "health")))
         self.consumers = [
             LocalConsumer(self.queue, "health", [Signal.HEALTH], self.health.handle,
                           self.telemetry, checkpoints=self.checkpoints),

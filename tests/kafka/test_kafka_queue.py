@@ -463,10 +463,26 @@ def test_instance_killed_under_load_its_spans_and_alerts_are_delivered_by_the_ot
     notified(webhook, "KafkaTakenByA", FIRED_THEN_RESOLVED)
     # B takes A's partitions once A's session expires and delivers everything A accepted.
     sink.wait_for_span_ids(load_a.accepted, timeout=90)
-    # A comes back with the state it last wrote (the alert firing, maybe) and catches up
-    # with the log: the group is not notified again.
-    a.start()
-    poll(lambda: held_alert_names(a), lambda names: "KafkaTakenByA" not in names,
-         timeout=30, interval=0.2, what="A caught up with the resolve")
-    time.sleep(3)
+    # A comes back with the state it last wrote (the alert firing) and catches up with the
+    # log before it sends: Alertmanager never holds the resolved alert firing again.
+    fired_again = threading.Event()
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            if alertmanager.alerts(filter=['alertname="KafkaTakenByA"']):
+                fired_again.set()
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        a.start()
+        poll(lambda: held_alert_names(a), lambda names: "KafkaTakenByA" not in names,
+             timeout=30, interval=0.2, what="A caught up with the resolve")
+        time.sleep(3)
+    finally:
+        watching.set()
+        watcher.join(10)
+    assert not fired_again.is_set()
     assert webhook.notifications("KafkaTakenByA") == FIRED_THEN_RESOLVED

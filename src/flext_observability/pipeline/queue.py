@@ -257,6 +257,11 @@ class Queue(ABC):
         """The consumer's state rows as of its stored cursor (after `start()`)."""
         return []
 
+    def caught_up(self, consumer: str) -> bool:
+        """Whether a state consumer's state is as new as the log it follows. Here always:
+        the state restored is this queue's own, a checkpoint at most behind its rows."""
+        return True
+
     def _releasable(self) -> dict[Signal, int]:
         """Per signal, the highest seq that every interested consumer has acknowledged."""
         floors: dict[Signal, int] = {}

@@ -1,5 +1,6 @@
 """Native and health-derived alerts in a real Alertmanager (API v2), through outages and crashes."""
 
+import asyncio
 import time
 
 import httpx
@@ -134,3 +135,34 @@ def test_alerts_accepted_before_a_kill_9_reach_alertmanager_after_restart(
         lambda alerts: {a["labels"]["alertname"] for a in alerts} == {
             "DiskFull", "ServiceUnhealthy"},
         timeout=10)
+
+
+async def test_nothing_is_sent_before_the_state_caught_up_with_its_log(alertmanager):
+    """A restarted instance on Kafka holds the state it last wrote until it has applied the
+    log: the exporter sends nothing before (an alert resolved meanwhile never fires again
+    in Alertmanager), then everything."""
+    from prometheus_client import CollectorRegistry
+
+    from flext_observability.exporters.alertmanager.config import AlertmanagerExporterConfig
+    from flext_observability.exporters.alertmanager.exporter import AlertmanagerExporter
+    from flext_observability.exporters.alertmanager.state import AlertState
+    from flext_observability.models.native import Alert
+    from flext_observability.telemetry import SelfTelemetry
+
+    state = AlertState()
+    caught_up = False
+    state.caught_up = lambda: caught_up
+    state.publish([Alert.model_validate({"name": "Stale", "service": "db"}).model_dump(
+        mode="json")])
+    exporter = AlertmanagerExporter(
+        AlertmanagerExporterConfig(urls=[alertmanager.url], resend_interval=1, retry=FAST_RETRY),
+        state, SelfTelemetry(CollectorRegistry(), None))
+    await exporter.start()
+    try:
+        await asyncio.sleep(1.5)
+        assert alertmanager.alerts(filter=['alertname="Stale"']) == []
+        caught_up = True
+        await asyncio.to_thread(alertmanager.wait_for, lambda alerts: len(alerts) == 1,
+                                10, ['alertname="Stale"'])
+    finally:
+        await exporter.shutdown(time.monotonic() + 5)

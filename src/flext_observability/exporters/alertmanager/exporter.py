@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 NAME = "alertmanager"
 INVALID = "invalid_alert"
 ENDS_AT_RESEND_INTERVALS = 4
+# How often, and how long at most, the exporter waits for the alerts' state to catch up
+# with its log before its first send.
+CATCH_UP_POLL = 0.1
+CATCH_UP_LIMIT = 30.0
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
@@ -160,7 +164,19 @@ class AlertmanagerExporter:
 
     async def _run(self, target: _Target) -> None:
         """Send changes at once and everything every resend_interval; at shutdown, one
-        last attempt (no retries) for changes not sent yet."""
+        last attempt (no retries) for changes not sent yet. Nothing before the state has
+        caught up with its log (at most CATCH_UP_LIMIT): a restarted instance's older
+        state (an alert resolved while it was down, still firing in it) is not sent."""
+        limit = self._clock() + CATCH_UP_LIMIT
+        while not self._state.caught_up():
+            if self._clock() >= limit:
+                log.warning("%s %s: the alerts' state has not caught up with its log in "
+                            "%.0fs; sending it as it is", NAME, target.url, CATCH_UP_LIMIT)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), CATCH_UP_POLL)
+            if self._stop.is_set():
+                return
         while True:
             target.wakeup.clear()
             stopping = self._stop.is_set()

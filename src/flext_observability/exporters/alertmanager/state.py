@@ -102,6 +102,9 @@ class AlertState:
         self._held: Counter[str] = Counter()
         # New alerts admitted and not applied yet (they count against their tenant's limit).
         self._admitted: dict[LabelSet, str] = {}
+        # Whether the state is as new as the log it follows (a restarted instance on Kafka
+        # catches up first): the exporter sends nothing before.
+        self.caught_up: Callable[[], bool] = lambda: True
 
     def admit(self, alerts: list[dict[str, Any]]) -> list[ItemError]:
         """The native alerts that would be held past their tenant's

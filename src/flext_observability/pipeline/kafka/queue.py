@@ -222,6 +222,9 @@ class _Reader:
     handed: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    # A state consumer's partitions -> their end when it started (what it must apply to
+    # be as new as the log).
+    ends: dict[TopicKey, int] = field(default_factory=dict)
     # Offset commits for the reader thread (a Kafka consumer is used by one thread only),
     # each with the future it settles.
     commits: SimpleQueue[tuple[list[TopicPartition], asyncio.Future[None]]] = field(
@@ -401,7 +404,29 @@ class KafkaQueue(Queue):
             parts = [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
                      for t in topics for p in range(self._partitions[t])]
             reader.consumer.assign(self._starts(reader, parts, lambda p: p.offset < 0))
+            reader.ends = self._ends(reader, parts)
         return reader
+
+    def _ends(self, reader: _Reader, parts: list[TopicPartition]) -> dict[TopicKey, int]:
+        """Each partition's end now (none when the brokers do not say: not waited for)."""
+        timeout = max(5.0, self.config.produce_timeout)
+        try:
+            return {(p.topic, p.partition): reader.consumer.get_watermark_offsets(
+                TopicPartition(p.topic, p.partition), timeout)[1] for p in parts}
+        except KafkaException as exc:
+            log.warning("kafka: %s cannot read where its partitions end (%s)", reader.name, exc)
+            return {}
+
+    def caught_up(self, consumer: str) -> bool:
+        """Whether a state consumer has applied (and written) every record its partitions
+        held when it started: a restarted instance's state is as new as the log."""
+        reader = self._readers.get(consumer)
+        if reader is None or not reader.ends:
+            return True
+        if all(reader.done.get(key, 0) >= end for key, end in reader.ends.items()):
+            reader.ends = {}
+            return True
+        return False
 
     def _starts(
         self, reader: _Reader, parts: list[TopicPartition],
