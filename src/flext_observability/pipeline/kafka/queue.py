@@ -93,6 +93,8 @@ PROBE_INTERVAL = 1.0
 # How long a revoked partition's records in flight get to be delivered before it moves.
 HANDOVER_SECONDS = 5.0
 SHARED_SIGNALS = frozenset({Signal.SPANS, Signal.LOGS})
+# The state consumers whose catching up with the log is followed (`caught_up`).
+FOLLOWED_SIGNALS = frozenset({Signal.ALERTS, Signal.HEALTH})
 # A consumer registered while running starts this long before it was registered (clocks
 # of the instances may differ a little): a record produced as it was configured is read.
 START_MARGIN = 2.0
@@ -404,7 +406,8 @@ class KafkaQueue(Queue):
             parts = [TopicPartition(t, p, stored.get((t, p), OFFSET_BEGINNING))
                      for t in topics for p in range(self._partitions[t])]
             reader.consumer.assign(self._starts(reader, parts, lambda p: p.offset < 0))
-            reader.ends = self._ends(reader, parts)
+            if signals & FOLLOWED_SIGNALS:
+                reader.ends = self._ends(reader, parts)
         return reader
 
     def _ends(self, reader: _Reader, parts: list[TopicPartition]) -> dict[TopicKey, int]:
@@ -418,8 +421,9 @@ class KafkaQueue(Queue):
             return {}
 
     def caught_up(self, consumer: str) -> bool:
-        """Whether a state consumer has applied (and written) every record its partitions
-        held when it started: a restarted instance's state is as new as the log."""
+        """Whether a state consumer of alerts or health has applied (and written) every
+        record its partitions held when it started: a restarted instance's state is as new
+        as the log."""
         reader = self._readers.get(consumer)
         if reader is None or not reader.ends:
             return True
@@ -785,7 +789,6 @@ class KafkaQueue(Queue):
         consumer = self._consumers.get(reader.name)
         if consumer is None or self._readers.get(reader.name) is not reader:
             return  # a reader closed meanwhile
-
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
             if topic is None or partition is None or offset is None:
