@@ -606,6 +606,8 @@ class KafkaQueue(Queue):
         await asyncio.to_thread(reader.consumer.close)
 
     def register(self, consumer: str, signals: Iterable[Signal]) -> None:
+        """As the base's; a consumer new while running reads from START_MARGIN before now
+        where its group has no offsets (`_starts`)."""
         if self._producer is not None and consumer not in self._consumers:
             self._since[consumer] = time.time() - START_MARGIN
         super().register(consumer, signals)
