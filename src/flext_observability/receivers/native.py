@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from flext_observability.config import LimitsConfig
+from flext_observability.config import Config, LimitsConfig
 from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, describe, raw_errors
 from flext_observability.models.native import (
@@ -45,6 +45,7 @@ from flext_observability.receivers.auth import request_tenant, tag_resources
 from flext_observability.receivers.body import (
     media_type,
 )
+from flext_observability.receivers.component import Receiver, ReceiverContext
 from flext_observability.receivers.toolkit import (
     MAX_ERRORS_LISTED,
     SPANS_REFUSED,
@@ -427,3 +428,20 @@ def build_router(receiver: NativeReceiver) -> APIRouter:
     for kind, route in ROUTES.items():
         add(kind, NATIVE[route.signal].path, route.model)
     return router
+
+
+def create(config: Config, context: ReceiverContext) -> Receiver:
+    """The native API (`components.RECEIVERS`): its routes over `context.put`; a reload
+    changes its limits and whether spans are taken."""
+    server = config.server
+    receiver = NativeReceiver(
+        context.put, context.telemetry, server.max_body_bytes, server.max_items_per_request,
+        read_timeout=server.read_timeout, limits=config.limits,
+        accepts_spans=config.accepts_spans(),
+    )
+
+    def apply(new: Config) -> None:
+        receiver.set_limits(new.limits)
+        receiver.accepts_spans = new.accepts_spans()
+
+    return Receiver(RECEIVER, router=build_router(receiver), apply=apply)

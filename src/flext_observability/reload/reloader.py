@@ -204,8 +204,7 @@ class Reloader:
     def _apply(self, config: Config, result: Outcome) -> None:
         collector = self._collector
         limits = config.limits
-        collector.native.set_limits(limits)
-        collector.otlp.set_limits(limits)
+        collector.ingest.apply(config)
         for gate in (collector.ingest.http_gate, collector.grpc_gate):
             gate.max_in_flight = limits.max_concurrent_requests
             gate.retry_after = limits.retry_after_seconds
