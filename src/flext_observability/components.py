@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from flext_observability.config import Config, QueueConfig
+from flext_observability.config import Config
 from flext_observability.exporters.alertmanager import exporter as alertmanager
 from flext_observability.exporters.alertmanager.state import AlertState
 from flext_observability.exporters.debug import exporter as debug
@@ -29,6 +29,7 @@ from flext_observability.exporters.jaeger import exporter as jaeger
 from flext_observability.exporters.otlp import exporter as otlp
 from flext_observability.exporters.prometheus_remote_write import exporter as remote_write
 from flext_observability.exporters.prometheus_remote_write.exporter import SampleSource
+from flext_observability.pipeline.config import QueueConfig
 from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.kafka.queue import build_kafka_queue
 from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue

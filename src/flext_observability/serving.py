@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 
-from flext_observability.config import ServerConfig
+from flext_observability.receivers.config import ServerConfig
 from flext_observability.receivers.connections import (
     ConnectionLimits,
     connection_bound,

@@ -27,11 +27,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from flext_observability.config import AuthConfig
 from flext_observability.models.errors import ItemError
 from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
 from flext_observability.models.otlp import encode_status
 from flext_observability.receivers.body import media_type
+from flext_observability.receivers.config import AuthConfig
 from flext_observability.receivers.pushgateway.path import PREFIX as PUSH_PREFIX
 from flext_observability.routes import INGEST, OTLP_PREFIX
 from flext_observability.signals import Signal

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from flext_observability.config import Config, LimitsConfig
+from flext_observability.config import Config
 from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, describe, raw_errors
 from flext_observability.models.native import (
@@ -46,6 +46,7 @@ from flext_observability.receivers.body import (
     media_type,
 )
 from flext_observability.receivers.component import Receiver, ReceiverContext
+from flext_observability.receivers.config import LimitsConfig
 from flext_observability.receivers.toolkit import (
     MAX_ERRORS_LISTED,
     SPANS_REFUSED,
