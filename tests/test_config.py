@@ -145,3 +145,59 @@ def test_a_bad_value_in_a_component_section_names_its_variable_and_key():
         "FLEXT_OBS_QUEUE__KIND (queue.kind): Input should be 'disk', 'memory' or 'kafka'")
     assert failed.value.errors[1].startswith(
         "FLEXT_OBS_LIMITS__MAX_CONCURRENT_REQUESTS (limits.max_concurrent_requests): ")
+
+
+# server.max_items_per_request moved to limits (README "Limits": the old key is still read).
+OLD, NEW = "server.max_items_per_request", "limits.max_items_per_request"
+
+
+def test_a_moved_key_in_the_file_is_read_as_its_new_key_with_a_warning(tmp_path, caplog):
+    path = write(tmp_path, "server:\n  max_items_per_request: 5\n")
+    config = load_config(path, {})
+    assert config.limits.max_items_per_request == 5
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"config: {path}: {OLD} is deprecated, read as {NEW} "
+        "(FLEXT_OBS_LIMITS__MAX_ITEMS_PER_REQUEST): rename it"
+    ]
+
+
+def test_a_moved_key_from_the_environment_is_read_as_a_number_naming_its_variable(caplog):
+    config = load_config(None, {"FLEXT_OBS_SERVER__MAX_ITEMS_PER_REQUEST": "7"})
+    assert config.limits.max_items_per_request == 7
+    assert "FLEXT_OBS_SERVER__MAX_ITEMS_PER_REQUEST (server.max_items_per_request) is " \
+           "deprecated" in caplog.text
+
+
+def test_the_old_and_the_new_key_set_alike_is_one_value(tmp_path):
+    path = write(tmp_path, "server: {max_items_per_request: 9}\n"
+                           "limits: {max_items_per_request: 9}\n")
+    assert load_config(path, {}).limits.max_items_per_request == 9
+
+
+def test_the_old_and_the_new_key_set_differently_is_an_error_naming_both(tmp_path):
+    path = write(tmp_path, "server: {max_items_per_request: 5}\n"
+                           "limits: {max_items_per_request: 6}\n")
+    with pytest.raises(ConfigError) as failed:
+        load_config(path, {})
+    assert failed.value.errors == [
+        f"{path}: {OLD} and {path}: {NEW} are both set, to different values: {OLD} is now "
+        f"{NEW}; set that one only"
+    ]
+    with pytest.raises(ConfigError) as failed:
+        load_config(write(tmp_path, "server: {max_items_per_request: 5}\n"),
+                    {"FLEXT_OBS_LIMITS__MAX_ITEMS_PER_REQUEST": "6"})
+    assert failed.value.errors[0].startswith(
+        f"{path}: {OLD} and FLEXT_OBS_LIMITS__MAX_ITEMS_PER_REQUEST ({NEW}) are both set")
+
+
+def test_a_bad_value_of_a_moved_key_names_the_key_written(tmp_path):
+    path = write(tmp_path, "server:\n  max_items_per_request: 0\n")
+    with pytest.raises(ConfigError) as failed:
+        load_config(path, {})
+    assert failed.value.errors == [
+        f"{path}: {OLD} (now {NEW}): Input should be greater than 0"
+    ]
+    with pytest.raises(ConfigError) as failed:
+        load_config(None, {"FLEXT_OBS_SERVER__MAX_ITEMS_PER_REQUEST": "many"})
+    assert failed.value.errors[0].startswith(
+        f"FLEXT_OBS_SERVER__MAX_ITEMS_PER_REQUEST ({OLD} (now {NEW})): ")

@@ -10,6 +10,7 @@ Errors are reported with the YAML path of the key (`queue.max_items: ...`), so t
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -53,8 +54,16 @@ class Config(_Section):
         return any(signal in entry.signals for entry in self.exporters.otlp)
 
 
+log = logging.getLogger(__name__)
+
 ENV_PREFIX = "FLEXT_OBS_"
 Path_ = tuple[str | int, ...]
+
+# Keys that moved to another section: old path -> new path. The old key is still read (as
+# the new one, with a WARNING naming it); both set to different values is a config error.
+MOVED: dict[Path_, Path_] = {
+    ("server", "max_items_per_request"): ("limits", "max_items_per_request"),
+}
 
 
 class ConfigError(Exception):
@@ -130,7 +139,7 @@ def _kind(annotation: Any) -> str:
 
 
 def _env_value(name: str, path: list[str], text: str) -> Any:
-    kind = _kind(_field(path))
+    kind = _kind(_field([str(p) for p in MOVED.get(tuple(path), path)]))
     if kind == "text":
         return text
     if kind == "scalar":
@@ -201,11 +210,15 @@ def _format_errors(
     env: dict[Path_, str],
     refs: dict[Path_, list[str]],
     environ: Mapping[str, str],
+    renamed: dict[Path_, Path_],
 ) -> list[str]:
     lines = []
     for error in exc.errors():
         loc = tuple(error["loc"])
         where, message = _dotted(loc), _message(error)
+        for new, old in renamed.items():
+            if loc[: len(new)] == new:
+                where = f"{_dotted(old + loc[len(new):])} (now {where})"
         variables = [v for p, v in env.items() if p == loc[: len(p)]] or [
             v for p, v in env.items() if p[: len(loc)] == loc
         ]
@@ -222,6 +235,62 @@ def _format_errors(
             message += f" (from ${{{used[0]}}}{', which is empty' if empty else ''})"
         lines.append(f"{file}: {where}: {message}" if file is not None else f"{where}: {message}")
     return lines
+
+
+def _variable(path: Path_) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in path)
+
+
+def _migrate(
+    tree: dict[str, Any], file: Path | None, env: dict[Path_, str], refs: dict[Path_, list[str]]
+) -> dict[Path_, Path_]:
+    """Put the value of each moved key that is set (`MOVED`) at its new path, in `tree`, and
+    its variable and `${ENV}` references with it; log a WARNING naming the new key. Returns
+    new path -> old path of the keys moved; raises ConfigError naming both keys when both
+    are set to different values."""
+    renamed: dict[Path_, Path_] = {}
+    errors = []
+    for old, new in MOVED.items():
+        old_parent, new_parent = _section(tree, old[:-1]), _section(tree, new[:-1])
+        if old_parent is None or old[-1] not in old_parent:
+            continue
+        value = old_parent.pop(old[-1])
+
+        def where(path: Path_) -> str:
+            if path in env:
+                return f"{env[path]} ({_dotted(path)})"
+            return f"{file}: {_dotted(path)}" if file is not None else _dotted(path)
+
+        if new_parent is not None and new[-1] in new_parent and new_parent[new[-1]] != value:
+            errors.append(
+                f"{where(old)} and {where(new)} are both set, to different values: "
+                f"{_dotted(old)} is now {_dotted(new)}; set that one only"
+            )
+            continue
+        if new_parent is None:
+            new_parent = tree
+            for part in new[:-1]:
+                new_parent = new_parent.setdefault(str(part), {})
+        new_parent[str(new[-1])] = value
+        written = where(old)
+        if old in env:
+            env[new] = env.pop(old)
+        for path in [p for p in refs if p[: len(old)] == old]:
+            refs[new + path[len(old):]] = refs.pop(path)
+        renamed[new] = old
+        log.warning("config: %s is deprecated, read as %s (%s): rename it", written,
+                    _dotted(new), _variable(new))
+    if errors:
+        raise ConfigError(errors)
+    return renamed
+
+
+def _section(tree: dict[str, Any], path: Path_) -> dict[str, Any] | None:
+    """The mapping at `path` in `tree`, or None when there is none."""
+    node: Any = tree
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -244,7 +313,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         except ConfigError as exc:
             raise ConfigError([f"{path}: {line}" for line in exc.errors]) from None
     overrides, sources = _from_environment(env)
+    tree = _merge(data, overrides)
+    renamed = _migrate(tree, path, sources, refs)
     try:
-        return Config.model_validate(_merge(data, overrides))
+        return Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, path, sources, refs, env)) from None
+        raise ConfigError(_format_errors(exc, path, sources, refs, env, renamed)) from None

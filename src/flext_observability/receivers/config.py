@@ -132,11 +132,14 @@ class CorsConfig(Section):
 
 
 class ServerConfig(Section):
+    """The listeners and how they read a request: addresses and ports, workers, connections,
+    a request's head, its body's bytes and time, TLS, auth, CORS. What a request's items
+    may be, and what the process admits, is `limits`."""
+
     host: str = "127.0.0.1"
     http_port: Port = 4318
     grpc_port: Port = 4317
     max_body_bytes: Int = Field(default=16 * 1024 * 1024, gt=0)
-    max_items_per_request: Int = Field(default=10_000, gt=0)
     grpc_max_message_bytes: Int = Field(default=16 * 1024 * 1024, gt=0)
     workers: Int = Field(default=0, ge=0, le=64)
     read_timeout: Duration = 30.0
@@ -159,6 +162,8 @@ class ServerConfig(Section):
 class LimitsConfig(Section):
     """What one request, one item or the whole process may take before ingestion refuses."""
 
+    # Items of one native request (a batch).
+    max_items_per_request: Int = Field(default=10_000, gt=0)
     max_concurrent_requests: Int = Field(default=256, gt=0)
     # A request whose body is still arriving after slow_body_seconds leaves its slot for
     # one of max_slow_requests slots (or is answered 408 when they are all taken).

@@ -95,7 +95,6 @@ class NativeReceiver:
         queue_put: Callable[..., Any],
         telemetry: SelfTelemetry,
         max_body_bytes: int,
-        max_items: int,
         *,
         read_timeout: float,
         limits: LimitsConfig,
@@ -106,13 +105,14 @@ class NativeReceiver:
         self.accepts_spans = accepts_spans
         self._telemetry = telemetry
         self._max_body = max_body_bytes
-        self._max_items = max_items
+        self._max_items = limits.max_items_per_request
         self._read_timeout = read_timeout
         self._limits = limits
 
     def set_limits(self, limits: LimitsConfig) -> None:
         """The `limits` section of a reloaded config, for the next requests."""
         self._limits = limits
+        self._max_items = limits.max_items_per_request
 
     async def _validate(self, route: _Route, body: bytes) -> list[Any]:
         """The body's items, valid, or a Refusal. A large batch is validated
@@ -161,7 +161,7 @@ class NativeReceiver:
         if len(items) > self._max_items:
             raise Refusal.single(
                 413, "too_many_items",
-                f"the batch has {len(items)} items; server.max_items_per_request is "
+                f"the batch has {len(items)} items; limits.max_items_per_request is "
                 f"{self._max_items}",
                 items=len(items),
             )
@@ -436,7 +436,7 @@ def create(config: Config, context: ReceiverContext) -> Receiver:
     changes its limits and whether spans are taken."""
     server = config.server
     receiver = NativeReceiver(
-        context.put, context.telemetry, server.max_body_bytes, server.max_items_per_request,
+        context.put, context.telemetry, server.max_body_bytes,
         read_timeout=server.read_timeout, limits=config.limits,
         accepts_spans=config.accepts_spans(),
     )
