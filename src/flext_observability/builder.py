@@ -1,12 +1,13 @@
 """The builder: the config turned into the collector's graph, in one place.
 
-    receivers (native, OTLP/HTTP, OTLP/gRPC) -> limits (memory limiter, gate)
-        -> intake (admission processors) -> queue
-        -> sinks (local consumers, exporters: `components.EXPORTERS`)
+    limits (processors/limits.py: memory limiter, gates) -> receivers
+        (`components.RECEIVERS`: native, OTLP/HTTP, OTLP/gRPC, push API; with auth on,
+        tenant tagging, processors/tenant.py) -> intake (admission processors) -> queue
+        (`components.QUEUES`) -> sinks (local consumers, exporters: `components.EXPORTERS`)
 
-`build_intake` places the processors before the queue: series admission (the metric store's limits,
-`processors/admission.py`) and the held states' limits for native alerts and health
-reports. `build_ingest` makes the receiving side from the registry
+`build_intake` places the processors before the queue: series admission (the metric
+store's limits, `processors/admission.py`) and the held states' limits for native alerts
+and health reports. `build_ingest` makes the receiving side from the registry
 (`components.RECEIVERS`), alike for the collector process and an ingest worker
 (`workers.edge`), which differ only in what `put` hands the payload to (the intake, or the
 collector process over its socket) and in the collector's own parts (`LocalParts`, which a
@@ -32,16 +33,16 @@ from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake, RecordsAdmission
 from flext_observability.pipeline.queue import Queue
 from flext_observability.processors.admission import SeriesAdmission
-from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
-from flext_observability.receivers.component import LocalParts, Receiver, ReceiverContext
-from flext_observability.receivers.cors import OtlpCorsMiddleware
-from flext_observability.receivers.limits import (
+from flext_observability.processors.limits import (
     MIB,
     Gate,
     IngestLimits,
     MemoryLimiter,
     QueueLevels,
 )
+from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
+from flext_observability.receivers.component import LocalParts, Receiver, ReceiverContext
+from flext_observability.receivers.cors import OtlpCorsMiddleware
 from flext_observability.refusals.middleware import RefusalRecorder
 from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry

@@ -21,8 +21,8 @@ from flext_observability.exporters.prometheus.exporter import PrometheusExporter
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.pipeline.consumer import Checkpoints
 from flext_observability.pipeline.queue import Queue
+from flext_observability.processors.limits import Gate
 from flext_observability.receivers.auth import Authenticator
-from flext_observability.receivers.limits import Gate
 from flext_observability.telemetry import SelfTelemetry
 
 

@@ -41,7 +41,8 @@ from flext_observability.pipeline.intake import (
     Inadmissible,
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull
-from flext_observability.receivers.auth import request_tenant, tag_resources
+from flext_observability.processors.tenant import tag_resources
+from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.body import (
     media_type,
 )

@@ -25,7 +25,8 @@ from flext_observability.models.otlp import (
 )
 from flext_observability.pipeline.intake import OTLP_PROTOBUF, Rejected
 from flext_observability.pipeline.queue import QueueClosed, QueueFull
-from flext_observability.receivers.auth import request_tenant, tag_otlp
+from flext_observability.processors.tenant import tag_otlp
+from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.body import media_type
 from flext_observability.receivers.config import LimitsConfig
 from flext_observability.receivers.toolkit import SPANS_REFUSED, Refusal, read_limited

@@ -16,9 +16,9 @@ from google.rpc.status_pb2 import Status
 
 from flext_observability.config import Config
 from flext_observability.models.otlp import OtlpDecodeError, encode_response
+from flext_observability.processors.limits import MEMORY_LIMIT, Gate, Throttled
 from flext_observability.receivers.auth import MESSAGE, Authenticator
 from flext_observability.receivers.component import Receiver, ReceiverContext
-from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
 from flext_observability.receivers.otlp import OtlpIngest, OtlpThrottled
 from flext_observability.receivers.otlp_http import apply_to
 from flext_observability.refusals.grpc import recorded
