@@ -201,3 +201,13 @@ def test_a_bad_value_of_a_moved_key_names_the_key_written(tmp_path):
         load_config(None, {"FLEXT_OBS_SERVER__MAX_ITEMS_PER_REQUEST": "many"})
     assert failed.value.errors[0].startswith(
         f"FLEXT_OBS_SERVER__MAX_ITEMS_PER_REQUEST ({OLD} (now {NEW})): ")
+
+
+def test_a_moved_key_beside_a_new_section_that_is_no_mapping_is_an_error_not_a_crash(tmp_path):
+    path = write(tmp_path, "server: {max_items_per_request: 5}\nlimits: 5\n")
+    with pytest.raises(ConfigError) as failed:
+        load_config(path, {})
+    assert sorted(failed.value.errors) == [
+        f"{path}: limits: Input should be a valid dictionary or instance of LimitsConfig",
+        f"{path}: {OLD}: unknown key",
+    ]

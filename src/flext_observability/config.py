@@ -61,7 +61,7 @@ Path_ = tuple[str | int, ...]
 
 # Keys that moved to another section: old path -> new path. The old key is still read (as
 # the new one, with a WARNING naming it); both set to different values is a config error.
-MOVED: dict[Path_, Path_] = {
+MOVED: dict[tuple[str, ...], tuple[str, ...]] = {
     ("server", "max_items_per_request"): ("limits", "max_items_per_request"),
 }
 
@@ -139,7 +139,7 @@ def _kind(annotation: Any) -> str:
 
 
 def _env_value(name: str, path: list[str], text: str) -> Any:
-    kind = _kind(_field([str(p) for p in MOVED.get(tuple(path), path)]))
+    kind = _kind(_field(list(MOVED.get(tuple(path), path))))
     if kind == "text":
         return text
     if kind == "scalar":
@@ -268,10 +268,13 @@ def _migrate(
             )
             continue
         if new_parent is None:
-            new_parent = tree
-            for part in new[:-1]:
-                new_parent = new_parent.setdefault(str(part), {})
-        new_parent[str(new[-1])] = value
+            above = _section(tree, new[:-2])
+            if above is None or above.get(new[-2]) is not None:
+                # The new key's section is there but no mapping: its own error says so.
+                old_parent[old[-1]] = value
+                continue
+            new_parent = above[new[-2]] = {}
+        new_parent[new[-1]] = value
         written = where(old)
         if old in env:
             env[new] = env.pop(old)
