@@ -102,3 +102,20 @@ def test_an_empty_token_variable_is_named(tmp_path):
     assert result.returncode == 2
     assert f"{path}: server.auth.tokens.0" in result.stdout
     assert "${FLEXT_TEST_TOKEN}, which is empty" in result.stdout
+
+
+def test_a_config_file_with_a_moved_key_starts_warning_once_and_the_key_holds(daemon_factory):
+    daemon = daemon_factory({"server": {"max_items_per_request": 2}, "queue": {"kind": "memory"}})
+    warnings = [line for line in daemon.log_tail(200).splitlines()
+                if "server.max_items_per_request is deprecated" in line]
+    assert len(warnings) == 1
+    assert "WARNING" in warnings[0]
+    assert "read as limits.max_items_per_request" in warnings[0]
+    metrics = [{"name": "moved_key", "type": "gauge", "value": 1, "service": "s",
+                "labels": {"n": str(n)}}
+               for n in range(3)]
+    accepted = httpx.post(f"{daemon.url}/api/v1/metrics", json=metrics[:2], timeout=10)
+    assert accepted.status_code == 202, accepted.text
+    refused = httpx.post(f"{daemon.url}/api/v1/metrics", json=metrics, timeout=10)
+    assert refused.status_code == 413
+    assert "limits.max_items_per_request is 2" in refused.text

@@ -75,8 +75,6 @@ def create_app(config: Config, config_path: Path | None = None) -> FastAPI:
     app.state.collector = collector
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     add_ingest_routes(app, collector.ingest, config, collector.telemetry)
-    if collector.push is not None:
-        app.include_router(collector.push.router())
 
     @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {
         "description": "Prometheus text format (0.0.4), or OpenMetrics 1.0 when the Accept "

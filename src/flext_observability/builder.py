@@ -1,16 +1,19 @@
 """The builder: the config turned into the collector's graph, in one place.
 
-    receivers (native, OTLP/HTTP, OTLP/gRPC) -> limits (memory limiter, gate)
-        -> intake (admission processors) -> queue
-        -> sinks (local consumers, exporters: `components.EXPORTERS`)
+    limits (processors/limits.py: memory limiter, gates) -> receivers
+        (`components.RECEIVERS`: native, OTLP/HTTP, OTLP/gRPC, push API; with auth on,
+        tenant tagging, processors/tenant.py) -> intake (admission processors) -> queue
+        (`components.QUEUES`) -> sinks (local consumers, exporters: `components.EXPORTERS`)
 
 `build_intake` places the processors before the queue: series admission (the metric
 store's limits, `processors/admission.py`) and the held states' limits for native alerts
-and health reports. `build_ingest` makes the receiving side, alike for the collector
-process and an ingest worker (`workers.edge`), which differ only in what `put` hands the
-payload to (the intake, or the collector process over its socket); `add_ingest_routes`
-mounts it on an HTTP app. `build_exporters` makes every configured exporter from the
-registry.
+and health reports. `build_ingest` makes the receiving side from the registry
+(`components.RECEIVERS`), alike for the collector process and an ingest worker
+(`workers.edge`), which differ only in what `put` hands the payload to (the intake, or the
+collector process over its socket) and in the collector's own parts (`LocalParts`, which a
+worker has not: the receivers served by the collector process alone are not built there);
+`add_ingest_routes` mounts it on an HTTP app. `build_exporters` makes every configured
+exporter from the registry.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from flext_observability.components import EXPORTERS, ExporterContext
+from flext_observability.components import EXPORTERS, RECEIVERS, ExporterContext
 from flext_observability.config import Config
 from flext_observability.exporters.alertmanager.state import AlertState
 from flext_observability.exporters.prometheus.store import MetricStore
@@ -30,17 +33,16 @@ from flext_observability.pipeline.exporter import Exporter
 from flext_observability.pipeline.intake import Intake, RecordsAdmission
 from flext_observability.pipeline.queue import Queue
 from flext_observability.processors.admission import SeriesAdmission
-from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
-from flext_observability.receivers.cors import OtlpCorsMiddleware
-from flext_observability.receivers.limits import (
+from flext_observability.processors.limits import (
     MIB,
     Gate,
     IngestLimits,
     MemoryLimiter,
     QueueLevels,
 )
-from flext_observability.receivers.native import NativeReceiver, build_router
-from flext_observability.receivers.otlp import OtlpIngest, build_otlp_router
+from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
+from flext_observability.receivers.component import LocalParts, Receiver, ReceiverContext
+from flext_observability.receivers.cors import OtlpCorsMiddleware
 from flext_observability.refusals.middleware import RefusalRecorder
 from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
@@ -48,13 +50,19 @@ from flext_observability.telemetry import SelfTelemetry
 
 @dataclass(frozen=True, slots=True)
 class Ingest:
-    """The receiving side: the receivers, the limits in front of them, authentication."""
+    """The receiving side: the receivers (`components.RECEIVERS`, by name), the limits in
+    front of them (the memory limiter, the HTTP app's gate and gRPC's), authentication."""
 
-    native: NativeReceiver
-    otlp: OtlpIngest
+    receivers: dict[str, Receiver]
     memory: MemoryLimiter
     http_gate: Gate
+    grpc_gate: Gate
     authenticator: Authenticator | None
+
+    def apply(self, config: Config) -> None:
+        """A reloaded config's item limits and accepted signals, to every receiver."""
+        for receiver in self.receivers.values():
+            receiver.apply(config)
 
 
 # refused_items_total reasons of alerts and health reports past their state's limit
@@ -75,22 +83,27 @@ def build_intake(
 
 
 def build_ingest(
-    config: Config, put: Callable[..., Any], telemetry: SelfTelemetry, queue: QueueLevels
+    config: Config, put: Callable[..., Any], telemetry: SelfTelemetry, queue: QueueLevels,
+    local: LocalParts | None = None,
 ) -> Ingest:
-    """The receivers over `put`, the memory limiter and the HTTP gate over `queue`'s fill."""
+    """The receivers of the registry over `put`, the memory limiter and the gates over
+    `queue`'s fill; `local`: the collector process's parts (None in an ingest worker)."""
     limits = config.limits
-    server = config.server
-    native = NativeReceiver(
-        put, telemetry, server.max_body_bytes, server.max_items_per_request,
-        read_timeout=server.read_timeout, limits=limits, accepts_spans=config.accepts_spans(),
-    )
-    otlp = OtlpIngest(put, telemetry, accepts_logs=config.exports("logs"), limits=limits,
-                      accepts_spans=config.accepts_spans())
     memory = MemoryLimiter(limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
                            limits.memory_check_interval)
     gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,
                 limits.retry_after_seconds, limits.max_slow_requests, limits.slow_body_seconds)
-    return Ingest(native, otlp, memory, gate, Authenticator.from_config(server.auth, telemetry))
+    # HTTP and gRPC each admit limits.max_concurrent_requests at once.
+    grpc_gate = Gate(limits.max_concurrent_requests, memory, queue, telemetry,
+                     limits.retry_after_seconds)
+    authenticator = Authenticator.from_config(config.server.auth, telemetry)
+    context = ReceiverContext(put, telemetry, authenticator, grpc_gate, local)
+    receivers = {
+        receiver.name: receiver
+        for factory in RECEIVERS.values()
+        if (receiver := factory(config, context)) is not None
+    }
+    return Ingest(receivers, memory, gate, grpc_gate, authenticator)
 
 
 def add_ingest_routes(
@@ -98,10 +111,9 @@ def add_ingest_routes(
 ) -> None:
     """The POST routes and the middleware in front of every route: the collector's app
     and an ingest worker's are wired alike."""
-    app.include_router(build_router(ingest.native))
-    app.include_router(build_otlp_router(
-        ingest.otlp, config.server.max_body_bytes, config.server.read_timeout, telemetry
-    ))
+    for receiver in ingest.receivers.values():
+        if receiver.router is not None:
+            app.include_router(receiver.router)
     app.add_middleware(IngestLimits, gate=ingest.http_gate)
     # The last added runs first: CORS answers preflights before authentication, which
     # comes before the limits.

@@ -19,7 +19,7 @@ from flext_observability.builder import (
     build_ingest,
     build_intake,
 )
-from flext_observability.components import ExporterContext
+from flext_observability.components import QUEUES, ExporterContext
 from flext_observability.config import Config
 from flext_observability.exporters.alertmanager.state import AlertState
 from flext_observability.exporters.prometheus.exporter import PrometheusExporter
@@ -28,11 +28,8 @@ from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.health.tracker import HealthTracker
 from flext_observability.pipeline.consumer import Checkpoints, LocalConsumer
 from flext_observability.pipeline.exporter import Exporter
-from flext_observability.pipeline.kafka.queue import build_kafka_queue
-from flext_observability.pipeline.queue import MemoryQueue, Queue, SqliteQueue
-from flext_observability.receivers.limits import Gate
-from flext_observability.receivers.otlp_grpc import OtlpGrpcServer
-from flext_observability.receivers.pushgateway.receiver import PushReceiver, build_pushgateway
+from flext_observability.pipeline.queue import Queue
+from flext_observability.receivers.component import Listener, LocalParts
 from flext_observability.signals import Signal
 from flext_observability.startup import DirectoryLock
 from flext_observability.tasks import cancel
@@ -57,15 +54,8 @@ def _unchanged(old: Exporter, new: Exporter) -> bool:
 
 
 def build_queue(config: Config, registry: CollectorRegistry) -> Queue:
-    q = config.queue
-    if q.kind == "kafka":
-        return build_kafka_queue(q.kafka, q.path, q.max_items, q.max_bytes,
-                                 q.retry_after_seconds, registry)
-    if q.kind == "memory":
-        return MemoryQueue(q.max_items, q.max_bytes, q.retry_after_seconds, q.signal_share)
-    return SqliteQueue(
-        q.path, q.max_items, q.max_bytes, q.retry_after_seconds, q.signal_share
-    )
+    """The queue of `queue.kind`, from the registry (`components.QUEUES`)."""
+    return QUEUES[config.queue.kind](config.queue, registry)
 
 
 class Collector:
@@ -108,17 +98,12 @@ class Collector:
         ]
         if prom.enabled:
             self.checkpoints.add("prometheus", StoreState(self.store))
-            self.push: PushReceiver | None = build_pushgateway(
-                config, self.queue, self.store, self.registry, self.prometheus,
-                self.checkpoints, self.telemetry,
-            )
             self.consumers.append(
                 LocalConsumer(self.queue, "prometheus", [Signal.METRICS], self.prometheus.handle,
                               self.telemetry, checkpoints=self.checkpoints)
             )
         else:
             log.warning("exporters.prometheus.enabled is false: metrics stay in the queue")
-            self.push = None
         self._held_task: asyncio.Task[None] | None = None
         # Every sink in one list, started in order and stopped together with a deadline:
         # the local consumers, then the exporters of the registry (`components.EXPORTERS`).
@@ -131,20 +116,18 @@ class Collector:
         self._exporter_cursors = self.queue.registered_since(mark)
         self.sinks: list[Exporter] = [*self.consumers, *self.exporters.values()]
         self.intake = build_intake(config, self.queue, self.store, self.health, self.alerts)
-        self.ingest = build_ingest(config, self.intake.put, self.telemetry, self.queue)
-        self.native = self.ingest.native
-        self.otlp = self.ingest.otlp
-        self.memory = self.ingest.memory
-        limits = config.limits
-        # HTTP and gRPC each admit limits.max_concurrent_requests at once.
-        self.grpc_gate = Gate(limits.max_concurrent_requests, self.memory, self.queue,
-                              self.telemetry, limits.retry_after_seconds)
-        self.authenticator = self.ingest.authenticator
-        self.grpc = OtlpGrpcServer(
-            self.otlp, config.server.host, config.server.grpc_port,
-            config.server.grpc_max_message_bytes, self.authenticator, config.server.tls,
-            gate=self.grpc_gate, refusals=self.telemetry.refusals,
+        self.ingest = build_ingest(
+            config, self.intake.put, self.telemetry, self.queue,
+            LocalParts(self.queue, self.store, self.registry, self.prometheus, self.checkpoints),
         )
+        self.memory = self.ingest.memory
+        self.grpc_gate = self.ingest.grpc_gate
+        self.authenticator = self.ingest.authenticator
+        # The receivers' servers of their own (OTLP/gRPC), by receiver name.
+        self.listeners: dict[str, Listener] = {
+            name: receiver.listener for name, receiver in self.ingest.receivers.items()
+            if receiver.listener is not None
+        }
 
     async def start(self) -> None:
         """Downstream first: queue, held state, consumers and exporters, then receivers.
@@ -159,7 +142,8 @@ class Collector:
         await self.health.start()
         for sink in self.sinks:
             await sink.start()
-        await self.grpc.start()
+        for listener in self.listeners.values():
+            await listener.start()
         if not self.config.exports("traces"):
             if self.config.queue.hold_unexported:
                 log.warning("spans are held in the queue: %s", HELD_REASON)
@@ -196,8 +180,7 @@ class Collector:
         started = [new for name, new in self.exporters.items() if name not in kept]
         for exporter in started:
             await exporter.start()
-        self.native.accepts_spans = config.accepts_spans()
-        self.otlp.set_accepts(spans=config.accepts_spans(), logs=config.exports("logs"))
+        self.ingest.apply(config)
         return sorted({e.name for e in stopping} | {e.name for e in started})
 
     def held(self) -> dict[str, Any]:
@@ -221,7 +204,8 @@ class Collector:
         drain the queue into their state; exporters get EXPORTER_SHUTDOWN_GRACE seconds for
         what is in flight, and what they did not deliver stays queued or held. The held
         state is written last, with the cursors the consumers reached."""
-        await self.grpc.shutdown()
+        for listener in self.listeners.values():
+            await listener.shutdown()
         await cancel(self._held_task)
         deadline = time.monotonic() + EXPORTER_SHUTDOWN_GRACE
         await asyncio.gather(*(sink.shutdown(deadline) for sink in self.sinks))

@@ -1,246 +1,34 @@
 """The collector's whole configuration: YAML file, `${ENV}` expansion, `FLEXT_OBS_*` overrides.
 
+`Config` composes the sections each component owns: `server` and `limits`
+(`receivers/config.py`), `queue` (`pipeline/config.py`), `exporters` (`exporters/config.py`,
+one field per exporter's own model), `health` (`health/config.py`).
+
 Errors are reported with the YAML path of the key (`queue.max_items: ...`), so that
 `check-config` and `serve` can say exactly what to fix.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, get_args, get_origin
-from urllib.parse import urlsplit
+from typing import Any, get_args, get_origin
 
 import orjson
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    Discriminator,
-    Field,
-    PrivateAttr,
-    Tag,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ValidationError
 
-from flext_observability.exporters.alertmanager.config import AlertmanagerExporterConfig
-from flext_observability.exporters.debug.config import DebugExporterConfig
-from flext_observability.exporters.jaeger.config import JaegerExporterConfig
-from flext_observability.exporters.otlp.config import OtlpExporters, OtlpSignal
-from flext_observability.exporters.prometheus.config import PrometheusExporterConfig
-from flext_observability.exporters.prometheus_remote_write.config import (
-    PrometheusRemoteWriteConfig,
-)
+from flext_observability.exporters.config import ExportersConfig
+from flext_observability.exporters.otlp.config import OtlpSignal
 from flext_observability.health.config import HealthConfig
-from flext_observability.pipeline.kafka.config import KafkaConfig
-from flext_observability.settings import Duration, Float, Int, Port, Token, check_token
+from flext_observability.pipeline.config import QueueConfig
+from flext_observability.receivers.config import LimitsConfig, ServerConfig
 from flext_observability.settings import Section as _Section
-from flext_observability.tls import TlsServerConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-DEFAULT_TENANT = "default"
-_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def _tenant(value: str) -> str:
-    if not _TENANT.match(value):
-        raise ValueError(
-            f"'{value}' is not a tenant name (letters, digits, '_', '.', '-'; at most 128)"
-        )
-    return value
-
-
-Tenant = Annotated[str, AfterValidator(_tenant)]
-
-
-class TokenEntry(_Section):
-    token: Token
-    tenant: Tenant = DEFAULT_TENANT
-
-
-def _token_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "token"
-    return "entry" if isinstance(value, dict | TokenEntry) else None
-
-
-TokenItem = Annotated[
-    Annotated[Token, Tag("token")] | Annotated[TokenEntry, Tag("entry")],
-    Discriminator(
-        _token_kind,
-        custom_error_type="token_entry",
-        custom_error_message="must be a token string or {token: ..., tenant: ...}",
-    ),
-]
-
-
-def read_tokens_file(path: Path) -> list[TokenEntry]:
-    """`server.auth.tokens_file`: one `tenant:token` or bare `token` per line, `#` comments.
-
-    A bare token cannot hold a `:` (what is before it would be read as the tenant).
-    Errors name the file and line, never the line's content.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    entries = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        tenant, sep, token = line.partition(":")
-        try:
-            entry = (
-                (check_token(token), _tenant(tenant)) if sep
-                else (check_token(line), DEFAULT_TENANT)
-            )
-        except ValueError as exc:
-            raise ValueError(f"{path} line {number}: {exc}") from None
-        entries.append(TokenEntry(token=entry[0], tenant=entry[1]))
-    return entries
-
-
-def _tokens_file(path: Path) -> Path:
-    read_tokens_file(path)
-    return path
-
-
-class AuthConfig(_Section):
-    """Bearer tokens with their tenants; any token configured turns authentication on."""
-
-    tokens: list[TokenItem] = []
-    tokens_file: Annotated[Path, AfterValidator(_tokens_file)] | None = None
-    protect_metrics: bool = False
-    _entries: list[TokenEntry] = PrivateAttr(default_factory=list)
-
-    @model_validator(mode="after")
-    def _collect(self) -> Self:
-        entries = [TokenEntry(token=t) if isinstance(t, str) else t for t in self.tokens]
-        if self.tokens_file is not None:
-            entries += read_tokens_file(self.tokens_file)
-        tenants: dict[str, str] = {}
-        for entry in entries:
-            tenant = tenants.setdefault(entry.token, entry.tenant)
-            if tenant != entry.tenant:
-                raise ValueError(
-                    f"one token is configured for two tenants ('{tenant}', '{entry.tenant}')"
-                )
-        if self.protect_metrics and not entries:
-            raise ValueError("protect_metrics needs tokens or a tokens_file")
-        self._entries = entries
-        return self
-
-    def entries(self) -> list[TokenEntry]:
-        """Every token of `tokens` and `tokens_file` (read when the config was loaded)."""
-        return list(self._entries)
-
-
-def _origin(value: str) -> str:
-    parts = urlsplit(value)
-    if value != "*" and (
-        parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/")
-    ):
-        raise ValueError(f"'{value}' is not an origin like https://app.example.com (or *)")
-    return value.rstrip("/")
-
-
-class CorsConfig(_Section):
-    """`server.cors`: browsers on these origins may POST to the OTLP/HTTP routes."""
-
-    allowed_origins: list[Annotated[str, AfterValidator(_origin)]] = []
-    allowed_headers: list[str] = []
-
-
-class ServerConfig(_Section):
-    host: str = "127.0.0.1"
-    http_port: Port = 4318
-    grpc_port: Port = 4317
-    max_body_bytes: Int = Field(default=16 * 1024 * 1024, gt=0)
-    max_items_per_request: Int = Field(default=10_000, gt=0)
-    grpc_max_message_bytes: Int = Field(default=16 * 1024 * 1024, gt=0)
-    workers: Int = Field(default=0, ge=0, le=64)
-    read_timeout: Duration = 30.0
-    # Connections (per process; see receivers.connections): how many are open at once, how
-    # long and how large a request's head may be, how long an idle one is kept.
-    max_connections: Int = Field(default=4096, gt=0)
-    header_timeout: Duration = 10.0
-    max_header_bytes: Int = Field(default=64 * 1024, ge=1024)
-    max_headers: Int = Field(default=100, gt=0)
-    keep_alive_timeout: Duration = 5.0
-    # How many refused requests `/api/v1/refusals` keeps (the most recent).
-    refusals_kept: Int = Field(default=1000, gt=0, le=100_000)
-    # The log level, in place of `serve --log-level` (and changed by a reload).
-    log_level: Literal["debug", "info", "warning", "error"] | None = None
-    auth: AuthConfig = AuthConfig()
-    tls: TlsServerConfig = TlsServerConfig()
-    cors: CorsConfig = CorsConfig()
-
-
-class QueueConfig(_Section):
-    kind: Literal["disk", "memory", "kafka"] = "disk"
-    path: Path = Path(".flext-observability")
-    max_items: Int = Field(default=1_000_000, gt=0)
-    max_bytes: Int = Field(default=1024 * 1024 * 1024, gt=0)
-    signal_share: Float = Field(default=0.5, gt=0, le=1)
-    retry_after_seconds: Int = Field(default=5, gt=0)
-    # Spans with no span exporter configured: refused (the default), or held here until one is.
-    hold_unexported: bool = False
-    # kind kafka: the brokers and topics (queue.path keeps the applied state and offsets)
-    kafka: KafkaConfig = KafkaConfig()
-
-
-class ExportersConfig(_Section):
-    prometheus: PrometheusExporterConfig = PrometheusExporterConfig()
-    jaeger: JaegerExporterConfig = JaegerExporterConfig()
-    alertmanager: AlertmanagerExporterConfig = AlertmanagerExporterConfig()
-    otlp: OtlpExporters = []
-    prometheus_remote_write: PrometheusRemoteWriteConfig = PrometheusRemoteWriteConfig()
-    debug: DebugExporterConfig = DebugExporterConfig()
-
-    @model_validator(mode="after")
-    def _remote_write_reads_the_store(self) -> Self:
-        if self.prometheus_remote_write.url and not self.prometheus.enabled:
-            raise ValueError(
-                "prometheus_remote_write sends the series the prometheus exporter holds: "
-                "it needs prometheus.enabled"
-            )
-        return self
-
-
-class LimitsConfig(_Section):
-    """What one request, one item or the whole process may take before ingestion refuses."""
-
-    max_concurrent_requests: Int = Field(default=256, gt=0)
-    # A request whose body is still arriving after slow_body_seconds leaves its slot for
-    # one of max_slow_requests slots (or is answered 408 when they are all taken).
-    slow_body_seconds: Duration = 1.0
-    max_slow_requests: Int = Field(default=32, gt=0)
-    memory_limit_mib: Int = Field(default=1024, ge=0)
-    memory_spike_limit_mib: Int = Field(default=200, ge=0)
-    memory_check_interval: Duration = 0.1
-    retry_after_seconds: Int = Field(default=5, gt=0)
-    max_labels_per_metric: Int = Field(default=32, gt=0)
-    # The Metric model caps label values at 2048 characters; this can only lower it.
-    max_label_value_length: Int = Field(default=2048, gt=0, le=2048)
-    max_attributes_per_item: Int = Field(default=128, gt=0)
-    # Bounds of one histogram (native `buckets`, OTLP `explicitBounds`; +Inf not counted).
-    max_buckets_per_histogram: Int = Field(default=160, gt=0)
-    max_attribute_value_length: Int = Field(default=1024 * 1024, gt=0)
-
-    @model_validator(mode="after")
-    def _spike_below_limit(self) -> Self:
-        if self.memory_limit_mib and self.memory_spike_limit_mib >= self.memory_limit_mib:
-            raise ValueError(
-                "limits.memory_spike_limit_mib must be smaller than limits.memory_limit_mib"
-            )
-        return self
 
 
 class Config(_Section):
@@ -266,8 +54,16 @@ class Config(_Section):
         return any(signal in entry.signals for entry in self.exporters.otlp)
 
 
+log = logging.getLogger(__name__)
+
 ENV_PREFIX = "FLEXT_OBS_"
 Path_ = tuple[str | int, ...]
+
+# Keys that moved to another section: old path -> new path. The old key is still read (as
+# the new one, with a WARNING naming it); both set to different values is a config error.
+MOVED: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("server", "max_items_per_request"): ("limits", "max_items_per_request"),
+}
 
 
 class ConfigError(Exception):
@@ -343,7 +139,7 @@ def _kind(annotation: Any) -> str:
 
 
 def _env_value(name: str, path: list[str], text: str) -> Any:
-    kind = _kind(_field(path))
+    kind = _kind(_field(list(MOVED.get(tuple(path), path))))
     if kind == "text":
         return text
     if kind == "scalar":
@@ -414,11 +210,15 @@ def _format_errors(
     env: dict[Path_, str],
     refs: dict[Path_, list[str]],
     environ: Mapping[str, str],
+    renamed: dict[Path_, Path_],
 ) -> list[str]:
     lines = []
     for error in exc.errors():
         loc = tuple(error["loc"])
         where, message = _dotted(loc), _message(error)
+        for new, old in renamed.items():
+            if loc[: len(new)] == new:
+                where = f"{_dotted(old + loc[len(new):])} (now {where})"
         variables = [v for p, v in env.items() if p == loc[: len(p)]] or [
             v for p, v in env.items() if p[: len(loc)] == loc
         ]
@@ -435,6 +235,65 @@ def _format_errors(
             message += f" (from ${{{used[0]}}}{', which is empty' if empty else ''})"
         lines.append(f"{file}: {where}: {message}" if file is not None else f"{where}: {message}")
     return lines
+
+
+def _variable(path: Path_) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in path)
+
+
+def _migrate(
+    tree: dict[str, Any], file: Path | None, env: dict[Path_, str], refs: dict[Path_, list[str]]
+) -> dict[Path_, Path_]:
+    """Put the value of each moved key that is set (`MOVED`) at its new path, in `tree`, and
+    its variable and `${ENV}` references with it; log a WARNING naming the new key. Returns
+    new path -> old path of the keys moved; raises ConfigError naming both keys when both
+    are set to different values."""
+    renamed: dict[Path_, Path_] = {}
+    errors = []
+    for old, new in MOVED.items():
+        old_parent, new_parent = _section(tree, old[:-1]), _section(tree, new[:-1])
+        if old_parent is None or old[-1] not in old_parent:
+            continue
+        value = old_parent.pop(old[-1])
+
+        def where(path: Path_) -> str:
+            if path in env:
+                return f"{env[path]} ({_dotted(path)})"
+            return f"{file}: {_dotted(path)}" if file is not None else _dotted(path)
+
+        if new_parent is not None and new[-1] in new_parent and new_parent[new[-1]] != value:
+            errors.append(
+                f"{where(old)} and {where(new)} are both set, to different values: "
+                f"{_dotted(old)} is now {_dotted(new)}; set that one only"
+            )
+            continue
+        if new_parent is None:
+            above = _section(tree, new[:-2])
+            if above is None or above.get(new[-2]) is not None:
+                # The new key's section is there but no mapping: its own error says so.
+                old_parent[old[-1]] = value
+                continue
+            new_parent = above[new[-2]] = {}
+        new_parent[new[-1]] = value
+        written = where(old)
+        if old in env:
+            env[new] = env.pop(old)
+        for path in [p for p in refs if p[: len(old)] == old]:
+            refs[new + path[len(old):]] = refs.pop(path)
+        renamed[new] = old
+        log.warning("config: %s is deprecated, read as %s (%s): rename it", written,
+                    _dotted(new), _variable(new))
+    if errors:
+        raise ConfigError(errors)
+    return renamed
+
+
+def _section(tree: dict[str, Any], path: Path_) -> dict[str, Any] | None:
+    """The mapping at `path` in `tree`, or None when there is none."""
+    node: Any = tree
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -457,7 +316,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         except ConfigError as exc:
             raise ConfigError([f"{path}: {line}" for line in exc.errors]) from None
     overrides, sources = _from_environment(env)
+    tree = _merge(data, overrides)
+    renamed = _migrate(tree, path, sources, refs)
     try:
-        return Config.model_validate(_merge(data, overrides))
+        return Config.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, path, sources, refs, env)) from None
+        raise ConfigError(_format_errors(exc, path, sources, refs, env, renamed)) from None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 
-from flext_observability.config import ServerConfig
+from flext_observability.receivers.config import ServerConfig
 from flext_observability.receivers.connections import (
     ConnectionLimits,
     connection_bound,
@@ -108,8 +108,10 @@ class Server(uvicorn.Server):
         if self.pool is not None:
             await self.pool.start(collector)
         server = collector.config.server
-        log.info("collector started http=%s:%d grpc=%s:%d queue=%s", server.host,
-                 server.http_port, server.host, collector.grpc.port, collector.config.queue.kind)
+        listening = "".join(f" {name}={server.host}:{listener.port}"
+                            for name, listener in collector.listeners.items())
+        log.info("collector started http=%s:%d%s queue=%s", server.host, server.http_port,
+                 listening, collector.config.queue.kind)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         # The workers drain first: their requests in flight still need this process.

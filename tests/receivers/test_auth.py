@@ -22,9 +22,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry
 
-from flext_observability.config import AuthConfig
 from flext_observability.pipeline.queue import MemoryQueue
 from flext_observability.receivers.auth import Authenticator, bearer_token
+from flext_observability.receivers.config import AuthConfig
 from flext_observability.telemetry import SelfTelemetry
 from helpers.exposition import total
 from helpers.otlp_json import otlp_json

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from flext_observability.config import ConfigError, load_config
 from flext_observability.models.otlp import AttributeLimits, parse_logs, parse_traces
 from flext_observability.pipeline.queue import MemoryQueue, Signal
-from flext_observability.receivers.limits import MIB, Gate, MemoryLimiter, Throttled
+from flext_observability.processors.limits import MIB, Gate, MemoryLimiter, Throttled
 from flext_observability.telemetry import SelfTelemetry
 from helpers.clock import Clock
 from helpers.exposition import total

@@ -21,7 +21,7 @@ from flext_observability.pipeline.queue import (
     Signal,
 )
 from flext_observability.processors.admission import SeriesAdmission
-from flext_observability.receivers.limits import MemoryLimiter
+from flext_observability.processors.limits import MemoryLimiter
 from flext_observability.telemetry import SelfTelemetry
 from flext_observability.workers.ipc import IntakeServer, QueueView, RemoteIntake
 

@@ -7,7 +7,7 @@ middleware that answers 401 before the body is read; OTLP/gRPC checks the `autho
 metadata per call. The authenticated tenant travels in the ASGI scope (`request.state`)
 or as an argument, and is recorded on what is queued: a `tenant` label on native metrics
 and alerts, a `tenant` field in health reports, a `flext.tenant` resource attribute on spans
-and OTLP data. Token values are never logged nor put in messages.
+and OTLP data (`processors.tenant`). Token values are never logged nor put in messages.
 """
 
 from __future__ import annotations
@@ -16,22 +16,15 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 import orjson
-from google.protobuf.message import Message
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from flext_observability.config import AuthConfig
 from flext_observability.models.errors import ItemError
-from flext_observability.models.native import TENANT, TENANT_ATTRIBUTE
+from flext_observability.models.native import TENANT
 from flext_observability.models.otlp import encode_status
 from flext_observability.receivers.body import media_type
+from flext_observability.receivers.config import AuthConfig
 from flext_observability.receivers.pushgateway.path import PREFIX as PUSH_PREFIX
 from flext_observability.routes import INGEST, OTLP_PREFIX
 from flext_observability.signals import Signal
@@ -44,11 +37,6 @@ MESSAGE = "missing or invalid bearer token"
 # google.rpc.Code UNAUTHENTICATED, in the Status body of an OTLP/HTTP 401.
 UNAUTHENTICATED = 16
 
-_OTLP_REQUESTS: dict[Signal, tuple[type[Message], str]] = {
-    Signal.SPANS: (ExportTraceServiceRequest, "resource_spans"),
-    Signal.METRICS: (ExportMetricsServiceRequest, "resource_metrics"),
-    Signal.LOGS: (ExportLogsServiceRequest, "resource_logs"),
-}
 
 
 def bearer_token(authorization: bytes | None) -> bytes:
@@ -171,23 +159,3 @@ async def _answer(send: Send, body: bytes, content_type: bytes) -> None:
         ],
     })
     await send({"type": "http.response.body", "body": body})
-
-
-def tag_resources(resources: Iterable[Any], tenant: str) -> None:
-    """Set the `flext.tenant` attribute on every resource, replacing one a sender set."""
-    for item in resources:
-        attributes = item.resource.attributes
-        for index in reversed(range(len(attributes))):
-            if attributes[index].key == TENANT_ATTRIBUTE:
-                del attributes[index]
-        entry = attributes.add()
-        entry.key = TENANT_ATTRIBUTE
-        entry.value.string_value = tenant
-
-
-def tag_otlp(signal: Signal, payload: bytes, tenant: str) -> bytes:
-    """A serialized OTLP export request with `flext.tenant` on every resource."""
-    request_type, field = _OTLP_REQUESTS[signal]
-    request = request_type.FromString(payload)
-    tag_resources(getattr(request, field), tenant)
-    return request.SerializeToString()

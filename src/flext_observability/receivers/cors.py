@@ -10,7 +10,7 @@ from __future__ import annotations
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from flext_observability.config import CorsConfig
+from flext_observability.receivers.config import CorsConfig
 from flext_observability.routes import OTLP_PREFIX
 
 ALWAYS_ALLOWED_HEADERS = ("Content-Type", "Content-Encoding", "Authorization")

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from flext_observability.config import LimitsConfig
+from flext_observability.config import Config
 from flext_observability.models.convert import spans_to_otlp
 from flext_observability.models.errors import ItemError, describe, raw_errors
 from flext_observability.models.native import (
@@ -41,10 +41,13 @@ from flext_observability.pipeline.intake import (
     Inadmissible,
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull
-from flext_observability.receivers.auth import request_tenant, tag_resources
+from flext_observability.processors.tenant import tag_resources
+from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.body import (
     media_type,
 )
+from flext_observability.receivers.component import Receiver, ReceiverContext
+from flext_observability.receivers.config import LimitsConfig
 from flext_observability.receivers.toolkit import (
     MAX_ERRORS_LISTED,
     SPANS_REFUSED,
@@ -93,7 +96,6 @@ class NativeReceiver:
         queue_put: Callable[..., Any],
         telemetry: SelfTelemetry,
         max_body_bytes: int,
-        max_items: int,
         *,
         read_timeout: float,
         limits: LimitsConfig,
@@ -104,13 +106,14 @@ class NativeReceiver:
         self.accepts_spans = accepts_spans
         self._telemetry = telemetry
         self._max_body = max_body_bytes
-        self._max_items = max_items
+        self._max_items = limits.max_items_per_request
         self._read_timeout = read_timeout
         self._limits = limits
 
     def set_limits(self, limits: LimitsConfig) -> None:
         """The `limits` section of a reloaded config, for the next requests."""
         self._limits = limits
+        self._max_items = limits.max_items_per_request
 
     async def _validate(self, route: _Route, body: bytes) -> list[Any]:
         """The body's items, valid, or a Refusal. A large batch is validated
@@ -159,7 +162,7 @@ class NativeReceiver:
         if len(items) > self._max_items:
             raise Refusal.single(
                 413, "too_many_items",
-                f"the batch has {len(items)} items; server.max_items_per_request is "
+                f"the batch has {len(items)} items; limits.max_items_per_request is "
                 f"{self._max_items}",
                 items=len(items),
             )
@@ -427,3 +430,20 @@ def build_router(receiver: NativeReceiver) -> APIRouter:
     for kind, route in ROUTES.items():
         add(kind, NATIVE[route.signal].path, route.model)
     return router
+
+
+def create(config: Config, context: ReceiverContext) -> Receiver:
+    """The native API (`components.RECEIVERS`): its routes over `context.put`; a reload
+    changes its limits and whether spans are taken."""
+    server = config.server
+    receiver = NativeReceiver(
+        context.put, context.telemetry, server.max_body_bytes,
+        read_timeout=server.read_timeout, limits=config.limits,
+        accepts_spans=config.accepts_spans(),
+    )
+
+    def apply(new: Config) -> None:
+        receiver.set_limits(new.limits)
+        receiver.accepts_spans = new.accepts_spans()
+
+    return Receiver(RECEIVER, router=build_router(receiver), apply=apply)

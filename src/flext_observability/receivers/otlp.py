@@ -13,7 +13,6 @@ from functools import partial
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from flext_observability.config import LimitsConfig
 from flext_observability.models.otlp import (
     AttributeLimits,
     OtlpDecodeError,
@@ -26,8 +25,10 @@ from flext_observability.models.otlp import (
 )
 from flext_observability.pipeline.intake import OTLP_PROTOBUF, Rejected
 from flext_observability.pipeline.queue import QueueClosed, QueueFull
-from flext_observability.receivers.auth import request_tenant, tag_otlp
+from flext_observability.processors.tenant import tag_otlp
+from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.body import media_type
+from flext_observability.receivers.config import LimitsConfig
 from flext_observability.receivers.toolkit import SPANS_REFUSED, Refusal, read_limited
 from flext_observability.routes import OTLP
 from flext_observability.signals import OtlpKind, Signal

@@ -14,10 +14,13 @@ from google.protobuf.duration_pb2 import Duration
 from google.rpc.error_details_pb2 import RetryInfo
 from google.rpc.status_pb2 import Status
 
+from flext_observability.config import Config
 from flext_observability.models.otlp import OtlpDecodeError, encode_response
+from flext_observability.processors.limits import MEMORY_LIMIT, Gate, Throttled
 from flext_observability.receivers.auth import MESSAGE, Authenticator
-from flext_observability.receivers.limits import MEMORY_LIMIT, Gate, Throttled
+from flext_observability.receivers.component import Receiver, ReceiverContext
 from flext_observability.receivers.otlp import OtlpIngest, OtlpThrottled
+from flext_observability.receivers.otlp_http import apply_to
 from flext_observability.refusals.grpc import recorded
 from flext_observability.refusals.log import RefusalLog
 from flext_observability.routes import OTLP
@@ -205,3 +208,29 @@ class OtlpGrpcServer:
             return
         await self._server.stop(grace)
         self._server = None
+
+
+NAME = "otlp_grpc"
+
+
+def create(config: Config, context: ReceiverContext) -> Receiver | None:
+    """OTLP/gRPC on `server.grpc_port`, behind `context.grpc_gate`; served by the collector
+    process only (None in an ingest worker)."""
+    if context.local is None:
+        return None
+    ingest = OtlpIngest(context.put, context.telemetry, accepts_logs=config.exports("logs"),
+                        limits=config.limits, accepts_spans=config.accepts_spans())
+    server = config.server
+    listener = OtlpGrpcServer(
+        ingest, server.host, server.grpc_port, server.grpc_max_message_bytes,
+        context.authenticator, server.tls, gate=context.grpc_gate,
+        refusals=context.telemetry.refusals,
+    )
+
+    def apply(new: Config) -> None:
+        apply_to(ingest, new)
+        tls = new.server.tls
+        if tls.cert_file is not None and tls.key_file is not None:
+            listener.load_certificates(tls)
+
+    return Receiver(NAME, listener=listener, apply=apply)

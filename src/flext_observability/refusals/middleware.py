@@ -19,8 +19,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
+from flext_observability.processors.limits import INGEST_ROUTES
 from flext_observability.receivers.auth import request_tenant
-from flext_observability.receivers.limits import INGEST_ROUTES
 from flext_observability.refusals.log import (
     MAX_ERRORS,
     error_entry,

@@ -202,8 +202,7 @@ class Reloader:
             limits.memory_limit_mib * MIB, limits.memory_spike_limit_mib * MIB,
             limits.memory_check_interval,
         )
-        collector.native.set_limits(limits)
-        collector.otlp.set_limits(limits)
+        collector.ingest.apply(config)
         for gate in (collector.ingest.http_gate, collector.grpc_gate):
             gate.max_in_flight = limits.max_concurrent_requests
             gate.retry_after = limits.retry_after_seconds
@@ -219,7 +218,6 @@ class Reloader:
                 context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
                 if tls.client_ca_file is not None:
                     context.load_verify_locations(str(tls.client_ca_file))
-            collector.grpc.load_certificates(tls)
         if config.server.log_level is not None:
             logging.getLogger().setLevel(config.server.log_level.upper())
         collector.config = config

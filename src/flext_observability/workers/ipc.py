@@ -33,7 +33,7 @@ from flext_observability.pipeline.intake import (
     Rejected,
 )
 from flext_observability.pipeline.queue import QueueClosed, QueueFull
-from flext_observability.receivers.limits import MEMORY_LIMIT, MemoryLimiter
+from flext_observability.processors.limits import MEMORY_LIMIT, MemoryLimiter
 from flext_observability.refusals.log import Refusal
 from flext_observability.signals import Signal
 from flext_observability.tasks import cancel
@@ -136,7 +136,7 @@ class IntakeServer:
 
 @dataclass(slots=True)
 class QueueView:
-    """The queue's limits, and its levels as of the last answer (`receivers.limits`)."""
+    """The queue's limits, and its levels as of the last answer (`processors.limits`)."""
 
     max_items: int
     max_bytes: int

@@ -22,6 +22,7 @@ from flext_observability.pipeline.consumer import Checkpoints
 from flext_observability.pipeline.queue import Queue, QueueClosed, QueueFull, Record
 from flext_observability.receivers.auth import request_tenant
 from flext_observability.receivers.body import media_type
+from flext_observability.receivers.component import Receiver, ReceiverContext
 from flext_observability.receivers.pushgateway.body import (
     PROTOBUF,
     BadBody,
@@ -192,3 +193,14 @@ def build_pushgateway(
     receiver = PushReceiver(queue, groups, telemetry, settings, config.server.read_timeout)
     exporter.appliers[ENCODING] = receiver.apply
     return receiver
+
+
+def create(config: Config, context: ReceiverContext) -> Receiver | None:
+    """The push API, in the collector process (None in an ingest worker, which passes
+    pushes on to it) when the Prometheus exporter is on."""
+    local = context.local
+    if local is None or not config.exporters.prometheus.enabled:
+        return None
+    receiver = build_pushgateway(config, local.queue, local.store, local.registry,
+                                 local.prometheus, local.checkpoints, context.telemetry)
+    return Receiver(NAME, router=receiver.router())

@@ -1,4 +1,6 @@
-"""Admission in front of the receivers: requests in flight and the process's memory.
+"""The limits processor, in front of the receivers: requests in flight and the process's
+memory. The builder makes one memory limiter and a gate for the HTTP app (`IngestLimits`)
+and one for OTLP/gRPC, in the collector process and in each ingest worker.
 
 `MemoryLimiter` is modeled on the OpenTelemetry Collector's memory_limiter: a background
 task samples the resident set size every `limits.memory_check_interval`; while it is above
