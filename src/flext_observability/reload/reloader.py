@@ -31,7 +31,7 @@ from prometheus_client import Gauge
 
 from flext_observability.components import EXPORTERS
 from flext_observability.config import Config, ConfigError, load_config
-from flext_observability.receivers.limits import MIB
+from flext_observability.processors.limits import MIB
 from flext_observability.tls import server_ssl_context
 
 if TYPE_CHECKING:
