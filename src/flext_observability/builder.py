@@ -32,6 +32,7 @@ from flext_observability.pipeline.queue import Queue
 from flext_observability.processors.admission import SeriesAdmission
 from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
 from flext_observability.receivers.cors import OtlpCorsMiddleware
+from flext_observability.receivers.dispatch import IngestDispatch, ingest_endpoints
 from flext_observability.receivers.limits import (
     MIB,
     Gate,
@@ -98,10 +99,16 @@ def add_ingest_routes(
 ) -> None:
     """The POST routes and the middleware in front of every route: the collector's app
     and an ingest worker's are wired alike."""
-    app.include_router(build_router(ingest.native))
-    app.include_router(build_otlp_router(
+    routers = (build_router(ingest.native), build_otlp_router(
         ingest.otlp, config.server.max_body_bytes, config.server.read_timeout, telemetry
     ))
+    for router in routers:
+        app.include_router(router)
+    # Innermost: the ingest POSTs skip FastAPI's request machinery (receivers/dispatch.py).
+    app.add_middleware(IngestDispatch, endpoints={
+        path: endpoint for router in routers
+        for path, endpoint in ingest_endpoints(router.routes).items()
+    })
     app.add_middleware(IngestLimits, gate=ingest.http_gate)
     # The last added runs first: CORS answers preflights before authentication, which
     # comes before the limits.
