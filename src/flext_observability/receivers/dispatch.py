@@ -1,12 +1,12 @@
-"""The ingest routes served past FastAPI's request machinery.
+"""The ingest routes served before FastAPI.
 
-`IngestDispatch` is the innermost ASGI middleware: a POST to an ingest route
-(`routes.INGEST`) goes straight to its endpoint, after authentication, the limits, CORS
-and the refusal recorder (the middlewares outside it) and without FastAPI's exception
-middleware, router, dependency solving and request handler, which cost more than the
-endpoint's own work at 100 spans a request (README "Performance"). Everything else, the
-other methods on these paths included (405), goes on to FastAPI, which also describes the
-ingest routes in the OpenAPI document, as it registered them.
+`IngestFront` is the ASGI app the server runs: a POST to an ingest route (`routes.INGEST`)
+goes through the refusal recorder, CORS, authentication and the limits (`ingest_chain`,
+built by `builder.add_ingest_routes`) straight to its endpoint, without FastAPI's
+middleware stack, router, dependency solving and request handler, which cost more than
+the endpoint's own work at 100 spans a request (README "Performance"). Everything else,
+the other methods on these paths included (405), goes to the FastAPI app, which also
+describes the ingest routes in its OpenAPI document, as it registered them.
 """
 
 from __future__ import annotations
@@ -25,26 +25,36 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def ingest_endpoints(routes: Iterable[BaseRoute]) -> dict[str, Endpoint]:
-    """The POST endpoint of each ingest path among `routes` (an app's or a router's)."""
+    """The POST endpoint of each ingest path among a router's `routes`."""
     return {
         route.path: route.endpoint
         for route in routes
-        if isinstance(route, APIRoute) and route.path in INGEST and "POST" in route.methods
+        if isinstance(route, APIRoute) and route.path in INGEST and "POST" in (route.methods or ())
     }
 
 
 class IngestDispatch:
-    """ASGI middleware: POST on a path of `endpoints` -> that endpoint, directly."""
+    """ASGI app: the request to the endpoint of its path (a path of `endpoints`)."""
 
-    def __init__(self, app: ASGIApp, endpoints: Mapping[str, Endpoint]) -> None:
-        self.app = app
+    def __init__(self, endpoints: Mapping[str, Endpoint]) -> None:
         self._endpoints = dict(endpoints)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = self._endpoints.get(scope["path"])
-            if endpoint is not None:
-                response = await endpoint(Request(scope, receive))
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        response = await self._endpoints[scope["path"]](Request(scope, receive))
+        await response(scope, receive, send)
+
+
+class IngestFront:
+    """ASGI app: a POST on a path of `paths` -> `ingest_chain`; anything else -> `app`."""
+
+    def __init__(self, app: ASGIApp, ingest_chain: ASGIApp, paths: Iterable[str]) -> None:
+        self.app = app
+        self._chain = ingest_chain
+        self._paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "POST"
+                and scope["path"] in self._paths):
+            await self._chain(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
