@@ -113,11 +113,17 @@ def run(seconds: int = 10) -> dict[str, list[float]]:
     for _ in range(common.RUNS):
         for mode, workers in (("", 0), ("workers_", WORKERS)):
             config = {**_BIG_QUEUE, "server": {"workers": workers}}
-            with collector(config) as (url, _):
+            with collector(config) as (url, proc):
+                cpu = _cpu_seconds(proc.pid)
                 load = wrk_post(f"{url}/v1/traces", traces_body(512), "application/x-protobuf",
                                 8, min(seconds, 10))
+                cpu = _cpu_seconds(proc.pid) - cpu
             keep({f"{mode}ingest_spans_per_s": load.requests_per_second * 512,
                   f"{mode}ingest_errors": load.errors})
+            if not workers:
+                # Spans per CPU-second of the collector: the cost of a span, whatever share
+                # of the cores the process got on a busy machine.
+                keep({"ingest_spans_per_cpu_s": (load.requests - load.errors) * 512 / cpu})
         with collector(_BIG_QUEUE) as (url, proc):
             keep(steady_load(url, proc.pid, 10_000, 100, max(seconds, 10)))
     return result
@@ -130,6 +136,8 @@ def report(result: dict[str, list[float]]) -> str:
         "otlp/http spans into the daemon (median of the runs, min-max):\n"
         f"  ingest, 512-span batches, 8 conns  {spread(result['ingest_spans_per_s']):>28} spans/s"
         f"  (non-2xx {sum(result['ingest_errors']):.0f})\n"
+        f"    per CPU-second of the collector {spread(result['ingest_spans_per_cpu_s']):>28}"
+        " spans\n"
         f"  the same, {WORKERS} ingest workers    "
         f"{spread(result['workers_ingest_spans_per_s']):>28} spans/s"
         f"  (non-2xx {sum(result['workers_ingest_errors']):.0f})\n"
