@@ -28,6 +28,24 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("BENCH_CTYPE")
 """
+# Appended to every wrk script: each thread counts the answers that are not 2xx (wrk's
+# own "Non-2xx or 3xx" passes a 3xx), and the total is printed at the end.
+WRK_COUNT_NON_2XX = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) non2xx = 0 end
+function response(status, headers, body)
+  if status < 200 or status > 299 then non2xx = non2xx + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("non2xx") end
+  io.write(string.format("NON2XX %d\\n", total))
+end
+"""
+# How many times each figure is taken (`python -m bench --runs`): the median is printed,
+# with the spread.
+RUNS = 3
 
 
 def free_port() -> int:
@@ -112,12 +130,13 @@ class WrkResult:
 def wrk_post(url: str, body: bytes, content_type: str, connections: int, seconds: int,
              threads: int = 2, script_text: str = WRK_POST) -> WrkResult:
     """POST the same body over `connections` keep-alive connections for `seconds` (or what
-    `script_text`, a wrk script reading the same variables, sends)."""
+    `script_text`, a wrk script reading the same variables, sends). Only 2xx answers count
+    in `requests_per_second`; `errors` are the others and the socket timeouts."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian package wrk; make system-deps)")
     with tempfile.TemporaryDirectory(prefix="flext-bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(script_text)
+        script.write_text(script_text + WRK_COUNT_NON_2XX)
         body_file = Path(tmp) / "body"
         body_file.write_bytes(body)
         env = {**os.environ, "BENCH_BODY": str(body_file), "BENCH_CTYPE": content_type}
@@ -127,9 +146,35 @@ def wrk_post(url: str, body: bytes, content_type: str, connections: int, seconds
         ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = int(bad.group(1)) if bad else 0
+    errors = int(re.search(r"NON2XX (\d+)", out).group(1))
     socket_errors = re.search(r"Socket errors: .*timeout (\d+)", out)
     if socket_errors:
         errors += int(socket_errors.group(1))
     return WrkResult(rate * (total - errors) / total if total else 0.0, errors, total)
+
+
+def machine() -> str:
+    """The header of a run: the cores, the CPU, the load average as it starts."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = " (" + line.split(":", 1)[1].strip() + ")"
+                break
+    one, five, fifteen = os.getloadavg()
+    return (f"machine: {os.cpu_count()} cores{model}; load average at start "
+            f"{one:.2f} {five:.2f} {fifteen:.2f}; each figure the median of {RUNS} runs "
+            "(min-max)")
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def spread(values: Sequence[float], fmt: str = ",.0f") -> str:
+    """`median (min-max)` of the runs' values."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"

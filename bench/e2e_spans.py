@@ -5,9 +5,10 @@ The same load runs twice: with no span exporter (ingest only: the spans stay que
 with `exporters.jaeger` pointed at an OTLP/gRPC sink in this process (the test suite's
 real OTLP receiver, counting what it is sent), once with gzip (the default) and once
 uncompressed. The delivered figure is what the sink received per second while the load
-ran; the gap to ingest-only is the cost of the durable queue's reads and acks, of the
-fan-out and of compression. All on one machine: wrk, the collector and the sink share
-its cores.
+ran; after it, every span accepted (2xx) must reach the sink (LOST is printed if not).
+The gap to ingest-only is the cost of the durable queue's reads and acks, of the fan-out
+and of compression. Each figure is taken `--runs` times (median, min-max). All on one
+machine: wrk, the collector and the sink share its cores.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import time
 
 from tests.helpers.otlp_sink import OtlpSink
 
-from bench.common import collector, wrk_post
+from bench import common
+from bench.common import collector, spread, wrk_post
 from bench.otlp_ingest import traces_body
 
 SPANS = 512
@@ -27,49 +29,63 @@ PROTOBUF = "application/x-protobuf"
 BIG_QUEUE = {"max_items": 500_000_000, "max_bytes": 50 * 1024**3, "hold_unexported": True}
 
 
-def _delivered(body: bytes, seconds: int, sink: OtlpSink, compression: str) -> tuple[float, int]:
-    """Load with the exporter on; (spans/s the sink received meanwhile, non-2xx answers)."""
+def _delivered(body: bytes, seconds: int, sink: OtlpSink, compression: str) -> dict[str, float]:
+    """Load with the exporter on: spans/s the sink received meanwhile, non-2xx answers, and
+    whether every accepted span reached the sink afterwards."""
     exporter = {"endpoint": sink.grpc_endpoint, "compression": compression}
     with collector({"queue": BIG_QUEUE, "exporters": {"jaeger": exporter}}) as (url, _):
         started, before = time.monotonic(), sink.span_count
         loaded = wrk_post(f"{url}/v1/traces", body, PROTOBUF, CONNECTIONS, seconds)
-        return (sink.span_count - before) / (time.monotonic() - started), loaded.errors
+        rate = (sink.span_count - before) / (time.monotonic() - started)
+        accepted = (loaded.requests - loaded.errors) * SPANS
+        deadline = time.monotonic() + 120
+        while sink.span_count - before < accepted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lost = max(0, accepted - (sink.span_count - before))
+    return {f"delivered_{compression}_spans_per_s": rate,
+            f"delivered_{compression}_errors": loaded.errors,
+            f"delivered_{compression}_lost": lost}
 
 
-def run(seconds: int = 10) -> dict[str, float]:
+def run(seconds: int = 10) -> dict[str, list[float]]:
     body = traces_body(SPANS)
-    with collector({"queue": BIG_QUEUE}) as (url, _):
-        ingest = wrk_post(f"{url}/v1/traces", body, PROTOBUF, CONNECTIONS, seconds)
-    result: dict[str, float] = {
-        "ingest_only_spans_per_s": ingest.requests_per_second * SPANS,
-        "ingest_only_errors": ingest.errors,
-    }
+    result: dict[str, list[float]] = {}
+
+    def keep(figures: dict[str, float]) -> None:
+        for key, value in figures.items():
+            result.setdefault(key, []).append(value)
+
     sink = OtlpSink(keep=False).start()
     try:
-        for compression in ("gzip", "none"):
-            rate, errors = _delivered(body, seconds, sink, compression)
-            result[f"delivered_{compression}_spans_per_s"] = rate
-            result[f"delivered_{compression}_errors"] = errors
+        for _ in range(common.RUNS):
+            with collector({"queue": BIG_QUEUE}) as (url, _):
+                ingest = wrk_post(f"{url}/v1/traces", body, PROTOBUF, CONNECTIONS, seconds)
+            keep({"ingest_only_spans_per_s": ingest.requests_per_second * SPANS,
+                  "ingest_only_errors": ingest.errors})
+            for compression in ("gzip", "none"):
+                keep(_delivered(body, seconds, sink, compression))
     finally:
         sink.stop()
-    result["delivered_gzip_vs_ingest_only"] = (
-        result["delivered_gzip_spans_per_s"] / result["ingest_only_spans_per_s"]
-    )
     return result
 
 
-def report(result: dict[str, float]) -> str:
-    return (
+def report(result: dict[str, list[float]]) -> str:
+    def line(label: str, key: str) -> str:
+        lost = sum(result.get(f"{key}_lost", [0]))
+        return (f"  {label:33}{spread(result[f'{key}_spans_per_s']):>28} spans/s"
+                f"  (non-2xx {sum(result[f'{key}_errors']):.0f}"
+                + (f", LOST {lost:.0f}" if lost else "") + ")")
+
+    ratio = (common.median(result["delivered_gzip_spans_per_s"])
+             / common.median(result["ingest_only_spans_per_s"]))
+    return "\n".join([
         f"end-to-end spans, OTLP/HTTP in -> OTLP/gRPC out ({SPANS}-span batches, "
-        f"{CONNECTIONS} connections):\n"
-        f"  ingest only (no exporter)        {result['ingest_only_spans_per_s']:>12,.0f} spans/s"
-        f"  (non-2xx {result['ingest_only_errors']})\n"
-        f"  delivered, gzip (the default)    {result['delivered_gzip_spans_per_s']:>12,.0f} spans/s"
-        f"  (non-2xx {result['delivered_gzip_errors']})\n"
-        f"  delivered, compression: none     {result['delivered_none_spans_per_s']:>12,.0f} spans/s"
-        f"  (non-2xx {result['delivered_none_errors']})\n"
-        f"  delivered gzip / ingest only     {result['delivered_gzip_vs_ingest_only']:>12.2f}"
-    )
+        f"{CONNECTIONS} connections; median of the runs, min-max):",
+        line("ingest only (no exporter)", "ingest_only"),
+        line("delivered, gzip (the default)", "delivered_gzip"),
+        line("delivered, compression: none", "delivered_none"),
+        f"  delivered gzip / ingest only     {ratio:>12.2f}",
+    ])
 
 
 if __name__ == "__main__":

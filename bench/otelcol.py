@@ -8,10 +8,13 @@ queue (its default) and with the queue in file_storage (persistent, like our dis
 
 (a) steady: 10,000 spans/s in batches of 100 for the window; CPU (share of one core) and mean
     RSS of the collector's processes (all of them: the process and its children);
-(b) peak: 512-span batches over 8 keep-alive connections (wrk): accepted spans/s.
+(b) peak: 512-span batches over 8 keep-alive connections (wrk): accepted (2xx) spans/s;
+(c) gRPC peak: the same batches as OTLP/gRPC calls, 8 at a time (`bench.grpc_load`).
 After each load the sink must have every accepted span: delivered / accepted is printed (for
-the peak it can pass 100%: wrk does not count the requests in flight when it stops).
-All on one 2-core machine: the load generator, the collector and the sink share its cores.
+the HTTP peak it can pass 100%: wrk does not count the requests in flight when it stops),
+and a run that lost one is flagged. Each figure is taken `--runs` times (3), the three
+collectors one after the other in each round; the median and the spread are printed.
+All on one 2-core machine: the load generators, the collector and the sink share its cores.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from tests.helpers.otlp_sink import OtlpSink
 from tests.helpers.peers import Otelcol
 from tests.helpers.procs import free_ports
 
-from bench.common import collector, wrk_post
+from bench import common
+from bench.common import collector, spread, wrk_post
+from bench.grpc_load import grpc_post
 from bench.otlp_ingest import traces_body
 
 STEADY_RATE, STEADY_BATCH = 10_000, 100
@@ -135,11 +140,23 @@ def peak(url: str, sink: OtlpSink, seconds: int) -> dict[str, float]:
             "peak_errors": load.errors, "peak_accepted": accepted, "peak_delivered": delivered}
 
 
+def grpc_peak(target: str, sink: OtlpSink, seconds: int) -> dict[str, float]:
+    """The peak load as OTLP/gRPC calls to `target` (host:port)."""
+    before = sink.span_count
+    load = grpc_post(target, traces_body(PEAK_BATCH), PEAK_CONNECTIONS, seconds)
+    accepted = load.ok * PEAK_BATCH
+    # The warm-up call's batch is delivered too.
+    delivered = _wait_delivered(sink, before + accepted + PEAK_BATCH, timeout=120) - before
+    return {"grpc_spans_per_s": accepted / load.seconds, "grpc_errors": load.errors,
+            "grpc_accepted": accepted + PEAK_BATCH, "grpc_delivered": delivered}
+
+
 @contextlib.contextmanager
-def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, int]]:
-    """otelcol: otlp (HTTP) -> batch -> otlp (gRPC) to the sink; yields (url, pid)."""
+def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, str, int]]:
+    """otelcol: otlp (HTTP, gRPC) -> batch -> otlp (gRPC) to the sink; yields (url, gRPC
+    target, pid)."""
     with tempfile.TemporaryDirectory(prefix="flext-bench-otelcol-") as tmp:
-        (http_port,) = free_ports(1)
+        http_port, grpc_port = free_ports(2)
         queue: dict[str, Any] = {"enabled": True, "queue_size": 100_000}
         extensions: dict[str, Any] = {}
         if persistent:
@@ -149,7 +166,10 @@ def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, int]]:
             queue["storage"] = "file_storage"
         config = {
             "extensions": extensions,
-            "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{http_port}"}}}},
+            "receivers": {"otlp": {"protocols": {
+                "http": {"endpoint": f"127.0.0.1:{http_port}"},
+                "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
+            }}},
             "processors": {"batch": {}},
             "exporters": {"otlp_grpc": {
                 "endpoint": sink.grpc_endpoint.removeprefix("http://"),
@@ -166,51 +186,83 @@ def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, int]]:
         process = Otelcol(Path(tmp), config).start()
         try:
             assert process.pid is not None
-            yield f"http://127.0.0.1:{http_port}", process.pid
+            yield f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", process.pid
         finally:
             process.stop()
 
 
-def run(seconds: int = 10) -> dict[str, dict[str, float]]:
+OURS = "flext-observability"
+SYSTEMS = (OURS, "otelcol, memory queue", "otelcol, file_storage")
+Figures = dict[str, list[float]]
+
+
+@contextlib.contextmanager
+def _system(name: str, sink: OtlpSink) -> Iterator[tuple[str, str, int]]:
+    """One of SYSTEMS forwarding to `sink`: (url, gRPC target, pid)."""
+    if name != OURS:
+        with otelcol(sink, persistent=name.endswith("file_storage")) as started:
+            yield started
+        return
+    (grpc_port,) = free_ports(1)
+    with collector({"queue": BIG_QUEUE, "server": {"grpc_port": grpc_port},
+                    "exporters": {"jaeger": {"endpoint": sink.grpc_endpoint}}}) as (url, proc):
+        yield url, f"127.0.0.1:{grpc_port}", proc.pid
+
+
+def run(seconds: int = 10) -> dict[str, Figures]:
+    """Each figure of each system, once a round, `common.RUNS` rounds."""
     window = max(seconds, 10)
-    result: dict[str, dict[str, float]] = {}
+    result: dict[str, Figures] = {name: {} for name in SYSTEMS}
     sink = OtlpSink(keep=False).start()
     try:
-        with collector({"queue": BIG_QUEUE,
-                        "exporters": {"jaeger": {"endpoint": sink.grpc_endpoint}}}) as (url, proc):
-            result["flext-observability"] = steady(url, proc.pid, sink, window)
-            result["flext-observability"] |= peak(url, sink, window)
-        for name, persistent in (("otelcol, memory queue", False), ("otelcol, file_storage", True)):
-            with otelcol(sink, persistent) as (url, pid):
-                result[name] = steady(url, pid, sink, window) | peak(url, sink, window)
+        for _ in range(common.RUNS):
+            for name in SYSTEMS:
+                with _system(name, sink) as (url, target, pid):
+                    figures = (steady(url, pid, sink, window) | peak(url, sink, window)
+                               | grpc_peak(target, sink, window))
+                for key, value in figures.items():
+                    result[name].setdefault(key, []).append(value)
     finally:
         sink.stop()
     return result
 
 
-def report(result: dict[str, dict[str, float]]) -> str:
-    ours = result["flext-observability"]
+def _delivery(figures: Figures, load: str) -> str:
+    """Delivered / accepted over the runs; LOST when a run delivered less than it accepted.
+    (More is no loss: the requests wrk had in flight when it stopped are delivered too.)"""
+    pairs = list(zip(figures[f"{load}_accepted"], figures[f"{load}_delivered"], strict=True))
+    ratio = sum(d for _, d in pairs) / max(sum(a for a, _ in pairs), 1)
+    return f"{ratio:.1%}" + (" LOST" if any(d < a for a, d in pairs) else "")
+
+
+def report(result: dict[str, Figures]) -> str:
+    median = common.median
+    ours = result[OURS]
     lines = [
-        "OTLP/HTTP spans in, OTLP/gRPC out to one sink: flext-observability beside otelcol",
-        f"  {'':24}{'cpu %':>8}{'rss MiB':>9}{'delivered':>11}"
-        f"{'peak spans/s':>14}{'non-2xx':>9}{'delivered':>11}",
+        "OTLP spans in, OTLP/gRPC out to one sink: flext-observability beside otelcol",
+        f"  steady {STEADY_RATE:,} spans/s in batches of {STEADY_BATCH} (OTLP/HTTP): cpu % of "
+        "one core, rss MiB, delivered/accepted",
     ]
     for name, figures in result.items():
-        lines.append(
-            f"  {name:24}{figures['steady_cpu_percent']:8.1f}{figures['steady_rss_mib']:9.1f}"
-            f"{figures['steady_delivered'] / max(figures['steady_accepted'], 1):11.1%}"
-            f"{figures['peak_spans_per_s']:14,.0f}{figures['peak_errors']:9.0f}"
-            f"{figures['peak_delivered'] / max(figures['peak_accepted'], 1):11.1%}")
-    lines.append(f"  (steady: {STEADY_RATE:,} spans/s in batches of {STEADY_BATCH}; peak: "
-                 f"{PEAK_BATCH}-span batches, {PEAK_CONNECTIONS} connections)")
+        lines.append(f"    {name:24} cpu {spread(figures['steady_cpu_percent'], '.1f'):18}"
+                     f" rss {spread(figures['steady_rss_mib'], '.0f'):14}"
+                     f" delivered {_delivery(figures, 'steady')}")
+    for load, title in (("peak", "peak OTLP/HTTP (wrk)"), ("grpc", "peak OTLP/gRPC")):
+        lines.append(f"  {title}, {PEAK_BATCH}-span batches, {PEAK_CONNECTIONS} at a time: "
+                     "spans/s (2xx / OK only), failed requests, delivered/accepted")
+        for name, figures in result.items():
+            lines.append(f"    {name:24} {spread(figures[f'{load}_spans_per_s']):30}"
+                         f" failed {sum(figures[f'{load}_errors']):.0f}"
+                         f"  delivered {_delivery(figures, load)}")
     for name, figures in result.items():
-        if name == "flext-observability":
+        if name == OURS:
             continue
-        cpu = ours["steady_cpu_percent"] / figures["steady_cpu_percent"]
-        lines.append(
-            f"  ours / {name}: cpu {cpu:.2f}x"
-            f", rss {ours['steady_rss_mib'] / figures['steady_rss_mib']:.2f}x"
-            f", peak {ours['peak_spans_per_s'] / figures['peak_spans_per_s']:.2f}x")
+        ratios = ", ".join(
+            f"{label} {median(ours[key]) / median(figures[key]):.2f}x"
+            for label, key in (("cpu", "steady_cpu_percent"), ("rss", "steady_rss_mib"),
+                               ("http peak", "peak_spans_per_s"), ("grpc peak", "grpc_spans_per_s"))
+        )
+        lines.append(f"  ours / {name} (medians): {ratios}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,8 @@ import time
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench.common import collector, wrk_post
+from bench import common
+from bench.common import collector, spread, wrk_post
 
 GO_COLLECTOR_CPU_PERCENT = 6.3
 GO_COLLECTOR_RSS_MIB = 53.0
@@ -101,35 +102,53 @@ def steady_load(url: str, pid: int, spans_per_second: int, batch: int, seconds: 
     }
 
 
-def run(seconds: int = 10) -> dict[str, float]:
-    result: dict[str, float] = {}
-    for mode, workers in (("", 0), ("workers_", WORKERS)):
-        config = {**_BIG_QUEUE, "server": {"workers": workers}}
-        with collector(config) as (url, _):
-            load = wrk_post(f"{url}/v1/traces", traces_body(512), "application/x-protobuf", 8,
-                            min(seconds, 10))
-        result[f"{mode}ingest_spans_per_s"] = load.requests_per_second * 512
-        result[f"{mode}ingest_errors"] = load.errors
-    with collector(_BIG_QUEUE) as (url, proc):
-        result.update(steady_load(url, proc.pid, 10_000, 100, max(seconds, 10)))
+def run(seconds: int = 10) -> dict[str, list[float]]:
+    """Each figure `common.RUNS` times, the three loads one after the other in each round."""
+    result: dict[str, list[float]] = {}
+
+    def keep(figures: dict[str, float]) -> None:
+        for key, value in figures.items():
+            result.setdefault(key, []).append(value)
+
+    for _ in range(common.RUNS):
+        for mode, workers in (("", 0), ("workers_", WORKERS)):
+            config = {**_BIG_QUEUE, "server": {"workers": workers}}
+            with collector(config) as (url, proc):
+                cpu = _cpu_seconds(proc.pid)
+                load = wrk_post(f"{url}/v1/traces", traces_body(512), "application/x-protobuf",
+                                8, min(seconds, 10))
+                cpu = _cpu_seconds(proc.pid) - cpu
+            keep({f"{mode}ingest_spans_per_s": load.requests_per_second * 512,
+                  f"{mode}ingest_errors": load.errors})
+            if not workers:
+                # Spans per CPU-second of the collector: the cost of a span, whatever share
+                # of the cores the process got on a busy machine.
+                keep({"ingest_spans_per_cpu_s": (load.requests - load.errors) * 512 / cpu})
+        with collector(_BIG_QUEUE) as (url, proc):
+            keep(steady_load(url, proc.pid, 10_000, 100, max(seconds, 10)))
     return result
 
 
-def report(result: dict[str, float]) -> str:
+def report(result: dict[str, list[float]]) -> str:
+    cpu = common.median(result["steady_cpu_percent"])
+    rss = common.median(result["steady_rss_mib"])
     return (
-        "otlp/http spans into the daemon:\n"
-        f"  ingest, 512-span batches, 8 conns  {result['ingest_spans_per_s']:>12,.0f} spans/s"
-        f"  (non-2xx {result['ingest_errors']})\n"
-        f"  the same, {WORKERS} ingest workers    {result['workers_ingest_spans_per_s']:>12,.0f}"
-        f" spans/s  (non-2xx {result['workers_ingest_errors']})\n"
-        f"  steady {result['steady_spans_per_s']:,.0f} spans/s in batches of 100"
-        f" (failures {result['steady_failures']}):\n"
-        f"    cpu  {result['steady_cpu_percent']:6.1f}% of one core"
+        "otlp/http spans into the daemon (median of the runs, min-max):\n"
+        f"  ingest, 512-span batches, 8 conns  {spread(result['ingest_spans_per_s']):>28} spans/s"
+        f"  (non-2xx {sum(result['ingest_errors']):.0f})\n"
+        f"    per CPU-second of the collector  {spread(result['ingest_spans_per_cpu_s']):>28}"
+        " spans\n"
+        f"  {f'the same, {WORKERS} ingest workers':35}"
+        f"{spread(result['workers_ingest_spans_per_s']):>28} spans/s"
+        f"  (non-2xx {sum(result['workers_ingest_errors']):.0f})\n"
+        f"  steady {common.median(result['steady_spans_per_s']):,.0f} spans/s in batches of 100"
+        f" (failures {sum(result['steady_failures']):.0f}):\n"
+        f"    cpu  {spread(result['steady_cpu_percent'], '.1f')}% of one core"
         f"   (Go collector testbed: {GO_COLLECTOR_CPU_PERCENT}%,"
-        f" ratio {result['steady_cpu_percent'] / GO_COLLECTOR_CPU_PERCENT:.1f}x)\n"
-        f"    rss  {result['steady_rss_mib']:6.1f} MiB"
-        f"          (Go collector testbed: {GO_COLLECTOR_RSS_MIB:.0f} MiB,"
-        f" ratio {result['steady_rss_mib'] / GO_COLLECTOR_RSS_MIB:.1f}x)"
+        f" ratio {cpu / GO_COLLECTOR_CPU_PERCENT:.1f}x)\n"
+        f"    rss  {spread(result['steady_rss_mib'], '.1f')} MiB"
+        f"   (Go collector testbed: {GO_COLLECTOR_RSS_MIB:.0f} MiB,"
+        f" ratio {rss / GO_COLLECTOR_RSS_MIB:.1f}x)"
     )
 
 

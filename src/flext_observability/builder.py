@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from flext_observability.components import EXPORTERS, RECEIVERS, ExporterContext
 from flext_observability.config import Config
@@ -43,6 +44,7 @@ from flext_observability.processors.limits import (
 from flext_observability.receivers.auth import Authenticator, BearerAuthMiddleware
 from flext_observability.receivers.component import LocalParts, Receiver, ReceiverContext
 from flext_observability.receivers.cors import OtlpCorsMiddleware
+from flext_observability.receivers.dispatch import IngestDispatch, IngestFront, ingest_endpoints
 from flext_observability.refusals.middleware import RefusalRecorder
 from flext_observability.signals import Signal
 from flext_observability.telemetry import SelfTelemetry
@@ -109,22 +111,31 @@ def build_ingest(
 def add_ingest_routes(
     app: FastAPI, ingest: Ingest, config: Config, telemetry: SelfTelemetry
 ) -> None:
-    """The POST routes and the middleware in front of every route: the collector's app
-    and an ingest worker's are wired alike."""
-    for receiver in ingest.receivers.values():
-        if receiver.router is not None:
-            app.include_router(receiver.router)
-    app.add_middleware(IngestLimits, gate=ingest.http_gate)
-    # The last added runs first: CORS answers preflights before authentication, which
+    """The POST routes, described by `app` and served before it (`app.state.ingest_front`,
+    receivers/dispatch.py) behind the refusal recorder, CORS, authentication and the
+    limits; CORS and authentication stand in front of `app`'s other routes too. The
+    collector's app and an ingest worker's are wired alike."""
+    routers = [receiver.router for receiver in ingest.receivers.values()
+               if receiver.router is not None]
+    endpoints = {
+        path: endpoint for router in routers
+        for path, endpoint in ingest_endpoints(router.routes).items()
+    }
+    for router in routers:
+        app.include_router(router)
+    chain: ASGIApp = IngestLimits(IngestDispatch(endpoints), gate=ingest.http_gate)
+    # The last wrapped runs first: CORS answers preflights before authentication, which
     # comes before the limits.
     if ingest.authenticator is not None:
-        app.add_middleware(
-            BearerAuthMiddleware, authenticator=ingest.authenticator,
-            protect_metrics=config.server.auth.protect_metrics,
-        )
+        protect = config.server.auth.protect_metrics
+        app.add_middleware(BearerAuthMiddleware, authenticator=ingest.authenticator,
+                           protect_metrics=protect)
+        chain = BearerAuthMiddleware(chain, ingest.authenticator, protect)
     if config.server.cors.allowed_origins:
         app.add_middleware(OtlpCorsMiddleware, cors=config.server.cors)
-    app.add_middleware(RefusalRecorder, telemetry=telemetry)
+        chain = OtlpCorsMiddleware(chain, cors=config.server.cors)
+    app.state.ingest_front = IngestFront(app, RefusalRecorder(chain, telemetry=telemetry),
+                                         endpoints)
 
 
 def build_exporters(config: Config, context: ExporterContext) -> dict[str, Exporter]:

@@ -66,7 +66,8 @@ def tune_process() -> None:
 class Server(uvicorn.Server):
     """Starts the collector before it serves, stops it after; SIGTERM/SIGINT drain and stop,
     and the process then exits 0, not by the signal. Nothing says "started" before every
-    listener (HTTP, gRPC, the queue's lock) is held."""
+    listener (HTTP, gRPC, the queue's lock) is held. An app with ingest routes is served
+    through their front (`app.state.ingest_front`, receivers/dispatch.py)."""
 
     def __init__(
         self,
@@ -75,6 +76,8 @@ class Server(uvicorn.Server):
         pool: Companion | None = None,
         reloader: Reloader | None = None,
     ) -> None:
+        state = getattr(config.app, "state", None)
+        config.app = getattr(state, "ingest_front", config.app)
         super().__init__(config)
         self.collector = collector
         self.pool = pool

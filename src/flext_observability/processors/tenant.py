@@ -43,8 +43,88 @@ def tag_resources(resources: Iterable[Any], tenant: str) -> None:
 
 
 def tag_otlp(signal: Signal, payload: bytes, tenant: str) -> bytes:
-    """A serialized OTLP export request with `flext.tenant` on every resource."""
+    """A serialized OTLP export request with `flext.tenant` on every resource.
+
+    When the payload names no `flext.tenant` (the usual case), the attribute is appended to
+    each resource on the wire, without decoding the request: a message field given twice
+    is merged into one (the protobuf encoding's rule), so a second `resource` holding only
+    the attribute adds it after the sender's. Otherwise the request is decoded, the
+    sender's attribute replaced and the request encoded again."""
+    if _TENANT_KEY not in payload:
+        tagged = _append_to_resources(payload, _tenant_resource(tenant))
+        if tagged is not None:
+            return tagged
     request_type, field = _OTLP_REQUESTS[signal]
     request = request_type.FromString(payload)
     tag_resources(getattr(request, field), tenant)
     return request.SerializeToString()
+
+
+_TENANT_KEY = TENANT_ATTRIBUTE.encode()
+# The tag of field 1, length-delimited: an export request's resource_spans/_metrics/_logs,
+# their `resource`, a Resource's `attributes`, a KeyValue's `key`, an AnyValue's string.
+_FIELD_1 = b"\x0a"
+_FIELD_2 = b"\x12"  # a KeyValue's `value`
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _delimited(tag: bytes, content: bytes) -> bytes:
+    return tag + _varint(len(content)) + content
+
+
+def _tenant_resource(tenant: str) -> bytes:
+    """`resource { attributes { key: "flext.tenant" value { string_value: tenant } } }`."""
+    value = _delimited(_FIELD_1, tenant.encode())
+    pair = _delimited(_FIELD_1, _TENANT_KEY) + _delimited(_FIELD_2, value)
+    return _delimited(_FIELD_1, _delimited(_FIELD_1, pair))
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _append_to_resources(payload: bytes, extra: bytes) -> bytes | None:
+    """`payload` (an export request) with `extra` appended to each of its field 1 entries;
+    None for what this walk does not take (a group, a truncated field)."""
+    parts: list[bytes] = []
+    pos = 0
+    try:
+        while pos < len(payload):
+            start = pos
+            tag, pos = _read_varint(payload, pos)
+            wire_type = tag & 7
+            if wire_type == 2:
+                length, pos = _read_varint(payload, pos)
+                end = pos + length
+                if end > len(payload):
+                    return None
+                if tag >> 3 == 1:
+                    content = payload[pos:end]
+                    parts.append(_delimited(_FIELD_1, content + extra))
+                else:
+                    parts.append(payload[start:end])
+                pos = end
+            elif wire_type in (0, 1, 5):
+                pos = _read_varint(payload, pos)[1] if wire_type == 0 else (
+                    pos + (8 if wire_type == 1 else 4))
+                parts.append(payload[start:pos])
+            else:
+                return None
+    except IndexError:
+        return None
+    return b"".join(parts) if pos == len(payload) else None
