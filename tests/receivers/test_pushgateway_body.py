@@ -128,7 +128,7 @@ def test_the_block_reader_gives_what_the_line_reader_gives(body):
     """`plain_families` reads a body by blocks; where it takes one, its families (series,
     values, the group's labels) are those `read_families` gives; a body it leaves (a series
     twice, a line of another form) is read, or refused, by `read_families`."""
-    plain = plain_families(body, {"job": "j", "instance": "i"}, counters_of(body))
+    plain = plain_families(body, {"job": "j", "instance": "i"})
     if plain is not None:
         assert repr(plain) == repr(read_or_refused(body))  # repr: NaN equal to itself
 
@@ -139,5 +139,5 @@ def test_the_block_reader_takes_the_usual_bodies():
     Gauge("last_run", "Last run.", registry=registry).set(1.7e9)
     Histogram("took", "Time taken.", registry=registry).observe(0.3)
     for body in (generate_latest(registry).decode(), PLAIN_BODIES[len(BODIES)]):
-        assert plain_families(body, {"job": "j"}, counters_of(body)) is not None
-    assert plain_families(PLAIN_BODIES[len(BODIES) + 5], {"job": "j"}, {}) is None
+        assert plain_families(body, {"job": "j"}) is not None
+    assert plain_families(PLAIN_BODIES[len(BODIES) + 5], {"job": "j"}) is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -70,14 +71,14 @@ def parse_text(body: bytes, grouping: dict[str, str]) -> dict[str, PushedFamily]
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadBody("malformed", f"text format parsing error: not UTF-8: {exc}") from None
+    plain = plain_families(text, grouping)
+    if plain is not None:
+        return plain
     # prometheus_client names a counter `x` whether its TYPE line says `x` or `x_total`.
     counters = {
         name.removesuffix(b"_total").decode("utf-8", "replace"): name.decode("utf-8", "replace")
         for name in _COUNTER_TYPE.findall(body)
     }
-    plain = plain_families(text, grouping, counters)
-    if plain is not None:
-        return plain
     return read_families(text, grouping, counters)
 
 
@@ -264,9 +265,7 @@ class _Reading:
     values: list[str] = field(default_factory=list)
 
 
-def plain_families(
-    text: str, grouping: dict[str, str], counters: dict[str, str]
-) -> dict[str, PushedFamily] | None:
+def plain_families(text: str, grouping: dict[str, str]) -> dict[str, PushedFamily] | None:
     """`parse_text`'s families for the usual body, read by blocks rather than by lines:
     HELP and TYPE lines, each followed by sample lines of that family with plain labels
     and values (no escape, timestamp or exemplar); None for any other body (then
@@ -316,7 +315,7 @@ def plain_families(
         known = _GROUP_LABELS[group] = _GroupLabels()
     families: dict[str, PushedFamily] = {}
     for reading in readings:
-        family = _family(reading, grouping, known, counters)
+        family = _family(reading, grouping, known)
         if family is None:
             return None
         # A family with no sample is left out, as the Go parser does.
@@ -344,11 +343,12 @@ def _header(line: str) -> tuple[str, str, str] | tuple[()] | None:
 
 
 def _family(
-    reading: _Reading, grouping: dict[str, str], known: _GroupLabels,
-    counters: dict[str, str],
+    reading: _Reading, grouping: dict[str, str], known: _GroupLabels
 ) -> PushedFamily | None:
     """The family of a reading with the group's labels; None where `read_families` must
-    judge (a label set it does not take, a value it does not read, a series twice)."""
+    judge (a label set it does not take, a value it does not read, a series twice). A
+    counter's declared name is its TYPE line's (a body where another TYPE line names it
+    too has two families of one name: `read_families` reads it)."""
     base, names, kind = reading.name, reading.names, reading.kind
     if kind == "counter":
         if base.endswith("_total"):
@@ -370,7 +370,7 @@ def _family(
     name = exposition_name(base, kind)
     return PushedFamily(
         name, base, kind, reading.help, list(zip(names, keys, values, strict=True)),
-        declared=counters.get(base, name) if kind == "counter" else name,
+        declared=reading.name if kind == "counter" else name,
     )
 
 
@@ -452,6 +452,9 @@ def _labels_text(labels: LabelKey) -> str:
     return ",".join(f'{k}="{v}"' for k, v in labels)
 
 
+_VALUE = itemgetter(2)
+
+
 def encode_value(value: float) -> float | str:
     """JSON holds no NaN or ±Inf: those are kept as their names."""
     return value if math.isfinite(value) else repr(value)
@@ -462,7 +465,7 @@ def encode_families(families: dict[str, PushedFamily]) -> list[list[object]]:
     return [
         [f.name, f.base, f.kind, f.help,
          # (a sum is finite when every term is, or when it overflowed: then listed)
-         f.samples if math.isfinite(sum(v for _, _, v in f.samples))
+         f.samples if math.isfinite(sum(map(_VALUE, f.samples)))
          else [(s, labels, encode_value(v)) for s, labels, v in f.samples],
          f.declared]
         for f in families.values()

@@ -22,7 +22,6 @@ from flext_observability.pipeline.queue import StateChanges
 from flext_observability.receivers.pushgateway.body import (
     PUSH_FAILURE_TIME,
     PUSH_TIME,
-    LabelKey,
     PushedFamily,
     decode_families,
     encode_families,
@@ -34,8 +33,9 @@ POST = "post"
 DELETE = "delete"
 FAIL = "fail"
 
-# A family's kind, series ids and names, as the view holds them.
-_Shape = tuple[str, frozenset[tuple[str, LabelKey]], frozenset[str]]
+# A family's kind, the family (its series are read only when another group holds its name)
+# and its names, as the view holds them.
+_Shape = tuple[str, PushedFamily, frozenset[str]]
 
 
 class Inconsistent(ValueError):
@@ -88,7 +88,7 @@ class Group:
 
 
 def _shapes(families: dict[str, PushedFamily]) -> dict[str, _Shape]:
-    return {name: (f.kind, f.series(), f.names()) for name, f in families.items()}
+    return {name: (f.kind, f, f.names()) for name, f in families.items()}
 
 
 def _fold(shapes: dict[str, _Shape], push: Push) -> dict[str, _Shape]:
@@ -148,10 +148,9 @@ class PushGroups:
                             f"pushed metric {held} is a {family.kind}, but the group "
                             f"{_key_text(key)} holds it as a {kind}",
                         )
-            series = family.series()
             for key in self._owners.get(name, {}):
                 shape = self._view[key].get(name)
-                if key != push.key and shape is not None and series & shape[1]:
+                if key != push.key and shape is not None and family.series() & shape[1].series():
                     raise Inconsistent(
                         "invalid",
                         f"a series of {name} was collected before with the same name and "
