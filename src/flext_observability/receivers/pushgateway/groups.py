@@ -25,6 +25,7 @@ from flext_observability.receivers.pushgateway.body import (
     PushedFamily,
     decode_families,
     encode_families,
+    parse_text,
 )
 from flext_observability.receivers.pushgateway.path import GroupKey
 
@@ -50,26 +51,30 @@ class Inconsistent(ValueError):
 @dataclass(slots=True)
 class Push:
     """One queued change of a group: `op` is PUT, POST, DELETE or FAIL (a refused push:
-    only the group's push_failure_time_seconds changes)."""
+    only the group's push_failure_time_seconds changes). `body`: the text the families were
+    read from; queued as it came (half the size of the families), read again only where
+    the push is applied without this object (after a restart)."""
 
     op: str
     key: GroupKey
     time: float
     families: dict[str, PushedFamily] = field(default_factory=dict)
+    body: bytes | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps({
-            "op": self.op, "key": [list(pair) for pair in self.key], "time": self.time,
-            "families": encode_families(self.families),
-        })
+        header = {"op": self.op, "key": [list(pair) for pair in self.key], "time": self.time}
+        if self.body is not None:
+            return orjson.dumps({**header, "text": True}) + b"\n" + self.body
+        return orjson.dumps({**header, "families": encode_families(self.families)})
 
     @classmethod
     def decode(cls, payload: bytes) -> Push:
-        data = orjson.loads(payload)
-        return cls(
-            data["op"], tuple((k, v) for k, v in data["key"]), float(data["time"]),
-            decode_families(data["families"]),
-        )
+        header, _, body = payload.partition(b"\n")
+        data = orjson.loads(header)
+        key: GroupKey = tuple((k, v) for k, v in data["key"])
+        if data.get("text"):
+            return cls(data["op"], key, float(data["time"]), parse_text(body, dict(key)), body)
+        return cls(data["op"], key, float(data["time"]), decode_families(data["families"]))
 
     @property
     def samples(self) -> int:
