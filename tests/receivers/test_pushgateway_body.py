@@ -105,6 +105,7 @@ PLAIN_BODIES = [
     "# TYPE v gauge\nv 1_000\nv{a=\"1\"} 1 17\n",
     "# TYPE w gauge\nw{a=\"}\"} 1\nw{a=\"x\",} 2\nw{a=\"1\",a=\"2\"} 3\n",
     "# TYPE x gauge\nother 1\n",
+    "# TYPE tc gauge\ntc{a=\"1\",} 1\ntc{} 2\ntc{a=\"2\",b=\"3\",} 3e-3\n",
     "# TYPE push_time_seconds gauge\npush_time_seconds 1\n# TYPE y gauge\n",
 ]
 
