@@ -20,7 +20,8 @@ from flext_observability.receivers.pushgateway.groups import (
 
 def make_push(op: str, job: str, body: str = "") -> Push:
     labels = {"job": job}
-    return Push(op, (("job", job),), 1700000000.0, parse_text(body.encode(), labels))
+    return Push(op, (("job", job),), 1700000000.0, parse_text(body.encode(), labels),
+                body.encode() if op in (PUT, POST) else None)
 
 
 def new_groups(clock: list[float] | None = None, ttl: float | None = None) -> PushGroups:
@@ -90,3 +91,22 @@ def test_groups_expire_after_the_ttl_unless_a_push_is_queued():
     groups.expire()
     assert groups.groups == {}
     assert PushState(groups).changes() == {b'[["job","a"]]': None}
+
+
+def test_a_push_is_queued_as_its_text_and_read_back_as_the_same_families():
+    push = make_push(PUT, "a", '# TYPE x counter\nx{p="1"} 1\ny NaN\n')
+    queued = push.encode()
+    assert queued.endswith(push.body)
+    # Rows queued before, with the families themselves, are read back as well.
+    with_families = Push(push.op, push.key, push.time, push.families).encode()
+    for payload in (queued, with_families):
+        again = Push.decode(payload)
+        assert (again.op, again.key, again.time) == (push.op, push.key, push.time)
+        assert shown(again) == shown(push)
+
+
+def shown(push: Push) -> str:
+    """The families as /metrics shows them (values as floats; repr: NaN equal to itself)."""
+    return repr([(f.name, f.base, f.kind, f.help, f.declared,
+                  [(s, labels, float(v)) for s, labels, v in f.samples])
+                 for f in push.families.values()])

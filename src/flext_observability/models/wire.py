@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from hashlib import blake2b
 from itertools import pairwise
 from typing import Annotated, Literal
 
@@ -32,8 +33,10 @@ METRICS = TypeAdapter(list[Metric])
 Short = Annotated[str, msgspec.Meta(max_length=200)]
 
 
-class WireMetric(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """`Metric`'s fields, without the checks msgspec cannot make (patterns, rules)."""
+class WireMetric(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """`Metric`'s fields, without the checks msgspec cannot make (patterns, rules).
+    Not tracked by the garbage collector (`gc=False`): a decoded item holds no cycle, and
+    a batch of them costs a third less to make and to free."""
 
     name: Short
     type: Literal["counter", "gauge", "histogram"]
@@ -139,12 +142,13 @@ class Run(msgspec.Struct, array_like=True):
     count: int
 
 
-class MetricsDigest(msgspec.Struct, array_like=True):
+class MetricsDigest(msgspec.Struct, array_like=True, dict=True):
     """Validated native metrics in the form the Prometheus exporter applies cheaply: runs of
     one family, and per item its series key (`series_key`) and value. Packed (msgpack), it
     is what the queue stores for a native metrics request: less than half the size of the
     JSON, and applied after a restart without validating again. (An item's `timestamp` is
-    accepted and not kept: a sample is exposed at the time it was received.)"""
+    accepted and not kept: a sample is exposed at the time it was received.) The keys, once
+    split, are kept with it in memory (not packed) for the next reader in this process."""
 
     runs: list[Run]
     keys: bytes  # the items' series keys, joined by b"\n" (JSON escapes a newline)
@@ -155,12 +159,26 @@ class MetricsDigest(msgspec.Struct, array_like=True):
         return sum(run.count for run in self.runs)
 
     def series(self) -> list[bytes]:
-        return self.keys.split(b"\n")
+        split: list[bytes] | None = self.__dict__.get("_series")
+        if split is None:
+            split = self.__dict__["_series"] = self.keys.split(b"\n")
+        return split
 
     def numbers(self) -> array[float]:
         values = array("d")
         values.frombytes(self.values)
         return values
+
+    def fingerprint(self) -> bytes:
+        """A hash of the series of every run (family name, type and series keys, not the
+        values): requests that update the same series have the same fingerprint."""
+        found: bytes | None = self.__dict__.get("_fingerprint")
+        if found is None:
+            made = blake2b(self.keys, digest_size=16)
+            for run in self.runs:
+                made.update(f"\n{run.name}\n{run.type}\n{run.count}".encode())
+            found = self.__dict__["_fingerprint"] = made.digest()
+        return found
 
 
 def series_key(key: bytes) -> tuple[str, str, dict[str, str]]:
@@ -183,9 +201,11 @@ def digest(items: list[WireMetric]) -> MetricsDigest:
     if run is not None:
         run.count = len(items) - first
     keys = [_encode((m.service, m.instance, m.labels)) for m in items]
-    return MetricsDigest(
+    made = MetricsDigest(
         runs, b"\n".join(keys), array("d", [m.value for m in items]).tobytes()
     )
+    made.__dict__["_series"] = keys
+    return made
 
 
 pack_digest = msgspec.msgpack.Encoder().encode

@@ -38,7 +38,8 @@ class SeriesAdmission:
         """The reservation of validated native metrics, or Inadmissible naming the items the
         store would refuse: a reserved name, a type conflict (also a name another family
         exposes), a series limit. A pass over the runs; series keys are read only near a
-        limit."""
+        limit, and not at all for a request that updates only series the store holds (the
+        usual one: the store has a plan for it)."""
         store = self.store
         reservation = Reservation()
         kinds = reservation.kinds
@@ -62,6 +63,10 @@ class SeriesAdmission:
             index += run.count
         if errors:
             raise Inadmissible(errors, reason)
+        if store.plan(metrics.fingerprint()) is not None:
+            reservation.bound = upper
+            reservation.source = partial(_native_series, store, names, metrics)
+            return reservation
         if store.far_from_limits(upper):
             reservation.upper = upper
             reservation.source = partial(_native_series, store, names, metrics)

@@ -28,6 +28,7 @@ from flext_observability.models.native import (
     Span,
 )
 from flext_observability.models.wire import (
+    Run,
     WireMetric,
     decode_metrics,
     digest,
@@ -243,10 +244,10 @@ class NativeReceiver:
             errors = self._label_limit_errors(items, tenant is not None)
             if errors:
                 raise Refusal(422, "label_limit", errors, items=len(items))
-            errors = self._bucket_limit_errors(items)
+            decoded = digest(items)
+            errors = self._bucket_limit_errors(decoded.runs)
             if errors:
                 raise Refusal(422, "bucket_limit", errors, items=len(items))
-            decoded = digest(items)
             encoding, payload = METRICS_DIGEST, pack_digest(decoded)
         elif route.signal is Signal.SPANS:
             items = await self._validate(route, body)
@@ -305,18 +306,24 @@ class NativeReceiver:
                     errors.append(problem.at(index))
         return errors
 
-    def _bucket_limit_errors(self, items: list[WireMetric]) -> list[ItemError]:
-        """Histograms with more bounds than limits.max_buckets_per_histogram."""
+    def _bucket_limit_errors(self, runs: list[Run]) -> list[ItemError]:
+        """Histograms with more bounds than limits.max_buckets_per_histogram (the items of
+        a run share their bounds)."""
         limit = self._limits.max_buckets_per_histogram
-        return [
-            ItemError(
-                index, "buckets",
-                f"{len(item.buckets)} bounds are more than "
-                f"limits.max_buckets_per_histogram={limit}",
-            )
-            for index, item in enumerate(items)
-            if item.buckets is not None and len(item.buckets) > limit
-        ]
+        errors = []
+        start = 0
+        for run in runs:
+            if run.buckets is not None and len(run.buckets) > limit:
+                errors += [
+                    ItemError(
+                        index, "buckets",
+                        f"{len(run.buckets)} bounds are more than "
+                        f"limits.max_buckets_per_histogram={limit}",
+                    )
+                    for index in range(start, start + run.count)
+                ]
+            start += run.count
+        return errors
 
     def _attribute_errors(self, spans: list[Span]) -> list[ItemError]:
         """Spans past limits.max_attributes_per_item or max_attribute_value_length."""

@@ -137,3 +137,61 @@ def test_a_point_with_no_recorded_value_removes_its_series():
     prometheus.handle([Record(4, Signal.METRICS, OTLP_PROTOBUF, request.SerializeToString(), 1)])
     assert {family.name for family in store.collect()} == {"kept"}
     assert store.series_count == 1
+
+
+def test_a_request_seen_again_is_applied_by_its_plan_with_the_same_result():
+    """From the second time a request of the same series is applied, the store keeps its
+    plan (the series it updates); applied by it, counters add, gauges set and histograms
+    observe exactly as applied series by series."""
+    items = [
+        {"name": "hits", "type": "counter", "value": 2, "service": "s", "labels": {"p": "a"}},
+        {"name": "hits", "type": "counter", "value": 3, "service": "s", "labels": {"p": "b"}},
+        {"name": "temp", "type": "gauge", "value": 1, "service": "s"},
+        {"name": "lat", "type": "histogram", "value": 0.3, "service": "s", "buckets": [1]},
+    ]
+    planned, _ = exporter()
+    plain, _ = exporter()
+    fingerprint = digest(decode_metrics(orjson.dumps(items), True)).fingerprint()
+    for seq in range(1, 5):
+        sent = [{**item, "value": item["value"] * seq} for item in items]
+        planned.handle([native_record(seq, sent)])
+        plain.handle([native_record(seq, sent)])
+        plain.store._plans.clear()  # the control applies series by series
+    assert planned.store.plan(fingerprint) is not None
+    assert plain.store.plan(fingerprint) is None
+    for name in ("hits", "temp", "lat"):
+        ours = planned.store.families[name].series
+        theirs = plain.store.families[name].series
+        assert ours.keys() == theirs.keys()
+        for key, series in ours.items():
+            assert (series.value if name != "lat" else (series.counts, series.sum)) == (
+                theirs[key].value if name != "lat" else (theirs[key].counts, theirs[key].sum))
+    hits = planned.store.families["hits"].series
+    assert hits[native_labels("s", "", {"p": "a"})].value == 2 * (1 + 2 + 3 + 4)
+    assert planned.store.families["temp"].series[native_labels("s", "", None)].value == 4
+    assert planned.store.families["lat"].series[native_labels("s", "", None)].count == 4
+
+
+def test_a_request_admitted_by_its_plan_counts_its_series_again_once_one_goes():
+    """A request whose series the store all holds reserves none; if a series goes (expiry,
+    a staleness marker) before it is applied, its series count as possibly new again, so a
+    new series past the limit is still refused."""
+    prometheus, _ = exporter(max_series_per_metric=2)
+    store = prometheus.store
+    admission = SeriesAdmission(store)
+    items = [{"name": "kept", "type": "gauge", "value": 1, "service": "s",
+              "labels": {"n": str(i)}} for i in range(2)]
+    prometheus.handle([native_record(1, items), native_record(2, items)])
+    again = digest(decode_metrics(orjson.dumps(items), True))
+    assert store.plan(again.fingerprint()) is not None
+    reservation = admission.admit(again)
+    assert not reservation.upper
+    admission.hold(3, reservation)
+    store.remove(store.families["kept"], native_labels("s", "", {"n": "0"}))
+    assert store.plan(again.fingerprint()) is None
+    assert reservation.upper == {"kept": 2}
+    other = [{**items[0], "labels": {"n": "new"}}]
+    with pytest.raises(Inadmissible):
+        admission.admit(digest(decode_metrics(orjson.dumps(other), True)))
+    prometheus.handle([native_record(3, items)])
+    assert len(store.families["kept"].series) == 2

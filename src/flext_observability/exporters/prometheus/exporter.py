@@ -4,12 +4,17 @@ store can hold is decided before the queue, by `processors.admission`)."""
 from __future__ import annotations
 
 import logging
+from array import array
 from collections.abc import Callable
+from functools import partial
 
 from flext_observability.exporters.prometheus.naming import unit_suffix
 from flext_observability.exporters.prometheus.otlp_metrics import apply_otlp
 from flext_observability.exporters.prometheus.store import (
+    Histogram,
     MetricStore,
+    PlannedRun,
+    Scalar,
     SeriesRejected,
     bucket_bounds,
 )
@@ -76,8 +81,12 @@ class PrometheusExporter:
     def _apply_native(self, metrics: MetricsDigest) -> tuple[int, dict[str, int]]:
         store = self.store
         now = store.now()
-        series = metrics.series()
         values = metrics.numbers()
+        fingerprint = metrics.fingerprint()
+        plan = store.plan(fingerprint)
+        if plan is not None and self._apply_plan(plan, metrics, values, now):
+            return len(values), {}
+        series = metrics.series()
         label_key = store.label_key
         dropped: dict[str, int] = {}
         start = 0
@@ -103,4 +112,62 @@ class PrometheusExporter:
                 dropped["apply_error"] = dropped.get("apply_error", 0) + run.count
                 log.exception("applying native metric %r failed", run.name)
             start = end
+        if not dropped:
+            store.learn(fingerprint, partial(_plan, store, metrics))
         return len(series) - sum(dropped.values()), dropped
+
+    def _apply_plan(
+        self, plan: list[PlannedRun], metrics: MetricsDigest, values: array[float], now: float
+    ) -> bool:
+        """Apply a request by its plan (the series it updates, looked up when a request of
+        its fingerprint was applied before); False, having changed nothing, when a family
+        of the plan is not the store's any more."""
+        store = self.store
+        runs = metrics.runs
+        for run, planned in zip(runs, plan, strict=True):
+            family = store.family(
+                store.family_name(run.name, run.type), run.type, run.description,
+                unit_suffix(run.unit),
+            )
+            if family is not planned.family:
+                return False
+        start = 0
+        for planned in plan:
+            end = start + len(planned.keys)
+            numbers = values[start:end]
+            if planned.histograms:
+                for histogram, value in zip(planned.histograms, numbers, strict=True):
+                    histogram.observe(value)
+                    histogram.updated = now
+            elif planned.family.kind == "counter":
+                for scalar, value in zip(planned.scalars, numbers, strict=True):
+                    scalar.value += value
+                    scalar.updated = now
+            else:
+                for scalar, value in zip(planned.scalars, numbers, strict=True):
+                    scalar.value = value
+                    scalar.updated = now
+            planned.family.dirty.update(planned.keys)
+            start = end
+        return True
+
+
+def _plan(store: MetricStore, metrics: MetricsDigest) -> list[PlannedRun]:
+    """The series each run of an applied request updated, in its order."""
+    series = metrics.series()
+    plan = []
+    start = 0
+    for run in metrics.runs:
+        end = start + run.count
+        family = store.families[store.family_name(run.name, run.type)]
+        keys = [store.label_key(key) for key in series[start:end]]
+        planned = PlannedRun(family, keys)
+        for key in keys:
+            found = family.series[key]
+            if isinstance(found, Histogram):
+                planned.histograms.append(found)
+            elif isinstance(found, Scalar):
+                planned.scalars.append(found)
+        plan.append(planned)
+        start = end
+    return plan

@@ -43,6 +43,8 @@ SUFFIXES = {
     "summary": ("_sum", "_count"),
 }
 _ALL_SUFFIXES = ("_total", "_bucket", "_sum", "_count")
+# How many fingerprints of requests seen once are remembered (`MetricStore.learn`).
+_SEEN_HELD = 10_000
 
 
 class SeriesRejected(Exception):
@@ -67,6 +69,9 @@ class Reservation:
     new: int = 0
     upper: dict[str, int] = field(default_factory=dict)
     source: Callable[[], Iterable[tuple[str, LabelKey]]] | None = None
+    # A request whose every series the store held when it was admitted (`MetricStore.plan`)
+    # reserves nothing; should a series go before it is applied, this bound becomes `upper`.
+    bound: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -98,6 +103,17 @@ class Summary:
     count: float
     updated: float
     time_ns: int = 0
+
+
+@dataclass(slots=True)
+class PlannedRun:
+    """One run of a planned request: its family, and per item the series it updates (the
+    scalars of a counter or a gauge, or the histograms) and its key."""
+
+    family: Family
+    keys: list[LabelKey]
+    scalars: list[Scalar] = field(default_factory=list)
+    histograms: list[Histogram] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -157,6 +173,12 @@ class MetricStore:
         self._held_new = 0
         self._held_upper: dict[str, int] = {}
         self._held_upper_total = 0
+        # Plans of requests seen more than once (`plan`), by fingerprint, and how many items
+        # they hold; fingerprints seen once; held reservations with a bound (by seq).
+        self._plans: dict[bytes, list[PlannedRun]] = {}
+        self._planned_items = 0
+        self._seen: set[bytes] = set()
+        self._bounded: set[int] = set()
         # The kind of a family exposed as a name by another part (the pushed groups), or
         # None: a client's family may not expose that name.
         self.foreign: Callable[[str], str | None] = _no_family
@@ -363,12 +385,49 @@ class MetricStore:
         """Hold `reservation` until the request queued as `seq` is applied (`release`)."""
         self._held[seq] = reservation
         self._count_held(reservation, 1)
+        if reservation.bound:
+            self._bounded.add(seq)
 
     def release(self, seq: int) -> None:
         """The request queued as `seq` is applied or was not queued: forget its reservation."""
         reservation = self._held.pop(seq, None)
         if reservation is not None:
             self._count_held(reservation, -1)
+            self._bounded.discard(seq)
+
+    def plan(self, fingerprint: bytes) -> list[PlannedRun] | None:
+        """The series a request of this fingerprint (`MetricsDigest.fingerprint`) updates,
+        when one was applied before and no series went since: such a request adds no
+        series, so it passes no limit, and it is applied without looking a series up."""
+        return self._plans.get(fingerprint)
+
+    def learn(self, fingerprint: bytes, runs: Callable[[], list[PlannedRun]]) -> None:
+        """A request of this fingerprint was applied (its every series held now): its plan
+        (`runs()`) is kept from the second time on."""
+        if fingerprint not in self._seen:
+            if len(self._seen) >= _SEEN_HELD:
+                self._seen.clear()
+            self._seen.add(fingerprint)
+            return
+        planned = runs()
+        items = sum(len(run.keys) for run in planned)
+        if self._planned_items + items > 2 * self.max_series:
+            self._plans.clear()
+            self._planned_items = 0
+        self._plans[fingerprint] = planned
+        self._planned_items += items
+
+    def _unplan(self) -> None:
+        """A series went: plans no longer hold, and requests admitted by one count their
+        bound as possible new series until they are applied."""
+        self._plans.clear()
+        self._planned_items = 0
+        for seq in self._bounded:
+            reservation = self._held[seq]
+            self._count_held(reservation, -1)
+            reservation.upper, reservation.bound = reservation.bound, {}
+            self._count_held(reservation, 1)
+        self._bounded.clear()
 
     def _count_held(self, reservation: Reservation, sign: int) -> None:
         for name, kind in reservation.kinds.items():
@@ -503,6 +562,8 @@ class MetricStore:
     def restore(self, family: Family, key: LabelKey, series: Scalar | Histogram | Summary) -> None:
         """Put back a persisted series, counted in the limits' bookkeeping but not refused
         by them (it was accepted before the restart)."""
+        if self._plans or self._bounded:
+            self._unplan()
         if key not in family.series:
             service = job_of(key)
             self._service_series[service] = self._service_series.get(service, 0) + 1
@@ -515,6 +576,8 @@ class MetricStore:
             self._forget(family, key)
 
     def _forget(self, family: Family, key: LabelKey) -> None:
+        if self._plans or self._bounded:
+            self._unplan()
         del family.series[key]
         family.dirty.add(key)
         service = job_of(key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -70,12 +71,23 @@ def parse_text(body: bytes, grouping: dict[str, str]) -> dict[str, PushedFamily]
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadBody("malformed", f"text format parsing error: not UTF-8: {exc}") from None
-    families: dict[str, PushedFamily] = {}
+    plain = plain_families(text, grouping)
+    if plain is not None:
+        return plain
     # prometheus_client names a counter `x` whether its TYPE line says `x` or `x_total`.
     counters = {
         name.removesuffix(b"_total").decode("utf-8", "replace"): name.decode("utf-8", "replace")
         for name in _COUNTER_TYPE.findall(body)
     }
+    return read_families(text, grouping, counters)
+
+
+def read_families(
+    text: str, grouping: dict[str, str], counters: dict[str, str]
+) -> dict[str, PushedFamily]:
+    """`parse_text` for any body: line by line (`fast_families`), or by prometheus_client's
+    parser. `counters`: the names counters' TYPE lines give, by prometheus_client's name."""
+    families: dict[str, PushedFamily] = {}
     parsed = fast_families(text)
     if parsed is None:
         try:
@@ -231,10 +243,186 @@ def fast_families(text: str) -> list[ParsedFamily] | None:
     return found
 
 
+# `plain_families`: a plain sample line (no space around, one before the value, no `_` in
+# it, no timestamp), a plain label text (checked once per label text and group).
+_SAMPLE_LINE = re.compile(
+    r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}\n]*)\})? ([^\s_]+)$", re.MULTILINE
+)
+_LABEL_TEXT = re.compile(r'(?:[a-zA-Z_][a-zA-Z0-9_]*="[^"\n]*",?)*')
+_INTEGER = re.compile(r"^[+-]?\d+$", re.MULTILINE)
+
+
+@dataclass(slots=True)
+class _Reading:
+    """A family as `plain_families` reads it: its header, and its samples by column."""
+
+    name: str
+    kind: str = "untyped"
+    help: str = ""
+    allowed: frozenset[str] = frozenset()
+    names: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+
+def plain_families(text: str, grouping: dict[str, str]) -> dict[str, PushedFamily] | None:
+    """`parse_text`'s families for the usual body, read by blocks rather than by lines:
+    HELP and TYPE lines, each followed by sample lines of that family with plain labels
+    and values (no escape, timestamp or exemplar); None for any other body (then
+    `read_families` reads it). A block's lines are read by one regular expression (each
+    line must match it), the group's labels applied by label text (remembered per group)."""
+    if "\\" in text:
+        return None
+    readings: list[_Reading] = []
+    current: _Reading | None = None
+    for index, part in enumerate(("\n" + text).split("\n#")):
+        block = part
+        if index:
+            end = part.find("\n")
+            line, block = (part, "") if end < 0 else (part[:end], part[end:])
+            header = _header(("#" + line).strip())
+            if header is None:
+                return None
+            if header:
+                word, candidate, rest = header
+                if current is None or candidate != current.name:
+                    current = _Reading(candidate)
+                    readings.append(current)
+                if word == "HELP":
+                    current.help = rest
+                    if current.kind == "untyped":
+                        current.allowed = frozenset((candidate,))
+                else:
+                    current.kind = rest
+                    current.allowed = frozenset(candidate + n for n in _ALLOWED.get(rest, ("",)))
+        block = block.strip("\n")
+        if not block:
+            continue
+        samples = _SAMPLE_LINE.findall(block)
+        if len(samples) != block.count("\n") + 1:
+            return None  # a line of another form
+        names = [sample[0] for sample in samples]
+        if current is None or not current.allowed.issuperset(names):
+            return None
+        current.names += names
+        current.labels += [sample[1] for sample in samples]
+        current.values += [sample[2] for sample in samples]
+    group = tuple(sorted(grouping.items()))
+    known = _GROUP_LABELS.get(group)
+    if known is None or len(known.texts) > CACHE_ENTRIES:
+        if len(_GROUP_LABELS) > _GROUPS_HELD:
+            _GROUP_LABELS.clear()
+        known = _GROUP_LABELS[group] = _GroupLabels()
+    families: dict[str, PushedFamily] = {}
+    for reading in readings:
+        family = _family(reading, grouping, known)
+        if family is None:
+            return None
+        # A family with no sample is left out, as the Go parser does.
+        if family.samples and family.name not in GROUP_FAMILIES:
+            if family.name in families:
+                return None
+            families[family.name] = family
+    return families
+
+
+def _header(line: str) -> tuple[str, str, str] | tuple[()] | None:
+    """(HELP or TYPE, name, the rest) of a comment line, () for a plain comment, None for a
+    line `fast_families` would not read."""
+    if '"' in line:
+        return None
+    parts = line.split(None, 3)
+    if len(parts) < 2 or (len(parts) > 2 and parts[1] not in ("TYPE", "HELP")):
+        return ()
+    if len(parts) == 2 or not _NAME.fullmatch(parts[2]):
+        return None
+    rest = parts[3] if len(parts) == 4 else ""
+    if parts[1] == "TYPE" and rest not in _TYPES:
+        return None
+    return parts[1], parts[2], rest
+
+
+def _family(
+    reading: _Reading, grouping: dict[str, str], known: _GroupLabels
+) -> PushedFamily | None:
+    """The family of a reading with the group's labels; None where `read_families` must
+    judge (a label set it does not take, a value it does not read, a series twice). A
+    counter's declared name is its TYPE line's (a body where another TYPE line names it
+    too has two families of one name: `read_families` reads it)."""
+    base, names, kind = reading.name, reading.names, reading.kind
+    if kind == "counter":
+        if base.endswith("_total"):
+            base = base[:-6]
+        else:
+            names = [name + "_total" for name in names]
+    kind = "unknown" if kind == "untyped" else kind
+    values = _values(reading.values)
+    found = list(map(known.texts.get, reading.labels))
+    keys = _learn(reading, found, grouping, known)
+    if values is None or keys is None:
+        return None
+    # The group's label sets are kept one object per set (`_learn`): a series twice is
+    # the same object twice.
+    if len(set(map(id, keys))) != len(keys) and (
+        len(set(names)) == 1 or len(frozenset(zip(names, keys, strict=True))) != len(keys)
+    ):
+        return None
+    name = exposition_name(base, kind)
+    return PushedFamily(
+        name, base, kind, reading.help, list(zip(names, keys, values, strict=True)),
+        declared=reading.name if kind == "counter" else name,
+    )
+
+
+def _learn(
+    reading: _Reading, found: list[LabelKey | None], grouping: dict[str, str],
+    known: _GroupLabels,
+) -> list[LabelKey] | None:
+    """`found` with the label sets not known for the group yet filled in; None for one
+    that `_label_pairs` does not take."""
+    if None not in found:
+        return found  # type: ignore[return-value]
+    keys: list[LabelKey] = []
+    for text, key in zip(reading.labels, found, strict=True):
+        if key is None:
+            pairs = _label_pairs(text) if _LABEL_TEXT.fullmatch(text) else None
+            if pairs is None:
+                return None
+            made = _sanitized(reading.names[len(keys)], pairs, grouping)
+            key = known.texts[text] = known.keys.setdefault(made, made)
+        keys.append(key)
+    return keys
+
+
+def _values(texts: list[str]) -> list[float] | None:
+    """The values as prometheus_client reads them (integers as int); None for one that it
+    would not read."""
+    try:
+        if _INTEGER.search("\n".join(texts)) is None:
+            return list(map(float, texts))
+        return list(map(int, texts))
+    except ValueError:
+        values = [_value(text) for text in texts]
+        return None if None in values else values  # type: ignore[return-value]
+
+
 # Label sets seen lately, as read (`fast_families`) and as sanitized for their group.
 CACHE_ENTRIES = 200_000
 _PAIRS: dict[str, LabelKey] = {}
 _SANITIZED: dict[tuple[LabelKey, LabelKey], LabelKey] = {}
+
+
+@dataclass(slots=True)
+class _GroupLabels:
+    """A group's label sets (`plain_families`): by label text as read, and each set once."""
+
+    texts: dict[str, LabelKey] = field(default_factory=dict)
+    keys: dict[LabelKey, LabelKey] = field(default_factory=dict)
+
+
+# Per group (its sorted labels), its label sets.
+_GROUP_LABELS: dict[LabelKey, _GroupLabels] = {}
+_GROUPS_HELD = 1000
 
 
 def _sanitized(sample_name: str, pairs: LabelKey, grouping: dict[str, str]) -> LabelKey:
@@ -264,6 +452,9 @@ def _labels_text(labels: LabelKey) -> str:
     return ",".join(f'{k}="{v}"' for k, v in labels)
 
 
+_VALUE = itemgetter(2)
+
+
 def encode_value(value: float) -> float | str:
     """JSON holds no NaN or ±Inf: those are kept as their names."""
     return value if math.isfinite(value) else repr(value)
@@ -274,7 +465,7 @@ def encode_families(families: dict[str, PushedFamily]) -> list[list[object]]:
     return [
         [f.name, f.base, f.kind, f.help,
          # (a sum is finite when every term is, or when it overflowed: then listed)
-         f.samples if math.isfinite(sum(v for _, _, v in f.samples))
+         f.samples if math.isfinite(sum(map(_VALUE, f.samples)))
          else [(s, labels, encode_value(v)) for s, labels, v in f.samples],
          f.declared]
         for f in families.values()

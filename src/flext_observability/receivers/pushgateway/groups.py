@@ -22,10 +22,10 @@ from flext_observability.pipeline.queue import StateChanges
 from flext_observability.receivers.pushgateway.body import (
     PUSH_FAILURE_TIME,
     PUSH_TIME,
-    LabelKey,
     PushedFamily,
     decode_families,
     encode_families,
+    parse_text,
 )
 from flext_observability.receivers.pushgateway.path import GroupKey
 
@@ -34,8 +34,9 @@ POST = "post"
 DELETE = "delete"
 FAIL = "fail"
 
-# A family's kind, series ids and names, as the view holds them.
-_Shape = tuple[str, frozenset[tuple[str, LabelKey]], frozenset[str]]
+# A family's kind, the family (its series are read only when another group holds its name)
+# and its names, as the view holds them.
+_Shape = tuple[str, PushedFamily, frozenset[str]]
 
 
 class Inconsistent(ValueError):
@@ -50,26 +51,30 @@ class Inconsistent(ValueError):
 @dataclass(slots=True)
 class Push:
     """One queued change of a group: `op` is PUT, POST, DELETE or FAIL (a refused push:
-    only the group's push_failure_time_seconds changes)."""
+    only the group's push_failure_time_seconds changes). `body`: the text the families were
+    read from; queued as it came (half the size of the families), read again only where
+    the push is applied without this object (after a restart)."""
 
     op: str
     key: GroupKey
     time: float
     families: dict[str, PushedFamily] = field(default_factory=dict)
+    body: bytes | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps({
-            "op": self.op, "key": [list(pair) for pair in self.key], "time": self.time,
-            "families": encode_families(self.families),
-        })
+        header = {"op": self.op, "key": [list(pair) for pair in self.key], "time": self.time}
+        if self.body is not None:
+            return orjson.dumps({**header, "text": True}) + b"\n" + self.body
+        return orjson.dumps({**header, "families": encode_families(self.families)})
 
     @classmethod
     def decode(cls, payload: bytes) -> Push:
-        data = orjson.loads(payload)
-        return cls(
-            data["op"], tuple((k, v) for k, v in data["key"]), float(data["time"]),
-            decode_families(data["families"]),
-        )
+        header, _, body = payload.partition(b"\n")
+        data = orjson.loads(header)
+        key: GroupKey = tuple((k, v) for k, v in data["key"])
+        if data.get("text"):
+            return cls(data["op"], key, float(data["time"]), parse_text(body, dict(key)), body)
+        return cls(data["op"], key, float(data["time"]), decode_families(data["families"]))
 
     @property
     def samples(self) -> int:
@@ -88,7 +93,7 @@ class Group:
 
 
 def _shapes(families: dict[str, PushedFamily]) -> dict[str, _Shape]:
-    return {name: (f.kind, f.series(), f.names()) for name, f in families.items()}
+    return {name: (f.kind, f, f.names()) for name, f in families.items()}
 
 
 def _fold(shapes: dict[str, _Shape], push: Push) -> dict[str, _Shape]:
@@ -148,10 +153,9 @@ class PushGroups:
                             f"pushed metric {held} is a {family.kind}, but the group "
                             f"{_key_text(key)} holds it as a {kind}",
                         )
-            series = family.series()
             for key in self._owners.get(name, {}):
                 shape = self._view[key].get(name)
-                if key != push.key and shape is not None and series & shape[1]:
+                if key != push.key and shape is not None and family.series() & shape[1].series():
                     raise Inconsistent(
                         "invalid",
                         f"a series of {name} was collected before with the same name and "

@@ -121,7 +121,7 @@ class PushReceiver:
                 return self._refuse(400, exc.reason, exc.message)
             await self._failed(key, now)
             return self._refuse(400, exc.reason, INCONSISTENT + exc.message)
-        push = Push(PUT if request.method == "PUT" else POST, key, now, families)
+        push = Push(PUT if request.method == "PUT" else POST, key, now, families, body)
         try:
             self.groups.admit(push)
         except Inconsistent as exc:
