@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -178,3 +178,72 @@ def spread(values: Sequence[float], fmt: str = ",.0f") -> str:
     if len(values) == 1:
         return format(values[0], fmt)
     return f"{median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+@dataclass
+class Figure:
+    """One figure's values, one per repetition."""
+
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return median(self.values) if self.values else 0.0
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median: how far apart the repetitions are."""
+        return (max(self.values) - min(self.values)) / self.median if self.median else 0.0
+
+    def text(self) -> str:
+        """`median samples/s (min-max, spread)`."""
+        return (f"{self.median:>10,.0f}  ({min(self.values):,.0f}-{max(self.values):,.0f},"
+                f" spread {self.spread:.0%})")
+
+    def ratio(self, other: Figure) -> float:
+        return self.median / other.median if other.median else 0.0
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 1024**2
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every descendant of it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of `pids` so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of `pids` together, in MiB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return total * PAGE_MIB

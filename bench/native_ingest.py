@@ -4,7 +4,7 @@ Batches of 1,000 counter samples (1,000 distinct series), 8 keep-alive connectio
 by wrk. The collector answers 202 only after the batch is durably queued (disk queue) and
 aggregates every sample into /metrics as it goes; the Pushgateway keeps pushes in memory.
 The collector runs in one process (`server.workers: 0`, the default), then with 1 and 2
-ingest workers. Each figure is taken REPEATS times, the Pushgateway and each mode of the
+ingest workers. Each figure is taken `--runs` times, the Pushgateway and each mode of the
 collector in turn, and printed as the median with its spread; only 2xx answers count, and
 after each load every accepted sample must be on /metrics (each series' counter equal to
 the number of requests accepted).
@@ -18,9 +18,17 @@ import httpx
 import orjson
 from tests.helpers.exposition import total
 
-from bench.common import WrkResult, collector, pushgateway, wrk_post
-from bench.otelcol import _cpu_seconds, _tree
-from bench.repeat import REPEATS, Figure, load_average
+from bench import common
+from bench.common import (
+    Figure,
+    WrkResult,
+    collector,
+    cpu_seconds,
+    load_average,
+    process_tree,
+    pushgateway,
+    wrk_post,
+)
 
 SAMPLES = 1000
 CONNECTIONS = 8
@@ -79,7 +87,7 @@ def run(seconds: int = 10) -> dict[str, object]:
     cpu = {mode: Figure() for mode, _ in MODES}
     errors = dict.fromkeys(figures, 0)
     lags: list[float] = []
-    for _ in range(REPEATS):
+    for _ in range(common.RUNS):
         with pushgateway() as url:
             pgw = wrk_post(f"{url}/metrics/job/bench", pushgateway_body(),
                            "text/plain; version=0.0.4", CONNECTIONS, seconds)
@@ -87,11 +95,11 @@ def run(seconds: int = 10) -> dict[str, object]:
         errors[BASELINE] += pgw.errors
         for mode, workers in MODES:
             with collector({"server": {"workers": workers}}) as (url, proc):
-                pids = _tree(proc.pid)
-                used = _cpu_seconds(pids)
+                pids = process_tree(proc.pid)
+                used = cpu_seconds(pids)
                 ours = wrk_post(f"{url}/api/v1/metrics", native_body(), "application/json",
                                 CONNECTIONS, seconds)
-                used = _cpu_seconds(pids) - used
+                used = cpu_seconds(pids) - used
                 cpu[mode].values.append(1000 * used / max(ours.requests, 1))
                 lags.append(aggregation_lag(url))
                 check_delivered(url, ours)
@@ -108,7 +116,7 @@ def report(result: dict[str, object]) -> str:
     baseline = figures[BASELINE]
     lines = [
         f"native ingest ({SAMPLES}-sample batches, {CONNECTIONS} connections, disk queue),"
-        f" samples/s, median of {REPEATS} (min-max, spread); {result['load']} at the end:"
+        f" samples/s, median of {common.RUNS} (min-max, spread); {result['load']} at the end:"
     ]
     previous: Figure | None = None
     for mode, _ in MODES:

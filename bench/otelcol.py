@@ -20,7 +20,6 @@ All on one 2-core machine: the load generators, the collector and the sink share
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import threading
 import time
@@ -34,7 +33,7 @@ from tests.helpers.peers import Otelcol
 from tests.helpers.procs import free_ports
 
 from bench import common
-from bench.common import collector, spread, wrk_post
+from bench.common import collector, cpu_seconds, process_tree, rss_mib, spread, wrk_post
 from bench.grpc_load import grpc_post
 from bench.otlp_ingest import traces_body
 
@@ -42,42 +41,7 @@ STEADY_RATE, STEADY_BATCH = 10_000, 100
 PEAK_BATCH, PEAK_CONNECTIONS = 512, 8
 PROTOBUF = "application/x-protobuf"
 BIG_QUEUE = {"max_items": 500_000_000, "max_bytes": 50 * 1024**3}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 1024**2
 
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and every descendant of it."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo += children.get(current, [])
-    return found
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
-
-
-def _rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return total * PAGE_MIB
 
 
 def _wait_delivered(sink: OtlpSink, target: int, timeout: float = 60) -> int:
@@ -93,11 +57,11 @@ def steady(url: str, pid: int, sink: OtlpSink, seconds: float) -> dict[str, floa
     interval = STEADY_BATCH / STEADY_RATE
     rss: list[float] = []
     stop = threading.Event()
-    pids = _tree(pid)
+    pids = process_tree(pid)
 
     def sample() -> None:
         while not stop.wait(0.5):
-            rss.append(_rss_mib(pids))
+            rss.append(rss_mib(pids))
 
     sampler = threading.Thread(target=sample, daemon=True)
     failures = sent = 0
@@ -106,7 +70,7 @@ def steady(url: str, pid: int, sink: OtlpSink, seconds: float) -> dict[str, floa
         for body in bodies[:3]:  # warm-up, not measured
             client.post(f"{url}/v1/traces", content=body)
         before = _wait_delivered(sink, warm + 3 * STEADY_BATCH)
-        cpu_start, started = _cpu_seconds(pids), time.monotonic()
+        cpu_start, started = cpu_seconds(pids), time.monotonic()
         sampler.start()
         next_send = started
         while time.monotonic() - started < seconds:
@@ -116,14 +80,14 @@ def steady(url: str, pid: int, sink: OtlpSink, seconds: float) -> dict[str, floa
             next_send += interval
             time.sleep(max(0.0, next_send - time.monotonic()))
         elapsed = time.monotonic() - started
-        cpu = _cpu_seconds(pids) - cpu_start
+        cpu = cpu_seconds(pids) - cpu_start
     stop.set()
     sampler.join()
     delivered = _wait_delivered(sink, before + sent * STEADY_BATCH) - before
     return {
         "steady_spans_per_s": sent * STEADY_BATCH / elapsed,
         "steady_cpu_percent": 100 * cpu / elapsed,
-        "steady_rss_mib": sum(rss) / len(rss) if rss else _rss_mib(pids),
+        "steady_rss_mib": sum(rss) / len(rss) if rss else rss_mib(pids),
         "steady_failures": failures,
         "steady_accepted": sent * STEADY_BATCH,
         "steady_delivered": delivered,

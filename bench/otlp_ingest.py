@@ -17,11 +17,10 @@ import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench import common
-from bench.common import collector, spread, wrk_post
+from bench.common import collector, cpu_seconds, rss_mib, spread, wrk_post
 
 GO_COLLECTOR_CPU_PERCENT = 6.3
 GO_COLLECTOR_RSS_MIB = 53.0
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Spans held with no exporter (they would be refused by default).
 _BIG_QUEUE = {"queue": {"max_items": 500_000_000, "max_bytes": 50 * 1024**3,
                         "hold_unexported": True}}
@@ -51,20 +50,6 @@ def traces_body(spans: int, seed: int = 1) -> bytes:
     return request.SerializeToString()
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def _rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def steady_load(url: str, pid: int, spans_per_second: int, batch: int, seconds: float) -> dict:
     """Send at a fixed rate; sample the daemon's CPU and RSS over the window."""
     bodies = [traces_body(batch, seed) for seed in range(1, 11)]
@@ -74,14 +59,14 @@ def steady_load(url: str, pid: int, spans_per_second: int, batch: int, seconds: 
 
     def sample_rss() -> None:
         while not stop.wait(0.5):
-            rss.append(_rss_mib(pid))
+            rss.append(rss_mib([pid]))
 
     sampler = threading.Thread(target=sample_rss, daemon=True)
     failures = sent = 0
     with httpx.Client(headers={"Content-Type": "application/x-protobuf"}) as client:
         for body in bodies[:3]:
             client.post(f"{url}/v1/traces", content=body)
-        cpu_start, started = _cpu_seconds(pid), time.monotonic()
+        cpu_start, started = cpu_seconds([pid]), time.monotonic()
         sampler.start()
         next_send = started
         while time.monotonic() - started < seconds:
@@ -91,13 +76,13 @@ def steady_load(url: str, pid: int, spans_per_second: int, batch: int, seconds: 
             next_send += interval
             time.sleep(max(0.0, next_send - time.monotonic()))
         elapsed = time.monotonic() - started
-        cpu = _cpu_seconds(pid) - cpu_start
+        cpu = cpu_seconds([pid]) - cpu_start
     stop.set()
     sampler.join()
     return {
         "steady_spans_per_s": sent * batch / elapsed,
         "steady_cpu_percent": 100 * cpu / elapsed,
-        "steady_rss_mib": sum(rss) / len(rss) if rss else _rss_mib(pid),
+        "steady_rss_mib": sum(rss) / len(rss) if rss else rss_mib([pid]),
         "steady_failures": failures,
     }
 
@@ -114,10 +99,10 @@ def run(seconds: int = 10) -> dict[str, list[float]]:
         for mode, workers in (("", 0), ("workers_", WORKERS)):
             config = {**_BIG_QUEUE, "server": {"workers": workers}}
             with collector(config) as (url, proc):
-                cpu = _cpu_seconds(proc.pid)
+                cpu = cpu_seconds([proc.pid])
                 load = wrk_post(f"{url}/v1/traces", traces_body(512), "application/x-protobuf",
                                 8, min(seconds, 10))
-                cpu = _cpu_seconds(proc.pid) - cpu
+                cpu = cpu_seconds([proc.pid]) - cpu
             keep({f"{mode}ingest_spans_per_s": load.requests_per_second * 512,
                   f"{mode}ingest_errors": load.errors})
             if not workers:

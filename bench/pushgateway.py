@@ -5,7 +5,7 @@ Groups of 1,000 samples (one counter, 1,000 series), PUT (as `push_to_gateway` d
 (`/metrics/job/bench/instance/<0..7>`). The Pushgateway (Debian's, memory only) checks
 each push against its groups before answering; the collector checks it the same way and
 answers once the push is durably queued, then applies it to the groups /metrics shows
-(the lag is measured). Each figure is taken REPEATS times, the Pushgateway and the
+(the lag is measured). Each figure is taken `--runs` times, the Pushgateway and the
 collector in turn, and printed as the median with its spread; only 2xx answers count,
 and after each load every pushed group must be on the collector's /metrics whole.
 """
@@ -18,8 +18,8 @@ import time
 import httpx
 from tests.helpers.exposition import total
 
-from bench.common import collector, pushgateway, wrk_post
-from bench.repeat import REPEATS, Figure, load_average
+from bench import common
+from bench.common import Figure, collector, load_average, pushgateway, wrk_post
 
 SAMPLES = 1000
 CONNECTIONS = 8
@@ -95,7 +95,7 @@ def run(seconds: int = 10) -> dict[str, object]:
                for groups in GROUP_COUNTS}
     errors = dict.fromkeys(figures, 0.0)
     lags: list[float] = []
-    for _ in range(REPEATS):
+    for _ in range(common.RUNS):
         with pushgateway() as url:
             for groups in GROUP_COUNTS:
                 rate, failed = _load(url, groups, seconds)
@@ -118,7 +118,7 @@ def report(result: dict[str, object]) -> str:
     errors: dict[str, float] = result["errors"]  # type: ignore[assignment]
     lines = [
         f"Push API: PUT of {SAMPLES:,}-sample groups (text format), {CONNECTIONS} connections,"
-        f" samples/s, median of {REPEATS} (min-max, spread); {result['load']} at the end:",
+        f" samples/s, median of {common.RUNS} (min-max, spread); {result['load']} at the end:",
     ]
     for groups in GROUP_COUNTS:
         theirs, ours = figures[f"pushgateway_{groups}"], figures[f"collector_{groups}"]
