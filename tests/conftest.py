@@ -48,18 +48,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 KAFKA_TESTS = "tests/kafka/"
+# The scopes that took longest (make test, 27 Nov 2026: 230 s down to 50 s), started first
+# so that none of them is left to run alone at the end; the others follow, most tests first.
+LONGEST_FIRST = (
+    "tests/receivers/test_fuzz.py",
+    KAFKA_TESTS,
+    "tests/exporters/prometheus/test_persistence.py",
+    "tests/workers/test_ingest_workers.py",
+    "tests/exporters/prometheus/test_admission.py",
+    "tests/receivers/test_hardening.py",
+    "tests/receivers/test_pushgateway.py",
+    "tests/receivers/test_limits.py",
+    "tests/exporters/prometheus/test_scrape.py",
+)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist's scheduling by scope, a scope being a test module, or all of tests/kafka (its
-    session-scoped cluster of three brokers is started once, in one worker); the modules
-    with most tests go first (xdist's default order for scopes)."""
+    session-scoped cluster of three brokers is started once, in one worker)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return KAFKA_TESTS if nodeid.startswith(KAFKA_TESTS) else nodeid.split("::", 1)[0]
+
+        def _assign_work_unit(self, node: Any) -> None:
+            def rank(scope: str) -> tuple[int, int]:
+                known = LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(
+                    LONGEST_FIRST)
+                return known, -len(self.workqueue[scope])
+
+            self.workqueue.move_to_end(min(self.workqueue, key=rank), last=False)
+            super()._assign_work_unit(node)
 
     return ModuleScheduling(config, log)
 
