@@ -58,9 +58,11 @@ peers:
 validate: lint type-check security test
 
 # The whole suite with line coverage of src/, the daemons the tests start as processes
-# included ([tool.coverage.*] in pyproject.toml); fails under 90%.
+# included ([tool.coverage.*] in pyproject.toml); fails under 90%. TEST_WORKERS pytest-xdist
+# workers share the modules (tests/conftest.py); TEST_WORKERS=0 runs them all in one process.
+TEST_WORKERS ?= 2
 test: install-test peers
-	$(BIN)/pytest -q --cov=flext_observability --cov-report=term --cov-fail-under=90
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --cov=flext_observability --cov-report=term --cov-fail-under=90
 
 bench: install-test peers
 	$(BIN)/python -m bench

@@ -118,6 +118,9 @@ num.replica.fetchers=1
 background.threads=2
 log.flush.interval.messages=9223372036854775807
 auto.create.topics.enable=false
+# The log cleaner's buffer is one array (128 MiB by default): in a 256 MiB heap it
+# sometimes could not be allocated and the broker died starting (OutOfMemoryError).
+log.cleaner.dedupe.buffer.size=16777216
 EOF
 }
 

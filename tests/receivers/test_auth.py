@@ -409,7 +409,8 @@ def telemetry():
     (f"Token {TOKEN}".encode(), None),
     (TOKEN.encode(), None),
     (b"Bearer", None),
-])
+], ids=["absent", "empty", "bearer", "lower-case-spaced", "upper-case", "two-tokens",
+        "other-scheme", "no-scheme", "no-token"])
 def test_authenticator_maps_each_token_to_its_tenant(header, tenant):
     auth = AuthConfig(tokens=[TOKEN, {"token": TOKEN_A, "tenant": "team-a"},
                               {"token": TOKEN_B, "tenant": "team-b"}])
