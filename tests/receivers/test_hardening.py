@@ -19,6 +19,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from signal import SIGTERM
 
 import httpx
 import orjson
@@ -497,6 +498,57 @@ def test_idle_connections_are_bounded_and_closed(daemon):
                  reason="max_connections")
     wait_counted(daemon, "flext_collector_refused_connections_total", 1,
                  reason="header_timeout")
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One HTTP answer read from `sock` (its head and its content-length body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_a_stopping_daemon_answers_the_next_request_of_an_idle_connection(daemon_factory):
+    """SIGTERM (as an ingest worker replaced by a reload gets) while a client holds a
+    keep-alive connection between two requests: the listener closes, and the request the
+    client sends next on its connection is answered (with `Connection: close`), not cut."""
+    daemon = daemon_factory()
+    port = int(daemon.url.rsplit(":", 1)[1])
+    item = orjson.dumps({"name": "drain_probe", "type": "gauge", "value": 1, "service": "p"})
+    request = (b"POST /api/v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+               b"\r\nContent-Length: %d\r\n\r\n%s" % (len(item), item))
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(request)
+        assert _answer(sock).startswith(b"HTTP/1.1 202")
+        os.kill(daemon.pid, SIGTERM)
+        poll(lambda: _refused(port), bool, 10, 0.01, "the listener closed")
+        sock.sendall(request)
+        answer = _answer(sock)
+        assert answer.startswith(b"HTTP/1.1 202"), answer
+        assert b"connection: close" in answer.lower()
+        assert sock.recv(1) == b""  # then closed
+    poll(lambda: daemon.returncode, lambda code: code is not None, 30, 0.1, "stopped")
+    assert daemon.returncode == 0, daemon.log_tail()
 
 
 def test_oversized_heads_are_refused_without_holding_them(daemon):

@@ -12,6 +12,11 @@
 - `server.max_header_bytes`, `server.max_headers`: a larger head is answered 431 and the
   connection closed, so a head that never ends is never held whole.
 
+On a graceful stop (SIGTERM, or an ingest worker replaced by a reload) a connection between
+requests is not closed at once, under a request its client may be sending at that moment:
+its next request is answered with `Connection: close`, and it is closed if none begins
+within `DRAIN_IDLE_SECONDS`. A request in progress is answered, then the connection closed.
+
 Each closed connection is counted in `flext_collector_refused_connections_total{reason}`.
 """
 
@@ -32,6 +37,9 @@ TOO_MANY_HEADERS = "too_many_headers"
 # Descriptors kept for all that is not a client connection (queue, state files, gRPC,
 # the workers' channels, logs).
 RESERVED_FDS = 128
+# How long a stopping server keeps a connection open between requests for a request its
+# client may already be sending.
+DRAIN_IDLE_SECONDS = 1.0
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -77,6 +85,7 @@ def guarded_protocol(limits: ConnectionLimits, refused: Counter) -> type[asyncio
             self._head_count = 0
             self._head_timer: TimerHandle | None = None
             self._refusal: tuple[int, str, str] | None = None
+            self._draining = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -153,6 +162,19 @@ def guarded_protocol(limits: ConnectionLimits, refused: Counter) -> type[asyncio
             self._in_head = False
             self._stop_timer()
             super().on_headers_complete()
+            if self._draining and self.cycle is not None:
+                self.cycle.keep_alive = False
+
+        def shutdown(self) -> None:
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.keep_alive = False
+                return
+            self._draining = True
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                DRAIN_IDLE_SECONDS, self.timeout_keep_alive_handler
+            )
 
         def send_400_response(self, msg: str) -> None:
             if self._refusal is None:
