@@ -73,6 +73,7 @@ def test_the_page_is_one_html_document_without_script_nor_external_asset(busy):
     assert '<meta http-equiv="refresh"' in page
     assert "<script" not in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert '<link rel=icon href="data:,">' in page  # no /favicon.ico request
 
 
 @integration

@@ -207,6 +207,8 @@ def render(collector: Collector, rates: Rates) -> str:
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        # No icon to fetch: a browser would ask for /favicon.ico, a 404 in its console.
+        '<link rel=icon href="data:,">'
         f"<title>flext-observability status</title><style>{_STYLE}</style></head><body>"
         "<h1>flext-observability</h1>"
         f'<p>{"<span class=up>ready</span>" if ready else "<span class=down>not ready</span>"}'
