@@ -138,7 +138,7 @@ def alertmanager(tmp_path):
 
 
 @integration
-def test_reload_under_load_loses_nothing(tmp_path, certs, alertmanager):
+def test_reload_under_load_loses_nothing(tmp_path, certs, alertmanager, process_reaper):
     config = {
         "server": {"auth": {"tokens": [{"token": OLD, "tenant": "probe"}]},
                    "tls": {"cert_file": str(certs / "server.pem"),
@@ -146,6 +146,7 @@ def test_reload_under_load_loses_nothing(tmp_path, certs, alertmanager):
         "limits": {"max_labels_per_metric": 8},
     }
     daemon = Daemon(tmp_path / "daemon", config_overrides=config)
+    process_reaper.append(daemon)  # stopped even when the first phase fails
     daemon.ready_url = None
     url = daemon.url.replace("http://", "https://")
     port = int(url.rsplit(":", 1)[1])
