@@ -82,7 +82,7 @@ QueueFactory = Callable[[QueueConfig, CollectorRegistry], Queue]
 
 QUEUES: dict[str, QueueFactory] = {
     "disk": lambda q, _: SqliteQueue(q.path, q.max_items, q.max_bytes, q.retry_after_seconds,
-                                     q.signal_share),
+                                     q.signal_share, fsync=q.fsync),
     "memory": lambda q, _: MemoryQueue(q.max_items, q.max_bytes, q.retry_after_seconds,
                                        q.signal_share),
     "kafka": lambda q, registry: build_kafka_queue(q.kafka, q.path, q.max_items, q.max_bytes,

@@ -113,6 +113,15 @@ async def test_disk_queue_redelivers_unacked_after_reopen(tmp_path):
     await second.shutdown()
 
 
+@pytest.mark.parametrize(("fsync", "synchronous"), [(True, 2), (False, 1)])
+async def test_fsync_chooses_whether_a_commit_waits_for_the_disk(tmp_path, fsync, synchronous):
+    queue = SqliteQueue(tmp_path, 1000, 1_000_000, 1, fsync=fsync)
+    await queue.start()
+    # FULL (2) syncs the WAL at every commit; NORMAL (1) only at checkpoints.
+    assert queue._write_conn.execute("PRAGMA synchronous").fetchone() == (synchronous,)
+    await queue.shutdown()
+
+
 async def test_concurrent_puts_share_commits(tmp_path, monkeypatch):
     queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1)
     queue.register("prom", [Signal.METRICS])

@@ -18,6 +18,10 @@ class QueueConfig(Section):
     max_bytes: Int = Field(default=1024 * 1024 * 1024, gt=0)
     signal_share: Float = Field(default=0.5, gt=0, le=1)
     retry_after_seconds: Int = Field(default=5, gt=0)
+    # kind disk: each commit reaches the disk before the answer (true), or only the OS
+    # (false: still safe across kill -9, not across a power loss; otelcol's file_storage
+    # default).
+    fsync: bool = True
     # Spans with no span exporter configured: refused (the default), or held here until one is.
     hold_unexported: bool = False
     # kind kafka: the brokers and topics (queue.path keeps the applied state and offsets)

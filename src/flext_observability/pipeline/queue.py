@@ -458,7 +458,8 @@ class SqliteQueue(Queue):
         max_bytes: int,
         retry_after: int,
         signal_share: float = 1.0,
-        synchronous: str = "FULL",
+        *,
+        fsync: bool = True,
         fresh_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         super().__init__(max_items, max_bytes, retry_after, signal_share)
@@ -466,7 +467,8 @@ class SqliteQueue(Queue):
         self._fresh_bytes = 0
         self._fresh_limit = fresh_bytes
         self.path = directory / "queue.sqlite3"
-        self._synchronous = synchronous
+        # WAL with synchronous=NORMAL writes each commit to the OS and syncs at checkpoints.
+        self._synchronous = "FULL" if fsync else "NORMAL"
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-reader")
         self._pending = _Pending()
