@@ -4,7 +4,8 @@ Each collector takes OTLP/HTTP protobuf spans and forwards them over OTLP/gRPC (
 default of both) to the same sink in this process (the test suite's OTLP receiver, which counts
 what it gets). otelcol (.peers/bin/otelcol, built by `make peers`) runs the usual pipeline,
 otlp receiver -> batch processor -> otlp exporter, twice: with the exporter's in-memory sending
-queue (its default) and with the queue in file_storage (persistent, like our disk queue).
+queue (its default) and with the queue in file_storage (persistent, like our disk queue; its
+`fsync` is off by default). Ours runs twice too: with its defaults (an fsync a commit) and with `queue.fsync: false`.
 
 (a) steady: 10,000 spans/s in batches of 100 for the window; CPU (share of one core) and mean
     RSS of the collector's processes (all of them: the process and its children);
@@ -12,7 +13,7 @@ queue (its default) and with the queue in file_storage (persistent, like our dis
 (c) gRPC peak: the same batches as OTLP/gRPC calls, 8 at a time (`bench.grpc_load`).
 After each load the sink must have every accepted span: delivered / accepted is printed (for
 the HTTP peak it can pass 100%: wrk does not count the requests in flight when it stops),
-and a run that lost one is flagged. Each figure is taken `--runs` times (3), the three
+and a run that lost one is flagged. Each figure is taken `--runs` times (3), the four
 collectors one after the other in each round; the median and the spread are printed.
 All on one 2-core machine: the load generators, the collector and the sink share its cores.
 """
@@ -156,19 +157,23 @@ def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, str, int]]:
 
 
 OURS = "flext-observability"
-SYSTEMS = (OURS, "otelcol, memory queue", "otelcol, file_storage")
+# Ours with `queue.fsync: false`: commits reach the OS, not the disk, before the answer,
+# as otelcol's file_storage (its `fsync` defaults to false) writes its queue.
+OURS_NO_FSYNC = "flext, queue.fsync false"
+SYSTEMS = (OURS, OURS_NO_FSYNC, "otelcol, memory queue", "otelcol, file_storage")
 Figures = dict[str, list[float]]
 
 
 @contextlib.contextmanager
 def _system(name: str, sink: OtlpSink) -> Iterator[tuple[str, str, int]]:
     """One of SYSTEMS forwarding to `sink`: (url, gRPC target, pid)."""
-    if name != OURS:
+    if name not in (OURS, OURS_NO_FSYNC):
         with otelcol(sink, persistent=name.endswith("file_storage")) as started:
             yield started
         return
     (grpc_port,) = free_ports(1)
-    with collector({"queue": BIG_QUEUE, "server": {"grpc_port": grpc_port},
+    queue = {**BIG_QUEUE, "fsync": name == OURS}
+    with collector({"queue": queue, "server": {"grpc_port": grpc_port},
                     "exporters": {"jaeger": {"endpoint": sink.grpc_endpoint}}}) as (url, proc):
         yield url, f"127.0.0.1:{grpc_port}", proc.pid
 
@@ -201,7 +206,6 @@ def _delivery(figures: Figures, load: str) -> str:
 
 def report(result: dict[str, Figures]) -> str:
     median = common.median
-    ours = result[OURS]
     lines = [
         "OTLP spans in, OTLP/gRPC out to one sink: flext-observability beside otelcol",
         f"  steady {STEADY_RATE:,} spans/s in batches of {STEADY_BATCH} (OTLP/HTTP): cpu % of "
@@ -218,15 +222,17 @@ def report(result: dict[str, Figures]) -> str:
             lines.append(f"    {name:24} {spread(figures[f'{load}_spans_per_s']):30}"
                          f" failed {sum(figures[f'{load}_errors']):.0f}"
                          f"  delivered {_delivery(figures, load)}")
-    for name, figures in result.items():
-        if name == OURS:
-            continue
-        ratios = ", ".join(
-            f"{label} {median(ours[key]) / median(figures[key]):.2f}x"
-            for label, key in (("cpu", "steady_cpu_percent"), ("rss", "steady_rss_mib"),
-                               ("http peak", "peak_spans_per_s"), ("grpc peak", "grpc_spans_per_s"))
-        )
-        lines.append(f"  ours / {name} (medians): {ratios}")
+    for mine in (OURS, OURS_NO_FSYNC):
+        for name, figures in result.items():
+            if name in (OURS, OURS_NO_FSYNC):
+                continue
+            ratios = ", ".join(
+                f"{label} {median(result[mine][key]) / median(figures[key]):.2f}x"
+                for label, key in (("cpu", "steady_cpu_percent"), ("rss", "steady_rss_mib"),
+                                   ("http peak", "peak_spans_per_s"),
+                                   ("grpc peak", "grpc_spans_per_s"))
+            )
+            lines.append(f"  {mine} / {name} (medians): {ratios}")
     return "\n".join(lines)
 
 
