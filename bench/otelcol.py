@@ -5,7 +5,8 @@ default of both) to the same sink in this process (the test suite's OTLP receive
 what it gets). otelcol (.peers/bin/otelcol, built by `make peers`) runs the usual pipeline,
 otlp receiver -> batch processor -> otlp exporter, twice: with the exporter's in-memory sending
 queue (its default) and with the queue in file_storage (persistent, like our disk queue; its
-`fsync` is off by default). Ours runs twice too: with its defaults (an fsync a commit) and with `queue.fsync: false`.
+`fsync` is off by default). Ours runs twice too: with its defaults (an fsync a commit) and
+with `queue.fsync: false`.
 
 (a) steady: 10,000 spans/s in batches of 100 for the window; CPU (share of one core) and mean
     RSS of the collector's processes (all of them: the process and its children);
