@@ -161,14 +161,15 @@ OURS = "flext-observability"
 # Ours with `queue.fsync: false`: commits reach the OS, not the disk, before the answer,
 # as otelcol's file_storage (its `fsync` defaults to false) writes its queue.
 OURS_NO_FSYNC = "flext, queue.fsync false"
-SYSTEMS = (OURS, OURS_NO_FSYNC, "otelcol, memory queue", "otelcol, file_storage")
+MINE = (OURS, OURS_NO_FSYNC)
+SYSTEMS = (*MINE, "otelcol, memory queue", "otelcol, file_storage")
 Figures = dict[str, list[float]]
 
 
 @contextlib.contextmanager
 def _system(name: str, sink: OtlpSink) -> Iterator[tuple[str, str, int]]:
     """One of SYSTEMS forwarding to `sink`: (url, gRPC target, pid)."""
-    if name not in (OURS, OURS_NO_FSYNC):
+    if name not in MINE:
         with otelcol(sink, persistent=name.endswith("file_storage")) as started:
             yield started
         return
@@ -223,9 +224,9 @@ def report(result: dict[str, Figures]) -> str:
             lines.append(f"    {name:24} {spread(figures[f'{load}_spans_per_s']):30}"
                          f" failed {sum(figures[f'{load}_errors']):.0f}"
                          f"  delivered {_delivery(figures, load)}")
-    for mine in (OURS, OURS_NO_FSYNC):
+    for mine in MINE:
         for name, figures in result.items():
-            if name in (OURS, OURS_NO_FSYNC):
+            if name in MINE:
                 continue
             ratios = ", ".join(
                 f"{label} {median(result[mine][key]) / median(figures[key]):.2f}x"
