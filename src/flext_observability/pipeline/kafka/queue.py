@@ -260,6 +260,22 @@ def _count_otlp(signal: Signal, payload: bytes) -> int:
     return points
 
 
+def start_offsets(
+    consumer: Consumer, parts: list[TopicPartition], since: float, timeout: float
+) -> dict[TopicKey, int]:
+    """Where a consumer reading what was written from `since` (Unix seconds) starts in each
+    partition: the first record written since then, else the end. The ends are read first:
+    a record written while the lookups run is at or past the end read before them, so it
+    is never skipped."""
+    ends = {(p.topic, p.partition): consumer.get_watermark_offsets(
+        TopicPartition(p.topic, p.partition), timeout)[1] for p in parts}
+    found = consumer.offsets_for_times(
+        [TopicPartition(p.topic, p.partition, int(since * 1000)) for p in parts], timeout
+    )
+    return {(p.topic, p.partition): p.offset if p.offset >= 0 else ends[(p.topic, p.partition)]
+            for p in found}
+
+
 class KafkaQueue(Queue):
     """The Queue contract over Kafka topics (module docstring). `max_items`/`max_bytes` do
     not apply: the brokers' retention bounds the log."""
@@ -443,16 +459,9 @@ class KafkaQueue(Queue):
         wanted = [p for p in parts if fresh(p)]
         if since is None or not wanted:
             return parts
-        timeout = max(5.0, self.config.produce_timeout)
-        found = reader.consumer.offsets_for_times(
-            [TopicPartition(p.topic, p.partition, int(since * 1000)) for p in wanted], timeout
+        starts = start_offsets(
+            reader.consumer, wanted, since, max(5.0, self.config.produce_timeout)
         )
-        starts: dict[TopicKey, int] = {}
-        for part in found:
-            offset = part.offset
-            if offset < 0:  # nothing written since: the end
-                offset = reader.consumer.get_watermark_offsets(part, timeout)[1]
-            starts[(part.topic, part.partition)] = offset
         return [TopicPartition(p.topic, p.partition, starts.get((p.topic, p.partition), p.offset))
                 for p in parts]
 
