@@ -95,13 +95,28 @@ def _grpc_retry_delay(trailing: Any) -> float | None:
     return None
 
 
+class _FailedCall(Protocol):
+    """What a failed gRPC call tells, in both of grpc's APIs."""
+
+    def code(self) -> Any: ...
+
+    def details(self) -> str | None: ...
+
+    def trailing_metadata(self) -> Any: ...
+
+
 def _grpc_error(exc: BaseException) -> PermanentError | RetryableError | None:
+    """A failed call of grpc.aio (AioRpcError) or of a blocking stub (an RpcError that is
+    also its grpc.Call)."""
+    grpc = sys.modules.get("grpc")
     aio = sys.modules.get("grpc.aio")
-    if aio is None or not isinstance(exc, aio.AioRpcError):
+    called = grpc is not None and isinstance(exc, grpc.RpcError) and isinstance(exc, grpc.Call)
+    if not (called or (aio is not None and isinstance(exc, aio.AioRpcError))):
         return None
-    code = exc.code().name
-    message = f"gRPC {code}: {exc.details()}"
-    delay = _grpc_retry_delay(exc.trailing_metadata())
+    call = cast(_FailedCall, exc)
+    code = call.code().name
+    message = f"gRPC {code}: {call.details()}"
+    delay = _grpc_retry_delay(call.trailing_metadata())
     if code in RETRYABLE_GRPC_CODES:
         return RetryableError(message, delay)
     if code in RETRYABLE_WITH_RETRY_INFO_GRPC_CODES and delay is not None:

@@ -154,7 +154,7 @@ def client_ssl_context(tls: TlsClientConfig) -> ssl.SSLContext:
 
 
 def grpc_channel_credentials(tls: TlsClientConfig) -> grpc.ChannelCredentials:
-    """For `grpc.aio.secure_channel`: `ca_file` (else gRPC's own roots) and the client
+    """For `grpc.secure_channel`: `ca_file` (else gRPC's own roots) and the client
     certificate. gRPC in Python always verifies the server; the config refuses
     `insecure_skip_verify` with the gRPC protocol."""
     return grpc.ssl_channel_credentials(

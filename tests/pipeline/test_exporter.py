@@ -1,6 +1,7 @@
 """The shared exporter helper on a real MemoryQueue, with an injected sleep: no wall time."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
@@ -74,6 +75,53 @@ def grpc_error(code, retry_delay=None):
 def test_failures_are_classified_once(error, retryable, retry_after):
     classified = classify(error)
     assert isinstance(classified, RetryableError if retryable else PermanentError)
+    if retryable:
+        assert classified.retry_after == retry_after
+
+
+@pytest.fixture(scope="module")
+def refusing_server():
+    """A real gRPC server whose every call fails with the code its method names (and, for
+    `/slow/<code>`, RetryInfo asking for 4 s): the errors a blocking call raises."""
+
+    def fail(path, _request, context):
+        code = grpc.StatusCode[path.rsplit("/", 1)[1]]
+        if path.startswith("/slow/"):
+            status = Status(code=code.value[0], message="slow down")
+            status.details.add().Pack(RetryInfo(retry_delay=Duration(seconds=4)))
+            context.set_trailing_metadata([("grpc-status-details-bin",
+                                            status.SerializeToString())])
+        context.abort(code, "downstream says no")
+
+    class Refuse(grpc.GenericRpcHandler):
+        def service(self, details):
+            path = details.method
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: fail(
+                path, request, context))
+
+    server = grpc.server(ThreadPoolExecutor(2), handlers=[Refuse()])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+@pytest.mark.parametrize(("path", "retryable", "retry_after"), [
+    ("/fast/UNAVAILABLE", True, None),
+    ("/slow/RESOURCE_EXHAUSTED", True, 4.0),
+    ("/fast/RESOURCE_EXHAUSTED", False, None),
+    ("/fast/INVALID_ARGUMENT", False, None),
+])
+def test_a_blocking_calls_failure_is_classified_like_an_aio_one(
+    refusing_server, path, retryable, retry_after
+):
+    with grpc.insecure_channel(refusing_server) as channel:
+        call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as raised:
+            call(b"", timeout=5)
+    classified = classify(raised.value)
+    assert isinstance(classified, RetryableError if retryable else PermanentError)
+    assert "downstream says no" in str(classified)
     if retryable:
         assert classified.retry_after == retry_after
 

@@ -43,7 +43,7 @@ class Interrupted(Exception):
 
 
 _EXPECTED_ERRORS = (
-    PermanentError, RetryableError, httpx.HTTPError, grpc.aio.AioRpcError, TimeoutError, OSError
+    PermanentError, RetryableError, httpx.HTTPError, grpc.RpcError, TimeoutError, OSError
 )
 
 
