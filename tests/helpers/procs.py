@@ -163,7 +163,9 @@ class ManagedProcess:
         return self._popen is not None and self._popen.poll() is None
 
     def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL. Safe twice and without start."""
+        """SIGTERM, wait up to ``timeout``, then SIGABRT (a daemon's faulthandler writes
+        every thread's stack to its log; a Go peer dumps its goroutines) and SIGKILL. Safe
+        twice and without start."""
         if self._popen is None:
             return None
         if self._popen.poll() is None:
@@ -171,8 +173,12 @@ class ManagedProcess:
             try:
                 self._popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                self._popen.kill()
-                self._popen.wait()
+                self._popen.send_signal(signal.SIGABRT)
+                try:
+                    self._popen.wait(3)
+                except subprocess.TimeoutExpired:
+                    self._popen.kill()
+                    self._popen.wait()
         return self._popen.returncode
 
     def kill9(self) -> None:
@@ -444,7 +450,10 @@ class Daemon(ManagedProcess):
             [*command, "--config", str(self.config_path)],
             work_dir,
             "daemon",
-            env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **(env or {})},
+            # PYTHONFAULTHANDLER: a crash, or the SIGABRT of `stop()` after a hang, leaves every
+            # thread's stack in the daemon's log.
+            env={"PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",
+                 **(env or {})},
             ready_url=f"{self.url}/healthz",
             ready_timeout=ready_timeout,
         )

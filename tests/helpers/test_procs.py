@@ -16,14 +16,17 @@ pytestmark = pytest.mark.integration
 
 # A stand-in for a server under test: serves GET on the host/port of its --config
 # file, answering with the config it read and its environment. argv[1] says what
-# SIGTERM does: "exit0" (a clean drain) or "ignore" (a hung process).
+# SIGTERM does: "exit0" (a clean drain), "ignore" (a hung process) or "ignore-all" (one
+# that ignores SIGABRT too).
 STANDIN = """
 import json, os, signal, sys, yaml
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 config = yaml.safe_load(open(sys.argv[sys.argv.index("--config") + 1]))
-if sys.argv[1] == "ignore":
+if sys.argv[1].startswith("ignore"):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.argv[1] == "ignore-all":
+        signal.signal(signal.SIGABRT, signal.SIG_IGN)
 else:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
@@ -129,10 +132,26 @@ def test_stop_sends_sigterm_and_is_safe_twice(tmp_path):
     assert "standin serving" in process.log_tail(5)
 
 
-def test_stop_escalates_to_sigkill_when_sigterm_is_ignored(tmp_path):
+def test_stop_escalates_to_sigabrt_when_sigterm_is_ignored(tmp_path):
+    """A hung daemon gets SIGABRT: with PYTHONFAULTHANDLER (set for every Daemon), its
+    threads' stacks are in its log."""
     process = standin(tmp_path, "ignore").start()
 
+    assert process.stop(timeout=0.3) == -signal.SIGABRT
+
+
+def test_stop_escalates_to_sigkill_when_sigabrt_is_ignored_too(tmp_path):
+    process = standin(tmp_path, "ignore-all").start()
+
     assert process.stop(timeout=0.3) == -signal.SIGKILL
+
+
+def test_a_daemon_not_gone_in_time_leaves_its_stacks_in_its_log(tmp_path):
+    daemon = Daemon(tmp_path / "daemon").start()
+
+    # No time to drain after SIGTERM: SIGABRT, which its faulthandler answers.
+    assert daemon.stop(timeout=0) == -signal.SIGABRT
+    assert "most recent call first" in daemon.log_tail(400)
 
 
 def test_kill9_crashes_the_process(tmp_path):
