@@ -92,6 +92,31 @@ async def test_wait_wakes_on_put(make_queue):
     await queue.shutdown()
 
 
+async def test_a_consumer_waiting_for_items_is_woken_once_they_are_there(make_queue):
+    queue = make_queue()
+    queue.register("otlp", [Signal.SPANS])
+    await queue.start()
+    waiter = asyncio.create_task(queue.wait("otlp", 30, items=10))
+    await asyncio.sleep(0.01)  # waiting
+    for _ in range(3):
+        await queue.put(Signal.SPANS, "otlp-protobuf", b"x", 3)
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # 9 of the 10 items
+    await queue.put(Signal.METRICS, "native-json", b"m", 5)
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # not its signal
+    await queue.put(Signal.SPANS, "otlp-protobuf", b"x", 1)
+    await asyncio.wait_for(waiter, 5)
+    # A read starts the count again; one item wakes a plain wait.
+    await queue.read("otlp", 0, 100)
+    waiter = asyncio.create_task(queue.wait("otlp", 30))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await queue.put(Signal.SPANS, "otlp-protobuf", b"x", 1)
+    await asyncio.wait_for(waiter, 5)
+    await queue.shutdown()
+
+
 async def test_disk_queue_redelivers_unacked_after_reopen(tmp_path):
     first = SqliteQueue(tmp_path, 1000, 1_000_000, 1)
     first.register("prom", [Signal.METRICS])

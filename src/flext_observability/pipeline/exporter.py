@@ -298,8 +298,11 @@ class QueueExporter:
                 or (deadline is not None and self._clock() >= deadline)
             ):
                 return batch
-            wait = 1.0 if deadline is None else deadline - self._clock()
-            await self._queue.wait(self.name, wait)
+            if deadline is None:
+                await self._queue.wait(self.name, 1.0)
+            else:
+                await self._queue.wait(self.name, deadline - self._clock(),
+                                       self._batch_max_items - items)
         return None
 
     async def _send(self, batch: list[Record]) -> None:

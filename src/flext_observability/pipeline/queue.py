@@ -78,6 +78,9 @@ class _Consumer:
     signals: frozenset[Signal]
     cursor: int = 0
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Items put since the consumer last read, and how many of them wake it (`wait`).
+    unread: int = 0
+    wanted: int = 1
 
 
 @dataclass(slots=True)
@@ -212,22 +215,35 @@ class Queue(ABC):
         stored.bytes += size
         for consumer in self._consumers.values():
             if signal in consumer.signals:
-                consumer.wakeup.set()
+                consumer.unread += items
+                if consumer.unread >= consumer.wanted:
+                    consumer.wakeup.set()
         return seq
 
     async def read(self, consumer: str, after: int, max_items: int) -> list[Record]:
         """Rows of the consumer's signals with seq > after, up to about max_items items."""
-        return await self._read(self._consumers[consumer].signals, after, max_items)
+        state = self._consumers[consumer]
+        state.unread = 0
+        return await self._read(state.signals, after, max_items)
 
     def wake(self, consumer: str) -> None:
         self._consumers[consumer].wakeup.set()
 
-    async def wait(self, consumer: str, at_most: float) -> None:
-        """Sleep until a put for this consumer's signals, or at_most seconds."""
-        wakeup = self._consumers[consumer].wakeup
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), at_most)
-        wakeup.clear()
+    async def wait(self, consumer: str, at_most: float, items: int = 1) -> None:
+        """Sleep until puts for this consumer's signals bring `items` items since its last
+        read (an exporter filling a batch is not woken by each request), or `at_most`
+        seconds, or `wake()`."""
+        state = self._consumers[consumer]
+        state.wanted = max(1, items)
+        if state.unread >= state.wanted:
+            state.wakeup.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(at_most):
+                    await state.wakeup.wait()
+        finally:
+            state.wanted = 1
+            state.wakeup.clear()
 
     async def ack(self, consumer: str, seq: int) -> None:
         """The consumer has handled every row up to seq; durable on return."""
