@@ -101,6 +101,25 @@ def test_non_finite_values_are_left_to_the_model(text):
     assert model_items(text) is None
 
 
+KNOWN = {"name": "ok", "type": "counter", "value": 1, "service": "s", "labels": {"a": "1"}}
+
+
+@pytest.mark.parametrize("item", BAD)
+def test_one_bad_item_among_names_seen_valid_is_still_left_to_the_model(item):
+    assert wire_items(orjson.dumps([KNOWN])) is not None  # "ok" and "a" are now seen valid
+    body = json.dumps([KNOWN, item]).encode()
+    assert model_items(body) is None
+    assert wire_items(body) is None
+
+
+@pytest.mark.parametrize("values", [[-3.5, 2], [-1e308, -1e308, 5]])
+def test_gauges_under_zero_among_names_seen_valid_take_the_hot_path(values):
+    items = [{**KNOWN, "type": "gauge", "value": value} for value in values]
+    body = orjson.dumps([KNOWN, *items])
+    assert wire_items(body) is not None
+    assert wire_items(body) == model_items(body)
+
+
 def test_rfc3339_timestamps_take_the_models_path_and_come_out_as_nanoseconds():
     body = orjson.dumps([{**GOOD[0], "timestamp": "2026-01-01T00:00:00Z"}])
     assert wire_items(body) is None

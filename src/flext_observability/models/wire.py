@@ -86,7 +86,20 @@ def _label_name_ok(key: str) -> bool:
 
 
 def _rules_ok(items: list[WireMetric]) -> bool:
-    """Every check of the model that msgspec did not make, for every item."""
+    """Every check of the model that msgspec did not make, for every item. The common
+    batch (names and label names seen valid, no buckets, no value under zero) is seen with
+    one look at an item and the least of its values; any other goes item by item."""
+    good_names = _good_names
+    known_labels = _good_label_names.issuperset
+    for m in items:
+        if m.buckets is not None or m.name not in good_names or not known_labels(m.labels):
+            return _each_rules_ok(items)
+    # msgspec refuses inf and nan (out of range, not JSON); a counter may not go under 0
+    return not items or min([m.value for m in items]) >= 0 or _each_rules_ok(items)
+
+
+def _each_rules_ok(items: list[WireMetric]) -> bool:
+    """`_rules_ok`, item by item."""
     good_names, good_label_names, good_dotted = _good_names, _good_label_names, _good_dotted_names
     for m in items:
         value = m.value
