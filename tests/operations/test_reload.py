@@ -216,7 +216,9 @@ def test_reload_under_load_loses_nothing(tmp_path, certs, alertmanager, process_
         states: list[grpc.ChannelConnectivity] = []
         channel.subscribe(states.append, try_to_connect=True)
         grpc_export(channel, NEW)
-        assert grpc.ChannelConnectivity.READY in states
+        # The states are told on gRPC's own thread, maybe after the call returned.
+        poll(lambda: list(states), lambda seen: grpc.ChannelConnectivity.READY in seen, 10,
+             0.05, "the channel READY")
 
         # The certificate replaced in place, then SIGHUP: new handshakes get the new one.
         issue_server_cert(certs, "second")

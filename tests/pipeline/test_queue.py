@@ -165,6 +165,26 @@ async def test_concurrent_puts_share_commits(tmp_path, monkeypatch):
     await queue.shutdown()
 
 
+async def test_shutdown_waits_for_the_commit_in_flight_and_what_came_during_it(tmp_path):
+    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    puts = [asyncio.create_task(queue.put(Signal.METRICS, "native-json", bytes([i]), 1))
+            for i in range(20)]
+    await asyncio.sleep(0)  # every put is waiting for its commit: one in flight, the rest next
+    await queue.shutdown()
+    assert [put.done() and put.exception() for put in puts] == [None] * 20
+    with pytest.raises(QueueClosed):
+        await queue.ack("prom", 20)  # nothing is written once stopped (it would never be)
+    await queue.shutdown()  # twice is fine
+
+    again = SqliteQueue(tmp_path, 100_000, 100_000_000, 1)
+    again.register("prom", [Signal.METRICS])
+    await again.start()
+    assert [r.payload for r in await again.read("prom", 0, 100)] == [bytes([i]) for i in range(20)]
+    await again.shutdown()
+
+
 async def test_one_signal_cannot_take_the_room_of_the_others(make_queue):
     queue = make_queue(max_items=100, signal_share=0.5)
     queue.register("jaeger", [Signal.SPANS])

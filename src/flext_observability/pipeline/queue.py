@@ -31,10 +31,12 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from flext_observability.signals import Signal
+from flext_observability.tasks import Worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,11 +487,12 @@ class SqliteQueue(Queue):
         self.path = directory / "queue.sqlite3"
         # WAL with synchronous=NORMAL writes each commit to the OS and syncs at checkpoints.
         self._synchronous = "FULL" if fsync else "NORMAL"
-        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-writer")
+        self._writer = Worker("queue-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-reader")
         self._pending = _Pending()
-        self._has_pending = asyncio.Event()
-        self._writer_task: asyncio.Task[None] | None = None
+        self._committing = False  # a batch is with the writer thread
+        self._drained: asyncio.Future[None] | None = None  # set when none is, at shutdown
+        self._started = False
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._failed: BaseException | None = None
@@ -517,22 +520,23 @@ class SqliteQueue(Queue):
         return rows, cursors
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        rows, cursors = await loop.run_in_executor(self._writer_pool, self._open)
+        self._writer.start()
+        rows, cursors = await self._writer.run(self._open)
         self._restore(rows, cursors)
         self._closed = False
-        self._writer_task = asyncio.create_task(self._write_loop(), name="queue-writer")
+        self._started = True
 
     async def shutdown(self) -> None:
-        if self._writer_task is None:
+        if not self._started:
             return
+        self._started = False
         self._closed = True
-        self._has_pending.set()
-        await self._writer_task
-        self._writer_task = None
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer_pool, self._close)
-        self._writer_pool.shutdown()
+        if self._committing:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+            self._drained = None
+        await self._writer.run(self._close)
+        await self._writer.stop()
         self._reader_pool.shutdown()
 
     def _close(self) -> None:
@@ -544,9 +548,14 @@ class SqliteQueue(Queue):
         return not self._closed and self._failed is None
 
     async def _submit(self) -> None:
+        """Wait until what is pending is committed: handed to the writer thread now if it
+        is idle, else with whatever else comes while it commits (group commit)."""
+        if not self._started:
+            raise QueueClosed("the queue is stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.done.append(future)
-        self._has_pending.set()
+        if not self._committing:
+            self._hand_over()
         await future
 
     async def _store(self, record: Record) -> None:
@@ -586,27 +595,30 @@ class SqliteQueue(Queue):
             "SELECT key, value FROM state WHERE consumer = ?", (consumer,)
         ).fetchall()
 
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._has_pending.wait()
-            self._has_pending.clear()
-            batch, self._pending = self._pending, _Pending()
-            if batch.done:
-                try:
-                    await loop.run_in_executor(self._writer_pool, self._commit, batch)
-                except (sqlite3.Error, OSError) as exc:
-                    self._failed = exc
-                    self._pending.keep(batch)
-                    for future in batch.done:
-                        future.set_exception(QueueClosed(f"queue storage failed: {exc}"))
-                else:
-                    self._failed = None
-                    self._remember(batch)
-                    for future in batch.done:
-                        future.set_result(None)
-            if self._closed and not self._pending.done:
-                return
+    def _hand_over(self) -> None:
+        batch, self._pending = self._pending, _Pending()
+        self._committing = True
+        self._writer.post(partial(self._commit, batch), partial(self._committed, batch))
+
+    def _committed(self, batch: _Pending, _: None, error: Exception | None) -> None:
+        """On the loop, once the writer thread committed `batch` or failed to."""
+        self._committing = False
+        if error is None:
+            self._failed = None
+            self._remember(batch)
+            for future in batch.done:
+                if not future.done():
+                    future.set_result(None)
+        else:
+            self._failed = error
+            self._pending.keep(batch)
+            for future in batch.done:
+                if not future.done():
+                    future.set_exception(QueueClosed(f"queue storage failed: {error}"))
+        if self._pending.done:
+            self._hand_over()
+        elif self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _remember(self, batch: _Pending) -> None:
         for record in batch.records:
