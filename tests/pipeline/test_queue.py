@@ -1,8 +1,10 @@
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
+from flext_observability.pipeline import queue as queue_module
 from flext_observability.pipeline.queue import (
     MemoryQueue,
     QueueClosed,
@@ -12,13 +14,14 @@ from flext_observability.pipeline.queue import (
 )
 
 
-@pytest.fixture(params=["memory", "disk"])
+@pytest.fixture(params=["memory", "disk", "disk, inline commits"])
 def make_queue(request, tmp_path):
     def make(max_items=1000, max_bytes=1_000_000, signal_share=1.0):
         if request.param == "memory":
             queue = MemoryQueue(max_items, max_bytes, 3, signal_share)
         else:
-            queue = SqliteQueue(tmp_path / "q", max_items, max_bytes, 3, signal_share)
+            queue = SqliteQueue(tmp_path / "q", max_items, max_bytes, 3, signal_share,
+                                fsync=request.param == "disk")
         return queue
 
     return make
@@ -117,8 +120,9 @@ async def test_a_consumer_waiting_for_items_is_woken_once_they_are_there(make_qu
     await queue.shutdown()
 
 
-async def test_disk_queue_redelivers_unacked_after_reopen(tmp_path):
-    first = SqliteQueue(tmp_path, 1000, 1_000_000, 1)
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_disk_queue_redelivers_unacked_after_reopen(tmp_path, fsync):
+    first = SqliteQueue(tmp_path, 1000, 1_000_000, 1, fsync=fsync)
     first.register("prom", [Signal.METRICS])
     await first.start()
     for i in range(4):
@@ -126,7 +130,7 @@ async def test_disk_queue_redelivers_unacked_after_reopen(tmp_path):
     await first.ack("prom", 2)
     await first.shutdown()
 
-    second = SqliteQueue(tmp_path, 1000, 1_000_000, 1)
+    second = SqliteQueue(tmp_path, 1000, 1_000_000, 1, fsync=fsync)
     second.register("prom", [Signal.METRICS])
     await second.start()
     assert second.cursor("prom") == 2
@@ -147,8 +151,9 @@ async def test_fsync_chooses_whether_a_commit_waits_for_the_disk(tmp_path, fsync
     await queue.shutdown()
 
 
-async def test_concurrent_puts_share_commits(tmp_path, monkeypatch):
-    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1)
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_concurrent_puts_share_commits(tmp_path, monkeypatch, fsync):
+    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1, fsync=fsync)
     queue.register("prom", [Signal.METRICS])
     commits = []
     original = queue._commit
@@ -165,8 +170,9 @@ async def test_concurrent_puts_share_commits(tmp_path, monkeypatch):
     await queue.shutdown()
 
 
-async def test_shutdown_waits_for_the_commit_in_flight_and_what_came_during_it(tmp_path):
-    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1)
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_shutdown_waits_for_the_commit_in_flight_and_what_came_during_it(tmp_path, fsync):
+    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1, fsync=fsync)
     queue.register("prom", [Signal.METRICS])
     await queue.start()
     puts = [asyncio.create_task(queue.put(Signal.METRICS, "native-json", bytes([i]), 1))
@@ -178,11 +184,41 @@ async def test_shutdown_waits_for_the_commit_in_flight_and_what_came_during_it(t
         await queue.ack("prom", 20)  # nothing is written once stopped (it would never be)
     await queue.shutdown()  # twice is fine
 
-    again = SqliteQueue(tmp_path, 100_000, 100_000_000, 1)
+    again = SqliteQueue(tmp_path, 100_000, 100_000_000, 1, fsync=fsync)
     again.register("prom", [Signal.METRICS])
     await again.start()
     assert [r.payload for r in await again.read("prom", 0, 100)] == [bytes([i]) for i in range(20)]
     await again.shutdown()
+
+
+async def test_inline_commits_leave_the_wals_checkpoints_to_the_writer_thread(
+        tmp_path, monkeypatch):
+    """Without fsync, commits are made on the loop with SQLite's automatic checkpoint off
+    (it would sync inside a commit); the writer thread checkpoints every few commits, so
+    the rows reach the database file and the WAL does not grow without end."""
+    monkeypatch.setattr(queue_module, "_WAL_CHECKPOINT_COMMITS", 10)
+    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1, fsync=False)
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    assert queue._write_conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    loop_thread = threading.current_thread()
+    threads = []
+    commit, checkpoint = queue._commit, queue._checkpoint_wal
+    monkeypatch.setattr(queue, "_commit", lambda batch: (
+        threads.append(("commit", threading.current_thread() is loop_thread)), commit(batch)))
+    monkeypatch.setattr(queue, "_checkpoint_wal", lambda: (
+        threads.append(("checkpoint", threading.current_thread() is loop_thread)),
+        checkpoint()))
+    empty = queue.path.stat().st_size
+    for _ in range(30):
+        await queue.put(Signal.METRICS, "native-json", b"x" * 100_000, 1)
+    await queue._writer.run(int)  # the checkpoints posted have run
+    assert threads.count(("commit", True)) == 30
+    # one every 10 commits, unless the one before is still running
+    assert threads.count(("checkpoint", False)) in (2, 3)
+    assert ("checkpoint", True) not in threads
+    assert queue.path.stat().st_size > empty + 2_000_000  # the rows are in the file itself
+    await queue.shutdown()
 
 
 async def test_one_signal_cannot_take_the_room_of_the_others(make_queue):
@@ -231,9 +267,10 @@ async def test_the_memory_queue_keeps_no_state():
     await queue.shutdown()
 
 
-async def test_a_failed_checkpoint_goes_whole_with_the_next_commit(tmp_path):
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_a_failed_checkpoint_goes_whole_with_the_next_commit(tmp_path, fsync):
     """Even when the next commit is a put: its cursors, state and releases stay together."""
-    queue = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    queue = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3, fsync=fsync)
     queue.register("prom", [Signal.METRICS])
     await queue.start()
     await queue.put(Signal.METRICS, "native-json", b"m1", 1)
@@ -248,7 +285,7 @@ async def test_a_failed_checkpoint_goes_whole_with_the_next_commit(tmp_path):
     assert queue.writable()
     await queue.shutdown()
 
-    reopened = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3)
+    reopened = SqliteQueue(tmp_path / "q", 1000, 1_000_000, 3, fsync=fsync)
     reopened.register("prom", [Signal.METRICS])
     await reopened.start()
     assert await reopened.load_state("prom") == [(b"a", b"1")]

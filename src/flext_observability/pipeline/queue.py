@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import logging
 import sqlite3
 from abc import ABC, abstractmethod
 from collections import deque
@@ -37,6 +38,8 @@ from typing import Any
 
 from flext_observability.signals import Signal
 from flext_observability.tasks import Worker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,6 +414,9 @@ def _weight(record: Record) -> int:
 
 
 _PAGE_SIZE = 65536
+# Inline commits (`queue.fsync: false`) between two checkpoints of the WAL: a commit adds a
+# few pages to it, so this keeps it near SQLite's default bound (1,000 pages).
+_WAL_CHECKPOINT_COMMITS = 250
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
@@ -462,7 +468,9 @@ class _Pending:
 
 
 class SqliteQueue(Queue):
-    """SQLite in WAL mode. One writer thread commits everything pending in one transaction.
+    """SQLite in WAL mode. Everything pending is committed in one transaction: by the
+    writer thread (`fsync`: the loop goes on while the disk syncs), or on the event loop at
+    the end of its turn (no fsync: a copy to the OS, cheaper than the hand-over).
 
     Records written by this process stay in memory too (up to about `fresh_bytes`), so
     consumers that keep up read them without going back to the database. A record with a
@@ -487,6 +495,12 @@ class SqliteQueue(Queue):
         self.path = directory / "queue.sqlite3"
         # WAL with synchronous=NORMAL writes each commit to the OS and syncs at checkpoints.
         self._synchronous = "FULL" if fsync else "NORMAL"
+        # Without an fsync a commit is a copy to the OS: made on the event loop, it costs
+        # less than the hand-over to a thread and back (see README "Performance"); the
+        # WAL's checkpoints, which do sync, stay on the writer thread.
+        self._inline = not fsync
+        self._commits_since_checkpoint = 0
+        self._wal_checkpointing = False
         self._writer = Worker("queue-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-reader")
         self._pending = _Pending()
@@ -495,6 +509,7 @@ class SqliteQueue(Queue):
         self._started = False
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._wal_conn: sqlite3.Connection | None = None  # the checkpoints of inline commits
         self._failed: BaseException | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -513,6 +528,9 @@ class SqliteQueue(Queue):
         # Staged by a checkpoint that did not complete: its cursors were not stored.
         self._write_conn.execute("DELETE FROM staged")
         self._read_conn = self._connect()
+        if self._inline:
+            self._write_conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._wal_conn = self._connect()
         rows = self._write_conn.execute(
             "SELECT seq, signal, items, bytes FROM records ORDER BY seq"
         ).fetchall()
@@ -540,7 +558,7 @@ class SqliteQueue(Queue):
         self._reader_pool.shutdown()
 
     def _close(self) -> None:
-        for conn in (self._read_conn, self._write_conn):
+        for conn in (self._read_conn, self._wal_conn, self._write_conn):
             if conn is not None:
                 conn.close()
 
@@ -555,8 +573,47 @@ class SqliteQueue(Queue):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.done.append(future)
         if not self._committing:
-            self._hand_over()
+            self._commit_soon()
         await future
+
+    def _commit_soon(self) -> None:
+        """What is pending goes to the writer thread now, or (inline) into a commit at the
+        end of this turn of the loop."""
+        self._committing = True
+        if self._inline:
+            asyncio.get_running_loop().call_soon(self._commit_inline)
+            return
+        batch, self._pending = self._pending, _Pending()
+        self._writer.post(partial(self._commit, batch), partial(self._committed, batch))
+
+    def _commit_inline(self) -> None:
+        """Commits what is pending on the loop (`queue.fsync: false`), once the requests of
+        this turn of the loop have added theirs; every `_WAL_CHECKPOINT_COMMITS` commits,
+        the writer thread checkpoints the WAL (SQLite's own would run in a commit)."""
+        batch, self._pending = self._pending, _Pending()
+        try:
+            self._commit(batch)
+        except (sqlite3.Error, OSError) as error:
+            self._committed(batch, None, error)
+            return
+        self._committed(batch, None, None)
+        self._commits_since_checkpoint += 1
+        if (self._commits_since_checkpoint >= _WAL_CHECKPOINT_COMMITS
+                and not self._wal_checkpointing):
+            self._commits_since_checkpoint = 0
+            self._wal_checkpointing = True
+            self._writer.post(self._checkpoint_wal, self._wal_checkpointed)
+
+    def _checkpoint_wal(self) -> None:
+        conn = self._wal_conn
+        # Narrows the type: set by open() when commits are inline, closed after the last.
+        assert conn is not None  # nosec B101
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def _wal_checkpointed(self, _: None, error: Exception | None) -> None:
+        self._wal_checkpointing = False
+        if error is not None:  # the next commit meets the same disk, and says so
+            log.warning("queue: checkpointing the WAL failed: %s", error)
 
     async def _store(self, record: Record) -> None:
         self._pending.records.append(record)
@@ -595,13 +652,8 @@ class SqliteQueue(Queue):
             "SELECT key, value FROM state WHERE consumer = ?", (consumer,)
         ).fetchall()
 
-    def _hand_over(self) -> None:
-        batch, self._pending = self._pending, _Pending()
-        self._committing = True
-        self._writer.post(partial(self._commit, batch), partial(self._committed, batch))
-
     def _committed(self, batch: _Pending, _: None, error: Exception | None) -> None:
-        """On the loop, once the writer thread committed `batch` or failed to."""
+        """On the loop, once `batch` is committed or failed to be."""
         self._committing = False
         if error is None:
             self._failed = None
@@ -616,7 +668,7 @@ class SqliteQueue(Queue):
                 if not future.done():
                     future.set_exception(QueueClosed(f"queue storage failed: {error}"))
         if self._pending.done:
-            self._hand_over()
+            self._commit_soon()
         elif self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
