@@ -6,18 +6,15 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import yaml
+from tests.helpers.procs import ManagedProcess, free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,47 +45,23 @@ end
 RUNS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
-
-
 @contextlib.contextmanager
-def process(args: Sequence[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+def process(args: Sequence[str], ready_url: str, log: Path) -> Iterator[ManagedProcess]:
+    """`args` running until the block ends (stopped as the tests stop theirs: SIGTERM, then
+    SIGABRT for a stack dump, then SIGKILL), once `ready_url` answers 200; output to `log`."""
+    proc = ManagedProcess(args, log.parent, log.stem, env={"PYTHONFAULTHANDLER": "1"},
+                          ready_url=ready_url, ready_timeout=30).start()
     try:
-        wait_ready(ready_url, proc)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(30)
 
 
 @contextlib.contextmanager
-def collector(config: dict | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def collector(config: dict | None = None) -> Iterator[tuple[str, ManagedProcess]]:
     """The daemon with a disk queue in a temp dir; yields (base url, process)."""
     with tempfile.TemporaryDirectory(prefix="flext-bench-") as tmp:
-        port, grpc_port = free_port(), free_port()
-        while grpc_port == port:
-            grpc_port = free_port()
+        port, grpc_port = free_ports(2)
         merged = {
             "server": {"host": "127.0.0.1", "http_port": port, "grpc_port": grpc_port},
             "queue": {"kind": "disk", "path": f"{tmp}/queue"},

@@ -10,7 +10,6 @@ the collector's CPU (share of one core) over whole intervals: remote write plus 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import time
@@ -20,11 +19,10 @@ from typing import Any
 
 import httpx
 
-from bench.common import collector, free_port, process
+from bench.common import collector, cpu_seconds, free_port, process
 from bench.restart import BATCH, SERIES, bodies
 
 INTERVAL = 15.0
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -41,11 +39,6 @@ def prometheus() -> Iterator[str]:
                 f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver"]
         with process(args, f"{url}/-/ready", Path(tmp) / "prometheus.log"):
             yield url
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def count_in(prometheus_url: str) -> int:
@@ -78,9 +71,9 @@ def run(seconds: int = 10) -> dict[str, float]:
         arrived = time.monotonic() - posted
         # Whole intervals, at least two, the first started after every series arrived.
         intervals = max(2, round(seconds / INTERVAL))
-        before = cpu_seconds(proc.pid)
+        before = cpu_seconds([proc.pid])
         time.sleep(intervals * INTERVAL)
-        cpu = (cpu_seconds(proc.pid) - before) / (intervals * INTERVAL)
+        cpu = (cpu_seconds([proc.pid]) - before) / (intervals * INTERVAL)
         round_ = last_round(url)
     return {
         "series": SERIES,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +21,9 @@ import httpx
 import orjson
 import yaml
 from tests.helpers.exposition import sample, total
+from tests.helpers.procs import ManagedProcess
 
-from bench.common import free_port, process
+from bench.common import free_ports, process
 from flext_observability.exporters.prometheus.persist import StoreState
 from flext_observability.exporters.prometheus.store import MetricStore
 from flext_observability.pipeline.queue import Signal, SqliteQueue
@@ -47,7 +46,7 @@ def bodies() -> Iterator[bytes]:
 
 
 @contextlib.contextmanager
-def started(config: Path, url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+def started(config: Path, url: str, log: Path) -> Iterator[tuple[ManagedProcess, float]]:
     """The collector; yields (process, seconds from spawn to /readyz 200)."""
     args = [sys.executable, "-m", "flext_observability", "serve", "--config", str(config),
             "--log-level", "warning"]
@@ -89,9 +88,7 @@ def run(seconds: int = 10) -> dict[str, float]:
     del seconds  # the figure is a time, not a rate
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="flext-bench-restart-") as tmp:
-        port, grpc_port = free_port(), free_port()
-        while grpc_port == port:
-            grpc_port = free_port()
+        port, grpc_port = free_ports(2)
         config = Path(tmp) / "collector.yaml"
         config.write_text(yaml.safe_dump({
             "server": {"host": "127.0.0.1", "http_port": port, "grpc_port": grpc_port},
@@ -115,8 +112,7 @@ def run(seconds: int = 10) -> dict[str, float]:
         with started(config, url, log) as (proc, restart):
             result["restart_s"] = restart
             result["series_after_restart"] = held_series(url)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.kill9()
         with started(config, url, log) as (_, crashed):
             result["kill9_restart_s"] = crashed
             result["series_after_kill9"] = held_series(url)
