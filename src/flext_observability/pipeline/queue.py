@@ -593,7 +593,7 @@ class SqliteQueue(Queue):
         batch, self._pending = self._pending, _Pending()
         try:
             self._commit(batch)
-        except (sqlite3.Error, OSError) as error:
+        except Exception as error:  # as on the writer thread: refused, never left waiting
             self._committed(batch, None, error)
             return
         self._committed(batch, None, None)
