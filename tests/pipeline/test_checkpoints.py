@@ -56,7 +56,7 @@ async def test_a_large_checkpoint_is_written_in_slices_as_of_one_instant(tmp_pat
             applied += 1
             sink.set(b"%d" % (applied % total), b"again %d" % applied)
             sink.set(b"new %d" % applied, b"new")
-            checkpoints.applied("prom", applied)
+            checkpoints.applied("prom", applied, 1)
 
     final: dict[str, object] = {}
     take = sink.changes
@@ -84,3 +84,30 @@ async def test_a_large_checkpoint_is_written_in_slices_as_of_one_instant(tmp_pat
     assert reopened.cursor("prom") == applied
     assert dict(await reopened.load_state("prom")) == sink.values
     await reopened.shutdown()
+
+
+async def test_records_holding_a_quarter_of_a_signals_room_are_checkpointed_at_once(tmp_path):
+    """They stay stored until a checkpoint: a fast stream must not fill the queue between
+    two checkpoints (here an hour apart)."""
+    queue = SqliteQueue(tmp_path / "q", 100, 10**9, 3, signal_share=0.8)  # 80 for metrics
+    queue.register("prom", [Signal.METRICS])
+    await queue.start()
+    checkpoints = Checkpoints(queue, SelfTelemetry(CollectorRegistry(), queue), interval=3600)
+    sink = Rows()
+    checkpoints.add("prom", sink)
+    checkpoints.follow("prom")
+    await checkpoints.start()
+    await queue.put(Signal.METRICS, "native-json", b"m", 10)
+    await queue.put(Signal.METRICS, "native-json", b"m", 10)
+    checkpoints.applied("prom", 1, 10)
+    await asyncio.sleep(0.2)
+    assert queue.cursor("prom") == 0  # 10 items: under a quarter of 80
+    checkpoints.applied("prom", 2, 10)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if queue.cursor("prom") == 2:
+            break
+    assert queue.cursor("prom") == 2
+    assert queue.depth(Signal.METRICS) == 0
+    await checkpoints.shutdown()
+    await queue.shutdown()

@@ -24,6 +24,10 @@ from flext_observability.telemetry import SelfTelemetry
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 1.0
+# A checkpoint comes before its interval once the records applied since the last one hold
+# this share of what one signal may store (they stay stored until then): a fast stream of metrics
+# must not fill the queue between two checkpoints.
+EARLY_SHARE = 0.25
 SLICE_ROWS = 5_000
 # Slices of one sink per checkpoint, at most: past them (a sink changing faster than its
 # slices are written), the rest is taken at once with the cursors.
@@ -53,6 +57,9 @@ class Checkpoints:
         self._applied: dict[str, int] = {}
         self._saved: dict[str, int] = {}
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._unsaved = 0  # items applied since the cursors of the last checkpoint
+        self._early = max(1, int(queue.signal_max_items * EARLY_SHARE))
         self._task: asyncio.Task[None] | None = None
         self.failing = False
 
@@ -64,9 +71,12 @@ class Checkpoints:
         """A consumer acknowledged by the checkpoints; from its stored cursor on."""
         self._applied[consumer] = self._saved[consumer] = self._queue.cursor(consumer)
 
-    def applied(self, consumer: str, seq: int) -> None:
-        """The consumer's records up to seq are in its sinks' state."""
+    def applied(self, consumer: str, seq: int, items: int) -> None:
+        """The consumer's records up to seq (`items` more) are in its sinks' state."""
         self._applied[consumer] = seq
+        self._unsaved += items
+        if self._unsaved >= self._early and not self.failing:
+            self._wake.set()
 
     async def start(self) -> None:
         """Restore every sink from its stored rows (after the queue started, before the
@@ -83,13 +93,16 @@ class Checkpoints:
         if self._task is None:
             return
         self._stop.set()
+        self._wake.set()
         await self._task
         self._task = None
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
             await self.checkpoint()
 
     async def checkpoint(self) -> bool:
@@ -121,6 +134,7 @@ class Checkpoints:
                 if taken:
                     changes[name] = taken
             cursors = dict(self._applied)
+            self._unsaved = 0
             if not changes and not staged and cursors == self._saved and not self.failing:
                 return True
             await self._queue.checkpoint(cursors, changes)
@@ -211,5 +225,5 @@ class LocalConsumer:
             if self._checkpoints is None:
                 await self._queue.ack(self.name, cursor)
             else:
-                self._checkpoints.applied(self.name, cursor)
+                self._checkpoints.applied(self.name, cursor, sum(r.items for r in records))
                 await asyncio.sleep(0)  # nothing else awaited: let the checkpoints run
