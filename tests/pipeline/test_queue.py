@@ -4,7 +4,6 @@ import threading
 
 import pytest
 
-from flext_observability.pipeline import queue as queue_module
 from flext_observability.pipeline.queue import (
     MemoryQueue,
     QueueClosed,
@@ -191,33 +190,24 @@ async def test_shutdown_waits_for_the_commit_in_flight_and_what_came_during_it(t
     await again.shutdown()
 
 
-async def test_inline_commits_leave_the_wals_checkpoints_to_the_writer_thread(
-        tmp_path, monkeypatch):
-    """Without fsync, commits are made on the loop with SQLite's automatic checkpoint off
-    (it would sync inside a commit); the writer thread checkpoints every few commits, so
-    the rows reach the database file and the WAL does not grow without end."""
-    monkeypatch.setattr(queue_module, "_WAL_CHECKPOINT_COMMITS", 10)
-    queue = SqliteQueue(tmp_path, 100_000, 100_000_000, 1, fsync=False)
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_the_wal_is_checkpointed_and_restarted_as_commits_go_on(tmp_path, fsync):
+    """SQLite's checkpoint runs in the commit that passes 1,000 pages of WAL (64 MiB), on
+    the loop too: the rows reach the database file and the WAL restarts from its start."""
+    queue = SqliteQueue(tmp_path, 100_000, 10**10, 1, fsync=fsync)
     queue.register("prom", [Signal.METRICS])
     await queue.start()
-    assert queue._write_conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
     loop_thread = threading.current_thread()
-    threads = []
-    commit, checkpoint = queue._commit, queue._checkpoint_wal
-    monkeypatch.setattr(queue, "_commit", lambda batch: (
-        threads.append(("commit", threading.current_thread() is loop_thread)), commit(batch)))
-    monkeypatch.setattr(queue, "_checkpoint_wal", lambda: (
-        threads.append(("checkpoint", threading.current_thread() is loop_thread)),
-        checkpoint()))
-    empty = queue.path.stat().st_size
-    for _ in range(30):
-        await queue.put(Signal.METRICS, "native-json", b"x" * 100_000, 1)
-    await queue._writer.run(int)  # the checkpoints posted have run
-    assert threads.count(("commit", True)) == 30
-    # one every 10 commits, unless the one before is still running
-    assert threads.count(("checkpoint", False)) in (2, 3)
-    assert ("checkpoint", True) not in threads
-    assert queue.path.stat().st_size > empty + 2_000_000  # the rows are in the file itself
+    on_loop = []
+    commit = queue._commit
+    queue._commit = lambda batch: (on_loop.append(threading.current_thread() is loop_thread),
+                                   commit(batch))
+    for _ in range(200):
+        await queue.put(Signal.METRICS, "native-json", b"x" * 1_000_000, 1)
+    assert set(on_loop) == {not fsync}  # inline without fsync, on the writer thread with it
+    wal = queue.path.with_name(queue.path.name + "-wal")
+    assert queue.path.stat().st_size > 100_000_000  # the rows are in the file itself
+    assert wal.stat().st_size < 100_000_000  # 200 MB written, the WAL restarted
     await queue.shutdown()
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import logging
 import sqlite3
 from abc import ABC, abstractmethod
 from collections import deque
@@ -38,8 +37,6 @@ from typing import Any
 
 from flext_observability.signals import Signal
 from flext_observability.tasks import Worker
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,9 +411,6 @@ def _weight(record: Record) -> int:
 
 
 _PAGE_SIZE = 65536
-# Inline commits (`queue.fsync: false`) between two checkpoints of the WAL: a commit adds a
-# few pages to it, so this keeps it near SQLite's default bound (1,000 pages).
-_WAL_CHECKPOINT_COMMITS = 250
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY,
@@ -496,11 +490,8 @@ class SqliteQueue(Queue):
         # WAL with synchronous=NORMAL writes each commit to the OS and syncs at checkpoints.
         self._synchronous = "FULL" if fsync else "NORMAL"
         # Without an fsync a commit is a copy to the OS: made on the event loop, it costs
-        # less than the hand-over to a thread and back (see README "Performance"); the
-        # WAL's checkpoints, which do sync, stay on the writer thread.
+        # less than the hand-over to a thread and back (see README "Performance").
         self._inline = not fsync
-        self._commits_since_checkpoint = 0
-        self._wal_checkpointing = False
         self._writer = Worker("queue-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-reader")
         self._pending = _Pending()
@@ -509,7 +500,6 @@ class SqliteQueue(Queue):
         self._started = False
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
-        self._wal_conn: sqlite3.Connection | None = None  # the checkpoints of inline commits
         self._failed: BaseException | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -528,9 +518,6 @@ class SqliteQueue(Queue):
         # Staged by a checkpoint that did not complete: its cursors were not stored.
         self._write_conn.execute("DELETE FROM staged")
         self._read_conn = self._connect()
-        if self._inline:
-            self._write_conn.execute("PRAGMA wal_autocheckpoint=0")
-            self._wal_conn = self._connect()
         rows = self._write_conn.execute(
             "SELECT seq, signal, items, bytes FROM records ORDER BY seq"
         ).fetchall()
@@ -558,7 +545,7 @@ class SqliteQueue(Queue):
         self._reader_pool.shutdown()
 
     def _close(self) -> None:
-        for conn in (self._read_conn, self._wal_conn, self._write_conn):
+        for conn in (self._read_conn, self._write_conn):
             if conn is not None:
                 conn.close()
 
@@ -588,8 +575,10 @@ class SqliteQueue(Queue):
 
     def _commit_inline(self) -> None:
         """Commits what is pending on the loop (`queue.fsync: false`), once the requests of
-        this turn of the loop have added theirs; every `_WAL_CHECKPOINT_COMMITS` commits,
-        the writer thread checkpoints the WAL (SQLite's own would run in a commit)."""
+        this turn of the loop have added theirs. SQLite's own checkpoint of the WAL runs in
+        the commit that passes its 1,000 pages, as on the writer thread: a checkpoint made
+        beside the commits (another connection, another thread) never caught up with them
+        at the peak, and the WAL grew past gigabytes."""
         batch, self._pending = self._pending, _Pending()
         try:
             self._commit(batch)
@@ -597,23 +586,6 @@ class SqliteQueue(Queue):
             self._committed(batch, None, error)
             return
         self._committed(batch, None, None)
-        self._commits_since_checkpoint += 1
-        if (self._commits_since_checkpoint >= _WAL_CHECKPOINT_COMMITS
-                and not self._wal_checkpointing):
-            self._commits_since_checkpoint = 0
-            self._wal_checkpointing = True
-            self._writer.post(self._checkpoint_wal, self._wal_checkpointed)
-
-    def _checkpoint_wal(self) -> None:
-        conn = self._wal_conn
-        # Narrows the type: set by open() when commits are inline, closed after the last.
-        assert conn is not None  # nosec B101
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-
-    def _wal_checkpointed(self, _: None, error: Exception | None) -> None:
-        self._wal_checkpointing = False
-        if error is not None:  # the next commit meets the same disk, and says so
-            log.warning("queue: checkpointing the WAL failed: %s", error)
 
     async def _store(self, record: Record) -> None:
         self._pending.records.append(record)
