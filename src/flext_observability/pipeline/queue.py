@@ -517,6 +517,11 @@ class SqliteQueue(Queue):
         self._write_conn.executescript(_SCHEMA)
         # Staged by a checkpoint that did not complete: its cursors were not stored.
         self._write_conn.execute("DELETE FROM staged")
+        if self._inline:
+            # Commits on the loop: a write lock held by another process fails one at once
+            # (its requests refused with 503, the next commit tries again) instead of
+            # stopping the loop for sqlite3's 5 s.
+            self._write_conn.execute("PRAGMA busy_timeout=0")
         self._read_conn = self._connect()
         rows = self._write_conn.execute(
             "SELECT seq, signal, items, bytes FROM records ORDER BY seq"
