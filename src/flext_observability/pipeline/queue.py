@@ -495,7 +495,7 @@ class SqliteQueue(Queue):
         self._writer = Worker("queue-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="queue-reader")
         self._pending = _Pending()
-        self._committing = False  # a batch is with the writer thread
+        self._committing = False  # a commit is under way (on the thread, or due on the loop)
         self._drained: asyncio.Future[None] | None = None  # set when none is, at shutdown
         self._started = False
         self._write_conn: sqlite3.Connection | None = None
@@ -558,8 +558,8 @@ class SqliteQueue(Queue):
         return not self._closed and self._failed is None
 
     async def _submit(self) -> None:
-        """Wait until what is pending is committed: handed to the writer thread now if it
-        is idle, else with whatever else comes while it commits (group commit)."""
+        """Wait until what is pending is committed: in a commit begun now if none is under
+        way, else in the next, with whatever else comes meanwhile (group commit)."""
         if not self._started:
             raise QueueClosed("the queue is stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
