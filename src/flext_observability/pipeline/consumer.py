@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL = 1.0
 # A checkpoint comes before its interval once the records applied since the last one hold
-# this share of what one signal may store (they stay stored until then): a fast stream of metrics
-# must not fill the queue between two checkpoints.
+# this share of what one signal may store (they stay stored until then): a fast stream of
+# metrics must not fill the queue between two checkpoints.
 EARLY_SHARE = 0.25
 SLICE_ROWS = 5_000
 # Slices of one sink per checkpoint, at most: past them (a sink changing faster than its
