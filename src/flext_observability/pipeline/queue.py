@@ -497,7 +497,6 @@ class SqliteQueue(Queue):
         self._pending = _Pending()
         self._committing = False  # a commit is under way (on the thread, or due on the loop)
         self._drained: asyncio.Future[None] | None = None  # set when none is, at shutdown
-        self._started = False
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._failed: BaseException | None = None
@@ -534,12 +533,10 @@ class SqliteQueue(Queue):
         rows, cursors = await self._writer.run(self._open)
         self._restore(rows, cursors)
         self._closed = False
-        self._started = True
 
     async def shutdown(self) -> None:
-        if not self._started:
+        if self._closed:
             return
-        self._started = False
         self._closed = True
         if self._committing:
             self._drained = asyncio.get_running_loop().create_future()
@@ -560,7 +557,7 @@ class SqliteQueue(Queue):
     async def _submit(self) -> None:
         """Wait until what is pending is committed: in a commit begun now if none is under
         way, else in the next, with whatever else comes meanwhile (group commit)."""
-        if not self._started:
+        if self._closed:
             raise QueueClosed("the queue is stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.done.append(future)
