@@ -34,8 +34,9 @@ class Rows:
         return rows
 
 
-async def test_a_large_checkpoint_is_written_in_slices_as_of_one_instant(tmp_path):
-    queue = SqliteQueue(tmp_path / "q", 10**6, 10**9, 3)
+async def started(queue: SqliteQueue) -> tuple[Checkpoints, Rows]:
+    """The queue started with one metrics consumer, "prom", whose sink is checkpointed once
+    an hour (unless something brings a checkpoint sooner)."""
     queue.register("prom", [Signal.METRICS])
     await queue.start()
     checkpoints = Checkpoints(queue, SelfTelemetry(CollectorRegistry(), queue), interval=3600)
@@ -43,6 +44,12 @@ async def test_a_large_checkpoint_is_written_in_slices_as_of_one_instant(tmp_pat
     checkpoints.add("prom", sink)
     checkpoints.follow("prom")
     await checkpoints.start()
+    return checkpoints, sink
+
+
+async def test_a_large_checkpoint_is_written_in_slices_as_of_one_instant(tmp_path):
+    queue = SqliteQueue(tmp_path / "q", 10**6, 10**9, 3)
+    checkpoints, sink = await started(queue)
     total = SLICE_ROWS * 5 // 2
     for index in range(total):
         sink.set(b"%d" % index, b"first")
@@ -90,13 +97,7 @@ async def test_records_holding_a_quarter_of_a_signals_room_are_checkpointed_at_o
     """They stay stored until a checkpoint: a fast stream must not fill the queue between
     two checkpoints (here an hour apart)."""
     queue = SqliteQueue(tmp_path / "q", 100, 10**9, 3, signal_share=0.8)  # 80 for metrics
-    queue.register("prom", [Signal.METRICS])
-    await queue.start()
-    checkpoints = Checkpoints(queue, SelfTelemetry(CollectorRegistry(), queue), interval=3600)
-    sink = Rows()
-    checkpoints.add("prom", sink)
-    checkpoints.follow("prom")
-    await checkpoints.start()
+    checkpoints, _ = await started(queue)
     await queue.put(Signal.METRICS, "native-json", b"m", 10)
     await queue.put(Signal.METRICS, "native-json", b"m", 10)
     checkpoints.applied("prom", 1, 10)
