@@ -40,6 +40,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from flext_observability.models.merged import cleared_scopes
 from flext_observability.models.native import TENANT_ATTRIBUTE
 from flext_observability.signals import OtlpKind
 
@@ -239,7 +240,7 @@ def parse_traces(
     body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
 ) -> OtlpParsed:
     """Decode an ExportTraceServiceRequest and keep its valid spans."""
-    check = _ItemCheck(_LAYOUTS["traces"], _span_problems, limits, len(body))
+    check = _ItemCheck(_LAYOUTS["traces"], _span_problems, limits, body, not json)
     return _parse(body, _LAYOUTS["traces"], json, check)
 
 
@@ -262,7 +263,7 @@ def parse_logs(
     body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
 ) -> OtlpParsed:
     """Decode an ExportLogsServiceRequest and keep its valid log records."""
-    check = _ItemCheck(_LAYOUTS["logs"], _log_problems, limits, len(body))
+    check = _ItemCheck(_LAYOUTS["logs"], _log_problems, limits, body, not json)
     return _parse(body, _LAYOUTS["logs"], json, check)
 
 
@@ -392,16 +393,21 @@ def _one_by_one(problem_of: Callable[[Any], str | None]) -> _Problems:
 
 
 # What is wrong with which spans or log records: [(index, "field: rule", limit hit), ...].
-_ItemProblems = Callable[[Any, AttributeLimits, bool], list[tuple[int, str, bool]]]
+# Given the items of a scope, the limits, whether some attribute value may pass the length
+# limit (the body is longer), and whether the scope was cleared by `cleared_scopes`.
+_ItemProblems = Callable[[Any, AttributeLimits, bool, bool], list[tuple[int, str, bool]]]
 
 
 def _span_problems(
-    spans: Any, limits: AttributeLimits, values: bool
+    spans: Any, limits: AttributeLimits, values: bool, cleared: bool
 ) -> list[tuple[int, str, bool]]:
-    """`values`: some attribute value may pass the length limit (the body is longer)."""
     # A cheap test over every span, stricter than `_span_problem`, picks the few it judges.
     max_attributes, max_length = limits.max_attributes, limits.max_value_length
     suspects = [
+        i
+        for i, span in enumerate(spans)
+        if not span.name or span.end_time_unix_nano < span.start_time_unix_nano
+    ] if cleared else [
         i
         for i, span in enumerate(spans)
         if len(trace_id := span.trace_id) != 16
@@ -501,8 +507,10 @@ def _span_rule_problem(span: Span) -> str | None:
 
 
 def _log_problems(
-    records: Any, limits: AttributeLimits, values: bool
+    records: Any, limits: AttributeLimits, values: bool, cleared: bool
 ) -> list[tuple[int, str, bool]]:
+    if cleared:  # a log record has no other rules
+        return []
     return [
         (i, *found)
         for i, record in enumerate(records)
@@ -583,27 +591,34 @@ _POINT_PROBLEMS: dict[str, tuple[str, _Problems]] = {
 
 @dataclass(frozen=True, slots=True)
 class _ItemCheck:
-    """The walk over the spans or log records of a request of `body_length` bytes."""
+    """The walk over the spans or log records of a request. `bulk` (`body` is protobuf):
+    the rules that hold for each occurrence of a field are first judged a scope at a time
+    (`cleared_scopes`), and only the scopes found wanting are walked item by item."""
 
     layout: _Layout
     problems: _ItemProblems
     limits: AttributeLimits
-    body_length: int
+    body: bytes
+    bulk: bool
 
     def __call__(self, resources: Any, findings: _Findings) -> None:
         _, scope_field, item_field = self.layout.fields
         resource_name, scope_name, item_name = self.layout.json_names
+        limits = self.limits
         # No value of a body can be longer than the body: most skip the length check.
-        values = self.body_length > self.limits.max_value_length
+        values = len(self.body) > limits.max_value_length
+        cleared = cleared_scopes(
+            item_field, self.body, limits.max_attributes, limits.max_value_length
+        ) if self.bulk else None
         for ri, resource in enumerate(resources):
             for si, scope in enumerate(getattr(resource, scope_field)):
                 items = getattr(scope, item_field)
                 findings.total += len(items)
-                bad = self.problems(items, self.limits, values)
+                bad = self.problems(items, limits, values, cleared is not None and cleared[ri][si])
                 for i, problem, limit in bad:
                     where = f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}]"
                     findings.reject(
-                        1, f"{where}.{problem}", limit=self.limits.reason if limit else None
+                        1, f"{where}.{problem}", limit=limits.reason if limit else None
                     )
                 if bad:
                     findings.removals.append((items, [i for i, _, _ in bad]))
