@@ -3,10 +3,11 @@
 Each collector takes OTLP/HTTP protobuf spans and forwards them over OTLP/gRPC (gzip, the
 default of both) to the same sink in this process (the test suite's OTLP receiver, which counts
 what it gets). otelcol (.peers/bin/otelcol, built by `make peers`) runs the usual pipeline,
-otlp receiver -> batch processor -> otlp exporter, twice: with the exporter's in-memory sending
-queue (its default) and with the queue in file_storage (persistent, like our disk queue; its
-`fsync` is off by default). Ours runs twice too: with its defaults (an fsync a commit) and
-with `queue.fsync: false`.
+otlp receiver -> batch processor -> otlp exporter, three times: with the exporter's in-memory
+sending queue (its default), with the queue in file_storage (persistent, like our disk queue;
+its `fsync` is off by default) and in file_storage with `fsync: true`. Ours runs twice: with
+its defaults (an fsync a commit: the durability of file_storage with `fsync: true`) and with
+`queue.fsync: false` (that of file_storage's default).
 
 (a) steady: 10,000 spans/s in batches of 100 for the window; CPU (share of one core) and mean
     RSS of the collector's processes (all of them: the process and its children);
@@ -14,7 +15,7 @@ with `queue.fsync: false`.
 (c) gRPC peak: the same batches as OTLP/gRPC calls, 8 at a time (`bench.grpc_load`).
 After each load the sink must have every accepted span: delivered / accepted is printed (for
 the HTTP peak it can pass 100%: wrk does not count the requests in flight when it stops),
-and a run that lost one is flagged. Each figure is taken `--runs` times (3), the four
+and a run that lost one is flagged. Each figure is taken `--runs` times (3), the five
 collectors one after the other in each round; the median and the spread are printed.
 All on one 2-core machine: the load generators, the collector and the sink share its cores.
 """
@@ -118,17 +119,18 @@ def grpc_peak(target: str, sink: OtlpSink, seconds: int) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def otelcol(sink: OtlpSink, persistent: bool) -> Iterator[tuple[str, str, int]]:
-    """otelcol: otlp (HTTP, gRPC) -> batch -> otlp (gRPC) to the sink; yields (url, gRPC
-    target, pid)."""
+def otelcol(sink: OtlpSink, storage: dict[str, Any] | None) -> Iterator[tuple[str, str, int]]:
+    """otelcol: otlp (HTTP, gRPC) -> batch -> otlp (gRPC) to the sink, the sending queue in
+    memory or in file_storage (`storage`: its settings but the directory); yields (url,
+    gRPC target, pid)."""
     with tempfile.TemporaryDirectory(prefix="flext-bench-otelcol-") as tmp:
         http_port, grpc_port = free_ports(2)
         queue: dict[str, Any] = {"enabled": True, "queue_size": 100_000}
         extensions: dict[str, Any] = {}
-        if persistent:
-            storage = Path(tmp) / "queue"
-            storage.mkdir()
-            extensions["file_storage"] = {"directory": str(storage)}
+        if storage is not None:
+            directory = Path(tmp) / "queue"
+            directory.mkdir()
+            extensions["file_storage"] = {"directory": str(directory), **storage}
             queue["storage"] = "file_storage"
         config = {
             "extensions": extensions,
@@ -162,7 +164,13 @@ OURS = "flext-observability"
 # as otelcol's file_storage (its `fsync` defaults to false) writes its queue.
 OURS_NO_FSYNC = "flext, queue.fsync false"
 MINE = (OURS, OURS_NO_FSYNC)
-SYSTEMS = (*MINE, "otelcol, memory queue", "otelcol, file_storage")
+# otelcol's, by their file_storage settings (None: the queue in memory).
+OTELCOLS: dict[str, dict[str, Any] | None] = {
+    "otelcol, memory queue": None,
+    "otelcol, file_storage": {},
+    "otelcol, file_storage fsync": {"fsync": True},
+}
+SYSTEMS = (*MINE, *OTELCOLS)
 Figures = dict[str, list[float]]
 
 
@@ -170,7 +178,7 @@ Figures = dict[str, list[float]]
 def _system(name: str, sink: OtlpSink) -> Iterator[tuple[str, str, int]]:
     """One of SYSTEMS forwarding to `sink`: (url, gRPC target, pid)."""
     if name not in MINE:
-        with otelcol(sink, persistent=name.endswith("file_storage")) as started:
+        with otelcol(sink, OTELCOLS[name]) as started:
             yield started
         return
     (grpc_port,) = free_ports(1)
@@ -214,14 +222,14 @@ def report(result: dict[str, Figures]) -> str:
         "one core, rss MiB, delivered/accepted",
     ]
     for name, figures in result.items():
-        lines.append(f"    {name:24} cpu {spread(figures['steady_cpu_percent'], '.1f'):18}"
+        lines.append(f"    {name:28} cpu {spread(figures['steady_cpu_percent'], '.1f'):18}"
                      f" rss {spread(figures['steady_rss_mib'], '.0f'):14}"
                      f" delivered {_delivery(figures, 'steady')}")
     for load, title in (("peak", "peak OTLP/HTTP (wrk)"), ("grpc", "peak OTLP/gRPC")):
         lines.append(f"  {title}, {PEAK_BATCH}-span batches, {PEAK_CONNECTIONS} at a time: "
                      "spans/s (2xx / OK only), failed requests, delivered/accepted")
         for name, figures in result.items():
-            lines.append(f"    {name:24} {spread(figures[f'{load}_spans_per_s']):30}"
+            lines.append(f"    {name:28} {spread(figures[f'{load}_spans_per_s']):30}"
                          f" failed {sum(figures[f'{load}_errors']):.0f}"
                          f"  delivered {_delivery(figures, load)}")
     for mine in MINE:
