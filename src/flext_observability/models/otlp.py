@@ -402,12 +402,15 @@ def _span_problems(
     spans: Any, limits: AttributeLimits, values: bool, cleared: bool
 ) -> list[tuple[int, str, bool]]:
     # A cheap test over every span, stricter than `_span_problem`, picks the few it judges.
+    if cleared:  # the ids, links and attributes are within the rules
+        suspects = [
+            i
+            for i, span in enumerate(spans)
+            if not span.name or span.end_time_unix_nano < span.start_time_unix_nano
+        ]
+        return _judged(spans, suspects, limits, values)
     max_attributes, max_length = limits.max_attributes, limits.max_value_length
     suspects = [
-        i
-        for i, span in enumerate(spans)
-        if not span.name or span.end_time_unix_nano < span.start_time_unix_nano
-    ] if cleared else [
         i
         for i, span in enumerate(spans)
         if len(trace_id := span.trace_id) != 16
@@ -421,6 +424,12 @@ def _span_problems(
         or len(span.attributes) > max_attributes
         or (values and span.ByteSize() > max_length)
     ]
+    return _judged(spans, suspects, limits, values)
+
+
+def _judged(
+    spans: Any, suspects: list[int], limits: AttributeLimits, values: bool
+) -> list[tuple[int, str, bool]]:
     return [
         (i, *found)
         for i in suspects
