@@ -176,3 +176,12 @@ def test_spans_judged_by_scope_come_out_as_walked_one_by_one(limits, resources):
 def test_log_records_judged_by_scope_come_out_as_walked_one_by_one(resources):
     body = request(resources)
     assert walked("logs", body, LIMITS, bulk=True) == walked("logs", body, LIMITS, bulk=False)
+
+
+def test_protobuf_requests_of_a_few_kilobytes_or_more_are_judged_by_scope():
+    """Under that, the scope-wide passes cost more than the walk they spare."""
+    small = request([[[span()] * 10]])
+    large = request([[[span()] * 100]])
+    assert (otlp._bulk(small, False), otlp._bulk(large, False), otlp._bulk(large, True)) == (
+        False, True, False
+    )

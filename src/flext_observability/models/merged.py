@@ -27,24 +27,28 @@ _LEAST_ATTRIBUTE_BYTES = 2
 
 class _Rules(NamedTuple):
     """The fields of one kind of item read here (name: field number); the ids among them
-    (name: (length, whether all zero is refused); empty is absent and allowed); those that
-    send the scope to the item-by-item walk when present at all."""
+    (name: (the lengths allowed, 0 being absent; the all-zero id when it is refused));
+    those that send the scope to the item-by-item walk when present at all."""
 
     fields: dict[str, int]
-    ids: dict[str, tuple[int, bool]]
+    ids: dict[str, tuple[frozenset[int], bytes | None]]
     absent: tuple[str, ...]
+
+
+_TRACE_ID = (frozenset({0, 16}), bytes(16))
+_SPAN_ID = (frozenset({0, 8}), bytes(8))
 
 
 # By the items' field name in their scope (ScopeSpans.spans, ScopeLogs.log_records).
 _RULES = {
     "spans": _Rules(
         {"trace_id": 1, "span_id": 2, "parent_span_id": 4, "attributes": 9, "links": 13},
-        {"trace_id": (16, True), "span_id": (8, True), "parent_span_id": (8, True)},
+        {"trace_id": _TRACE_ID, "span_id": _SPAN_ID, "parent_span_id": _SPAN_ID},
         ("links",),
     ),
     "log_records": _Rules(
         {"attributes": 6, "trace_id": 9, "span_id": 10},
-        {"trace_id": (16, False), "span_id": (8, False)},
+        {"trace_id": (_TRACE_ID[0], None), "span_id": (_SPAN_ID[0], None)},
         (),
     ),
 }
@@ -123,10 +127,8 @@ def cleared_scopes(
     return cleared
 
 
-def _ids_ok(occurrences: Any, length: int, refuse_zero: bool) -> bool:
-    values = list(occurrences)
-    if not values:
+def _ids_ok(occurrences: Any, lengths: frozenset[int], zero: bytes | None) -> bool:
+    if not occurrences:
         return True
-    if refuse_zero and bytes(length) in values:
-        return False
-    return set(map(len, values)) <= {length, 0}
+    values = list(occurrences)
+    return (zero is None or zero not in values) and lengths.issuperset(map(len, values))

@@ -51,6 +51,9 @@ _MAX_SINGLE_DELETES = 32
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _TRACE_ID_RULE = "must be 16 bytes and not all zero"
+# Under this, judging spans or log records a scope at a time (`cleared_scopes`) costs more
+# than it saves: its passes cost about 10 µs whatever the size, some 15 spans walked.
+_BULK_MIN_BYTES = 4096
 _SPAN_ID_RULE = "must be 8 bytes and not all zero"
 
 
@@ -240,7 +243,7 @@ def parse_traces(
     body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
 ) -> OtlpParsed:
     """Decode an ExportTraceServiceRequest and keep its valid spans."""
-    check = _ItemCheck(_LAYOUTS["traces"], _span_problems, limits, body, not json)
+    check = _ItemCheck(_LAYOUTS["traces"], _span_problems, limits, body, _bulk(body, json))
     return _parse(body, _LAYOUTS["traces"], json, check)
 
 
@@ -263,8 +266,13 @@ def parse_logs(
     body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
 ) -> OtlpParsed:
     """Decode an ExportLogsServiceRequest and keep its valid log records."""
-    check = _ItemCheck(_LAYOUTS["logs"], _log_problems, limits, body, not json)
+    check = _ItemCheck(_LAYOUTS["logs"], _log_problems, limits, body, _bulk(body, json))
     return _parse(body, _LAYOUTS["logs"], json, check)
+
+
+def _bulk(body: bytes, json: bool) -> bool:
+    """Whether the spans or log records of `body` are first judged a scope at a time."""
+    return not json and len(body) >= _BULK_MIN_BYTES
 
 
 def encode_response(signal: OtlpKind, rejected: int, message: str, *, json: bool) -> bytes:
@@ -600,9 +608,10 @@ _POINT_PROBLEMS: dict[str, tuple[str, _Problems]] = {
 
 @dataclass(frozen=True, slots=True)
 class _ItemCheck:
-    """The walk over the spans or log records of a request. `bulk` (`body` is protobuf):
-    the rules that hold for each occurrence of a field are first judged a scope at a time
-    (`cleared_scopes`), and only the scopes found wanting are walked item by item."""
+    """The walk over the spans or log records of a request. `bulk` (`body` is protobuf,
+    `_bulk`): the rules that hold for each occurrence of a field are first judged a scope
+    at a time (`cleared_scopes`), and only the scopes found wanting are walked item by
+    item."""
 
     layout: _Layout
     problems: _ItemProblems
