@@ -53,19 +53,25 @@ def span(**fields: Any) -> bytes:
 
 
 def walked(kind: str, body: bytes, limits: AttributeLimits, *, bulk: bool) -> OtlpParsed | str:
-    """`parse_traces`/`parse_logs`, with or without the scope-wide judgement."""
+    """`parse_traces`/`parse_logs`, with every scope judged as a whole first (`bulk`) or
+    none."""
     layout = otlp._LAYOUTS[kind]
     problems = otlp._span_problems if kind == "traces" else otlp._log_problems
-    check = otlp._ItemCheck(layout, problems, limits, body, bulk)
+    check = otlp._ItemCheck(layout, problems, limits, body, 0 if bulk else None)
     try:
         return otlp._parse(body, layout, False, check)
     except OtlpDecodeError as exc:
         return str(exc)
 
 
+def cleared(kind: str, body: bytes, scopes: list[tuple[int, int]], max_attributes: int = 60,
+            max_value_length: int = 2**20) -> set[tuple[int, int]]:
+    return cleared_scopes(kind, body, scopes, max_attributes, max_value_length)
+
+
 def test_a_common_batch_is_cleared_and_each_defect_sends_its_scope_item_by_item():
     good = [span(attributes=attributes(3)) for _ in range(25)]  # 75 attributes, 60 at most
-    assert cleared_scopes("spans", request([[good]]), 60, 2**20) == [[True]]
+    assert cleared("spans", request([[good]]), [(0, 0)]) == {(0, 0)}
     defects = [
         span(trace_id=bytes(16)),
         span(trace_id=TRACE_ID[:15]),
@@ -77,22 +83,22 @@ def test_a_common_batch_is_cleared_and_each_defect_sends_its_scope_item_by_item(
     ]
     for defect in defects:
         body = request([[good], [good, [*good, defect]]])
-        assert cleared_scopes("spans", body, 60, 2**20) == [[True], [True, False]]
+        assert cleared("spans", body, [(0, 0), (1, 0), (1, 1)]) == {(0, 0), (1, 0)}
 
 
 def test_absent_empty_and_other_wire_type_ids_are_cleared():
     """The rules let an id be absent; a field of another wire type is read by nobody."""
     items = [span(trace_id=b""), span(parent_span_id=PARENT_ID), span() + tag(2, 0) + b"\x05",
              span() + delimited(9, b"")]
-    assert cleared_scopes("spans", request([[items]]), 60, 2**20) == [[True]]
+    assert cleared("spans", request([[items]]), [(0, 0)]) == {(0, 0)}
 
 
 def test_values_are_cleared_when_no_item_is_longer_than_the_limit():
     items = [span(attributes=attributes(1, "x" * 40)) for _ in range(3)]
     body = request([[items]])
     longest = max(map(len, items))
-    assert cleared_scopes("spans", body, 60, longest) == [[True]]
-    assert cleared_scopes("spans", body, 60, longest - 1) == [[False]]
+    assert cleared("spans", body, [(0, 0)], max_value_length=longest) == {(0, 0)}
+    assert cleared("spans", body, [(0, 0)], max_value_length=longest - 1) == set()
     assert walked("traces", body, AttributeLimits(60, 40), bulk=True).rejected == 0
     assert walked("traces", body, AttributeLimits(60, 39), bulk=True).rejected == 3
 
@@ -100,9 +106,8 @@ def test_values_are_cleared_when_no_item_is_longer_than_the_limit():
 def test_log_records_are_cleared_by_their_id_lengths_alone():
     good = LogRecord(trace_id=bytes(16), span_id=SPAN_ID).SerializeToString()
     bad = LogRecord(trace_id=TRACE_ID, span_id=SPAN_ID[:7]).SerializeToString()
-    assert cleared_scopes("log_records", request([[[good, good], [good, bad]]]), 3, 2**20) == [
-        [True, False]
-    ]
+    body = request([[[good, good], [good, bad]]])
+    assert cleared("log_records", body, [(0, 0), (0, 1)], max_attributes=3) == {(0, 0)}
 
 
 def test_the_item_by_item_walk_still_finds_what_the_scope_hides():
@@ -178,10 +183,17 @@ def test_log_records_judged_by_scope_come_out_as_walked_one_by_one(resources):
     assert walked("logs", body, LIMITS, bulk=True) == walked("logs", body, LIMITS, bulk=False)
 
 
-def test_protobuf_requests_of_a_few_kilobytes_or_more_are_judged_by_scope():
-    """Under that, the scope-wide passes cost more than the walk they spare."""
-    small = request([[[span()] * 10]])
-    large = request([[[span()] * 100]])
-    assert (otlp._bulk(small, False), otlp._bulk(large, False), otlp._bulk(large, True)) == (
-        False, True, False
-    )
+def test_only_scopes_of_sixteen_items_or_more_are_judged_as_a_whole(monkeypatch):
+    """Under that, the scope-wide judgement costs more than the walk it spares."""
+    judged: list[list[tuple[int, int]]] = []
+
+    def spy(kind, body, scopes, *limits):
+        judged.append(list(scopes))
+        return cleared_scopes(kind, body, scopes, *limits)
+
+    monkeypatch.setattr(otlp, "cleared_scopes", spy)
+    body = request([[[span()] * 15, [span()] * 16], [[span()]]])
+    parsed = otlp.parse_traces(body, json=False, limits=LIMITS)
+    assert (parsed.accepted, judged) == (32, [[(0, 1)]])
+    assert otlp.parse_traces(request([[[span()] * 15]]), json=False, limits=LIMITS).accepted == 15
+    assert judged == [[(0, 1)]]  # no scope large enough: no scope-wide pass at all

@@ -15,6 +15,7 @@ to these descriptors as to the real ones: neither reads it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -94,36 +95,40 @@ _REQUESTS = _request_types()
 
 
 def cleared_scopes(
-    kind: str, body: bytes, max_attributes: int, max_value_length: int
-) -> list[list[bool]]:
-    """For each resource and scope of `body`, a protobuf traces or logs request that the
-    real type decoded (`kind`: its items' field, "spans" or "log_records"): whether every
-    item of the scope has its ids well-formed where present, no links, at most
-    `max_attributes` attributes and no attribute value longer than `max_value_length`
+    kind: str,
+    body: bytes,
+    scopes: Iterable[tuple[int, int]],
+    max_attributes: int,
+    max_value_length: int,
+) -> set[tuple[int, int]]:
+    """Those of `scopes` ((resource, scope) indices) of `body`, a protobuf traces or logs
+    request that the real type decoded (`kind`: its items' field, "spans" or
+    "log_records"), whose every item has its ids well-formed where present, no links, at
+    most `max_attributes` attributes and no attribute value longer than `max_value_length`
     (characters, or bytes for a bytes value)."""
     rules = _RULES[kind]
     # No value is longer than the body, nor than the encoding of its item.
     long_body = len(body) > max_value_length
-    raw: list[Any] | None = None
-    cleared = []
-    for ri, resource in enumerate(_REQUESTS[kind].FromString(body).resources):
-        row = []
-        for si, scope in enumerate(resource.scopes):
-            items = scope.items
-            ok = not any(getattr(items, name) for name in rules.absent) and all(
-                _ids_ok(getattr(items, name), *rule) for name, rule in rules.ids.items()
-            )
-            many = len(items.attributes) > max_attributes  # in all the items
-            if ok and (many or long_body):
-                if raw is None:
-                    raw = list(_REQUESTS["raw"].FromString(body).resources)
-                longest = max(map(len, raw[ri].scopes[si].items), default=0)
-                # An item holding more attributes than the limit is longer than this.
-                ok = (not many or longest < (max_attributes + 1) * _LEAST_ATTRIBUTE_BYTES) and (
-                    not long_body or longest <= max_value_length
-                )
-            row.append(ok)
-        cleared.append(row)
+    resources = _REQUESTS[kind].FromString(body).resources
+    raw: Any = None
+    cleared = set()
+    for ri, si in scopes:
+        items = resources[ri].scopes[si].items
+        if any(getattr(items, name) for name in rules.absent) or not all(
+            _ids_ok(getattr(items, name), *rule) for name, rule in rules.ids.items()
+        ):
+            continue
+        many = len(items.attributes) > max_attributes  # in all the items
+        if many or long_body:
+            if raw is None:
+                raw = _REQUESTS["raw"].FromString(body).resources
+            longest = max(map(len, raw[ri].scopes[si].items), default=0)
+            # An item holding more attributes than the limit is longer than this.
+            if many and longest >= (max_attributes + 1) * _LEAST_ATTRIBUTE_BYTES:
+                continue
+            if long_body and longest > max_value_length:
+                continue
+        cleared.add((ri, si))
     return cleared
 
 

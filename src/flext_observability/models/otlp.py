@@ -51,9 +51,10 @@ _MAX_SINGLE_DELETES = 32
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _TRACE_ID_RULE = "must be 16 bytes and not all zero"
-# Under this, judging spans or log records a scope at a time (`cleared_scopes`) costs more
-# than it saves: its passes cost about 10 µs whatever the size, some 15 spans walked.
-_BULK_MIN_BYTES = 4096
+# A scope of fewer spans or log records is walked item by item: judged as a whole
+# (`cleared_scopes`), it would cost more than it saves (about 6 µs a scope and 10 µs a
+# request, against 1.3 µs a span walked).
+_BULK_MIN_ITEMS = 16
 _SPAN_ID_RULE = "must be 8 bytes and not all zero"
 
 
@@ -243,7 +244,8 @@ def parse_traces(
     body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
 ) -> OtlpParsed:
     """Decode an ExportTraceServiceRequest and keep its valid spans."""
-    check = _ItemCheck(_LAYOUTS["traces"], _span_problems, limits, body, _bulk(body, json))
+    bulk_from = None if json else _BULK_MIN_ITEMS
+    check = _ItemCheck(_LAYOUTS["traces"], _span_problems, limits, body, bulk_from)
     return _parse(body, _LAYOUTS["traces"], json, check)
 
 
@@ -266,13 +268,9 @@ def parse_logs(
     body: bytes, *, json: bool, limits: AttributeLimits = NO_ATTRIBUTE_LIMITS
 ) -> OtlpParsed:
     """Decode an ExportLogsServiceRequest and keep its valid log records."""
-    check = _ItemCheck(_LAYOUTS["logs"], _log_problems, limits, body, _bulk(body, json))
+    bulk_from = None if json else _BULK_MIN_ITEMS
+    check = _ItemCheck(_LAYOUTS["logs"], _log_problems, limits, body, bulk_from)
     return _parse(body, _LAYOUTS["logs"], json, check)
-
-
-def _bulk(body: bytes, json: bool) -> bool:
-    """Whether the spans or log records of `body` are first judged a scope at a time."""
-    return not json and len(body) >= _BULK_MIN_BYTES
 
 
 def encode_response(signal: OtlpKind, rejected: int, message: str, *, json: bool) -> bytes:
@@ -608,16 +606,16 @@ _POINT_PROBLEMS: dict[str, tuple[str, _Problems]] = {
 
 @dataclass(frozen=True, slots=True)
 class _ItemCheck:
-    """The walk over the spans or log records of a request. `bulk` (`body` is protobuf,
-    `_bulk`): the rules that hold for each occurrence of a field are first judged a scope
-    at a time (`cleared_scopes`), and only the scopes found wanting are walked item by
-    item."""
+    """The walk over the spans or log records of a request. In the scopes of at least
+    `bulk_from` items (None: none; `body` is then OTLP/JSON), the rules that hold for each
+    occurrence of a field are first judged for the whole scope (`cleared_scopes`); the
+    other scopes, and those found wanting, are walked item by item."""
 
     layout: _Layout
     problems: _ItemProblems
     limits: AttributeLimits
     body: bytes
-    bulk: bool
+    bulk_from: int | None
 
     def __call__(self, resources: Any, findings: _Findings) -> None:
         _, scope_field, item_field = self.layout.fields
@@ -625,21 +623,25 @@ class _ItemCheck:
         limits = self.limits
         # No value of a body can be longer than the body: most skip the length check.
         values = len(self.body) > limits.max_value_length
+        scopes = [
+            (ri, si, getattr(scope, item_field))
+            for ri, resource in enumerate(resources)
+            for si, scope in enumerate(getattr(resource, scope_field))
+        ]
+        large = [] if self.bulk_from is None else [
+            (ri, si) for ri, si, items in scopes if len(items) >= self.bulk_from
+        ]
         cleared = cleared_scopes(
-            item_field, self.body, limits.max_attributes, limits.max_value_length
-        ) if self.bulk else None
-        for ri, resource in enumerate(resources):
-            for si, scope in enumerate(getattr(resource, scope_field)):
-                items = getattr(scope, item_field)
-                findings.total += len(items)
-                bad = self.problems(items, limits, values, cleared is not None and cleared[ri][si])
-                for i, problem, limit in bad:
-                    where = f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}]"
-                    findings.reject(
-                        1, f"{where}.{problem}", limit=limits.reason if limit else None
-                    )
-                if bad:
-                    findings.removals.append((items, [i for i, _, _ in bad]))
+            item_field, self.body, large, limits.max_attributes, limits.max_value_length
+        ) if large else set()
+        for ri, si, items in scopes:
+            findings.total += len(items)
+            bad = self.problems(items, limits, values, (ri, si) in cleared)
+            for i, problem, limit in bad:
+                where = f"{resource_name}[{ri}].{scope_name}[{si}].{item_name}[{i}]"
+                findings.reject(1, f"{where}.{problem}", limit=limits.reason if limit else None)
+            if bad:
+                findings.removals.append((items, [i for i, _, _ in bad]))
 
 
 @dataclass(frozen=True, slots=True)
