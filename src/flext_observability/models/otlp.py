@@ -51,11 +51,11 @@ _MAX_SINGLE_DELETES = 32
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 _TRACE_ID_RULE = "must be 16 bytes and not all zero"
+_SPAN_ID_RULE = "must be 8 bytes and not all zero"
 # A scope of fewer spans or log records is walked item by item: judged as a whole
 # (`cleared_scopes`), it would cost more than it saves (about 6 µs a scope and 10 µs a
 # request, against 1.3 µs a span walked).
 _BULK_MIN_ITEMS = 16
-_SPAN_ID_RULE = "must be 8 bytes and not all zero"
 
 
 class OtlpDecodeError(ValueError):
